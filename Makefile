@@ -1,0 +1,61 @@
+# credits: PostgreSQL extension (PGXS)
+#
+#   make test    install what is missing (Debian, as root), build, install,
+#                start a throwaway cluster and run every test suite
+#   make demo    same set-up, then walk through the product scenario in psql
+#   make bench   benchmarks against a durable throwaway cluster
+#
+# The classic PGXS targets (all, install, installcheck, clean) work as usual
+# once postgresql-server-dev is installed; PG_CONFIG picks the server.
+
+EXTENSION  = credits
+EXTVERSION = 1.0
+
+MODULE_big = credits
+OBJS = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
+HEADERS_credits = src/credits.h
+
+DATA = $(EXTENSION)--$(EXTVERSION).sql $(wildcard $(EXTENSION)--*--*.sql)
+EXTRA_CLEAN = $(EXTENSION)--$(EXTVERSION).sql
+
+REGRESS = $(patsubst sql/%.sql,%,$(sort $(wildcard sql/*.sql)))
+REGRESS_OPTS = --load-extension=$(EXTENSION)
+
+PG_CPPFLAGS = -I$(srcdir)/src
+PG_CFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
+ifneq ($(wildcard $(PGXS)),)
+include $(PGXS)
+else
+# PGXS is not installed yet: `make test` / `make demo` bootstrap it first.
+all install installcheck:
+	@echo "postgresql-server-dev is not installed: run 'make test' or 'make demo' (as root on Debian), or set PG_CONFIG" >&2
+	@exit 1
+endif
+
+# The install script is assembled from the ordered pieces under src/sql/.
+$(EXTENSION)--$(EXTVERSION).sql: $(sort $(wildcard src/sql/*.sql))
+	cat $^ > $@
+
+all: $(EXTENSION)--$(EXTVERSION).sql
+
+.PHONY: test demo bench deps
+deps:
+	@bash scripts/deps.sh
+
+test: deps
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory install
+	@bash scripts/test.sh
+
+demo: deps
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory install
+	@bash scripts/demo.sh
+
+bench: deps
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory install
+	@bash bench/run.sh

@@ -1,0 +1,428 @@
+/*
+ * credit.c
+ *	  The credits.credit type: a fixed-point amount stored as a signed 64-bit
+ *	  count of micro-credits (6 decimal places).
+ *
+ * The type shares int8's representation, so comparisons, hashing, sorting and
+ * binary I/O are PostgreSQL's own int8 functions (declared LANGUAGE internal
+ * in the install script).  This file holds what differs: exact text I/O,
+ * arithmetic that reports overflow as a credit error, casts and avg.
+ */
+#include "postgres.h"
+
+#include <ctype.h>
+
+#include "common/int.h"
+#include "fmgr.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/numeric.h"
+
+#include "credits.h"
+
+#ifndef HAVE_INT128
+#error "credits needs a compiler with a 128-bit integer type"
+#endif
+
+/* largest magnitude of a negative credit, in micro-credits */
+#define CREDIT_MAX_NEG_MAGNITUDE	((uint64) PG_INT64_MAX + 1)
+
+typedef enum CreditParse
+{
+	CREDIT_OK,
+	CREDIT_BAD_SYNTAX,
+	CREDIT_TOO_PRECISE,
+	CREDIT_OUT_OF_RANGE
+} CreditParse;
+
+void
+credit_out_of_range(void)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+			 errmsg("credit out of range")));
+}
+
+/*
+ * Parse "[ws][+-]digits[.digits][ws]" exactly.  Digits beyond the sixth
+ * decimal place are accepted only when they are zeros: the value is never
+ * rounded.
+ */
+static CreditParse
+credit_parse(const char *str, Credit *result)
+{
+	const char *p = str;
+	bool		neg = false;
+	bool		any_digit = false;
+	bool		overflow = false;
+	bool		too_precise = false;
+	uint64		whole = 0;
+	uint64		frac = 0;
+	int			frac_digits = 0;
+	uint64		magnitude;
+
+	while (isspace((unsigned char) *p))
+		p++;
+	if (*p == '+' || *p == '-')
+		neg = (*p++ == '-');
+
+	for (; isdigit((unsigned char) *p); p++)
+	{
+		any_digit = true;
+		if (!overflow &&
+			(pg_mul_u64_overflow(whole, 10, &whole) ||
+			 pg_add_u64_overflow(whole, (uint64) (*p - '0'), &whole) ||
+			 whole > CREDIT_MAX_NEG_MAGNITUDE / CREDIT_SCALE))
+			overflow = true;
+	}
+	if (*p == '.')
+	{
+		for (p++; isdigit((unsigned char) *p); p++)
+		{
+			any_digit = true;
+			if (frac_digits < CREDIT_DIGITS)
+			{
+				frac = frac * 10 + (uint64) (*p - '0');
+				frac_digits++;
+			}
+			else if (*p != '0')
+				too_precise = true;
+		}
+	}
+	while (isspace((unsigned char) *p))
+		p++;
+
+	if (!any_digit || *p != '\0')
+		return CREDIT_BAD_SYNTAX;
+	if (overflow)
+		return CREDIT_OUT_OF_RANGE;
+	if (too_precise)
+		return CREDIT_TOO_PRECISE;
+
+	for (; frac_digits < CREDIT_DIGITS; frac_digits++)
+		frac *= 10;
+	magnitude = whole * CREDIT_SCALE + frac;	/* whole is bounded above */
+
+	if (neg)
+	{
+		if (magnitude > CREDIT_MAX_NEG_MAGNITUDE)
+			return CREDIT_OUT_OF_RANGE;
+		*result = (magnitude == CREDIT_MAX_NEG_MAGNITUDE) ? PG_INT64_MIN : -(int64) magnitude;
+	}
+	else
+	{
+		if (magnitude > (uint64) PG_INT64_MAX)
+			return CREDIT_OUT_OF_RANGE;
+		*result = (int64) magnitude;
+	}
+	return CREDIT_OK;
+}
+
+/* Shortest exact decimal form: "12.5", "0", "-3.000001". */
+char *
+credit_to_cstring(Credit value)
+{
+	char		buf[32];
+	char	   *p = buf;
+	uint64		magnitude;
+	uint64		frac;
+
+	if (value < 0)
+	{
+		*p++ = '-';
+		magnitude = (uint64) 0 - (uint64) value;
+	}
+	else
+		magnitude = (uint64) value;
+
+	p += sprintf(p, UINT64_FORMAT, magnitude / CREDIT_SCALE);
+	frac = magnitude % CREDIT_SCALE;
+	if (frac != 0)
+	{
+		int			len;
+
+		len = sprintf(p, ".%06u", (unsigned int) frac);
+		while (p[len - 1] == '0')
+			len--;
+		p[len] = '\0';
+	}
+	return pstrdup(buf);
+}
+
+PG_FUNCTION_INFO_V1(credit_in);
+Datum
+credit_in(PG_FUNCTION_ARGS)
+{
+	char	   *str = PG_GETARG_CSTRING(0);
+	Credit		result = 0;
+
+	switch (credit_parse(str, &result))
+	{
+		case CREDIT_OK:
+			break;
+		case CREDIT_BAD_SYNTAX:
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+					 errmsg("invalid input syntax for type credit: \"%s\"", str),
+					 errhint("A credit amount is a plain decimal number such as 12.5 or -0.000001.")));
+			break;
+		case CREDIT_TOO_PRECISE:
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+					 errmsg("invalid input syntax for type credit: \"%s\"", str),
+					 errdetail("A credit amount has at most 6 decimal places; it is never rounded.")));
+			break;
+		case CREDIT_OUT_OF_RANGE:
+			ereport(ERROR,
+					(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+					 errmsg("value \"%s\" is out of range for type credit", str)));
+			break;
+	}
+	PG_RETURN_CREDIT(result);
+}
+
+PG_FUNCTION_INFO_V1(credit_out);
+Datum
+credit_out(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_CSTRING(credit_to_cstring(PG_GETARG_CREDIT(0)));
+}
+
+/* ---------- arithmetic ---------- */
+
+Credit
+credit_add(Credit a, Credit b)
+{
+	Credit		r;
+
+	if (pg_add_s64_overflow(a, b, &r))
+		credit_out_of_range();
+	return r;
+}
+
+Credit
+credit_sub(Credit a, Credit b)
+{
+	Credit		r;
+
+	if (pg_sub_s64_overflow(a, b, &r))
+		credit_out_of_range();
+	return r;
+}
+
+static Credit
+credit_from_int128(int128 v)
+{
+	if (v > PG_INT64_MAX || v < PG_INT64_MIN)
+		credit_out_of_range();
+	return (Credit) v;
+}
+
+/* num / den rounded half away from zero */
+static Credit
+credit_div_round(int128 num, int128 den)
+{
+	int128		q;
+	int128		r;
+
+	if (den == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DIVISION_BY_ZERO),
+				 errmsg("division by zero")));
+	q = num / den;
+	r = num % den;
+	if (r < 0)
+		r = -r;
+	if (2 * r >= (den < 0 ? -den : den))
+		q += ((num < 0) != (den < 0)) ? -1 : 1;
+	return credit_from_int128(q);
+}
+
+PG_FUNCTION_INFO_V1(credit_pl);
+Datum
+credit_pl(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_CREDIT(credit_add(PG_GETARG_CREDIT(0), PG_GETARG_CREDIT(1)));
+}
+
+PG_FUNCTION_INFO_V1(credit_mi);
+Datum
+credit_mi(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_CREDIT(credit_sub(PG_GETARG_CREDIT(0), PG_GETARG_CREDIT(1)));
+}
+
+PG_FUNCTION_INFO_V1(credit_um);
+Datum
+credit_um(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_CREDIT(credit_sub(0, PG_GETARG_CREDIT(0)));
+}
+
+PG_FUNCTION_INFO_V1(credit_mul_int8);
+Datum
+credit_mul_int8(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_CREDIT(credit_from_int128((int128) PG_GETARG_CREDIT(0) * PG_GETARG_INT64(1)));
+}
+
+PG_FUNCTION_INFO_V1(int8_mul_credit);
+Datum
+int8_mul_credit(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_CREDIT(credit_from_int128((int128) PG_GETARG_INT64(0) * PG_GETARG_CREDIT(1)));
+}
+
+PG_FUNCTION_INFO_V1(credit_div_int8);
+Datum
+credit_div_int8(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_CREDIT(credit_div_round(PG_GETARG_CREDIT(0), PG_GETARG_INT64(1)));
+}
+
+/* ---------- numeric ---------- */
+
+static Datum
+credit_to_numeric(Credit value)
+{
+	return DirectFunctionCall3(numeric_in,
+							   CStringGetDatum(credit_to_cstring(value)),
+							   ObjectIdGetDatum(InvalidOid),
+							   Int32GetDatum(-1));
+}
+
+static Credit
+numeric_to_credit(Numeric num)
+{
+	char	   *str;
+	Credit		result = 0;
+
+	if (numeric_is_nan(num) || numeric_is_inf(num))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("cannot convert %s to credit",
+						numeric_is_nan(num) ? "NaN" : "infinity")));
+
+	str = DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(num)));
+	switch (credit_parse(str, &result))
+	{
+		case CREDIT_OK:
+			break;
+		case CREDIT_TOO_PRECISE:
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("numeric value %s has more than 6 decimal places", str),
+					 errdetail("A credit amount is never rounded on input."),
+					 errhint("Use round(value, 6) to choose the rounding explicitly.")));
+			break;
+		case CREDIT_OUT_OF_RANGE:
+			credit_out_of_range();
+			break;
+		case CREDIT_BAD_SYNTAX:
+			elog(ERROR, "unexpected numeric text \"%s\"", str);
+			break;
+	}
+	return result;
+}
+
+PG_FUNCTION_INFO_V1(credit_numeric);
+Datum
+credit_numeric(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_DATUM(credit_to_numeric(PG_GETARG_CREDIT(0)));
+}
+
+PG_FUNCTION_INFO_V1(numeric_credit);
+Datum
+numeric_credit(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_CREDIT(numeric_to_credit(PG_GETARG_NUMERIC(0)));
+}
+
+/* credit / credit: the exact ratio as numeric */
+/* ---------- integer casts ---------- */
+
+PG_FUNCTION_INFO_V1(int8_credit);
+Datum
+int8_credit(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_CREDIT(credit_from_int128((int128) PG_GETARG_INT64(0) * CREDIT_SCALE));
+}
+
+PG_FUNCTION_INFO_V1(int4_credit);
+Datum
+int4_credit(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_CREDIT((Credit) PG_GETARG_INT32(0) * CREDIT_SCALE);
+}
+
+/* credit -> bigint rounds half away from zero, as numeric -> bigint does */
+PG_FUNCTION_INFO_V1(credit_int8);
+Datum
+credit_int8(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_INT64(credit_div_round(PG_GETARG_CREDIT(0), CREDIT_SCALE));
+}
+
+/* ---------- avg ---------- */
+
+typedef struct CreditAvgState
+{
+	int64		count;
+	int64		sum;
+} CreditAvgState;
+
+static CreditAvgState *
+avg_data(ArrayType *a)
+{
+	if (ARR_HASNULL(a) ||
+		ARR_SIZE(a) != ARR_OVERHEAD_NONULLS(1) + sizeof(CreditAvgState))
+		elog(ERROR, "expected 2-element bigint array");
+	return (CreditAvgState *) ARR_DATA_PTR(a);
+}
+
+/* The transition array; inside an aggregate it is updated in place. */
+static ArrayType *
+avg_transition(FunctionCallInfo fcinfo)
+{
+	if (AggCheckCallContext(fcinfo, NULL))
+		return PG_GETARG_ARRAYTYPE_P(0);
+	return PG_GETARG_ARRAYTYPE_P_COPY(0);
+}
+
+PG_FUNCTION_INFO_V1(credit_avg_accum);
+Datum
+credit_avg_accum(PG_FUNCTION_ARGS)
+{
+	ArrayType  *array = avg_transition(fcinfo);
+	CreditAvgState *state = avg_data(array);
+
+	state->count++;
+	state->sum = credit_add(state->sum, PG_GETARG_CREDIT(1));
+	PG_RETURN_ARRAYTYPE_P(array);
+}
+
+PG_FUNCTION_INFO_V1(credit_avg_combine);
+Datum
+credit_avg_combine(PG_FUNCTION_ARGS)
+{
+	ArrayType  *array = avg_transition(fcinfo);
+	CreditAvgState *state = avg_data(array);
+	CreditAvgState *other = avg_data(PG_GETARG_ARRAYTYPE_P(1));
+
+	state->count += other->count;
+	state->sum = credit_add(state->sum, other->sum);
+	PG_RETURN_ARRAYTYPE_P(array);
+}
+
+/* avg rounds half away from zero to the micro-credit */
+PG_FUNCTION_INFO_V1(credit_avg_final);
+Datum
+credit_avg_final(PG_FUNCTION_ARGS)
+{
+	CreditAvgState *state = avg_data(PG_GETARG_ARRAYTYPE_P(0));
+
+	if (state->count == 0)
+		PG_RETURN_NULL();
+	PG_RETURN_CREDIT(credit_div_round(state->sum, state->count));
+}

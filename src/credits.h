@@ -1,0 +1,83 @@
+/*
+ * credits.h
+ *	  Shared declarations of the credits extension.
+ */
+#ifndef CREDITS_H
+#define CREDITS_H
+
+#include "postgres.h"
+#include "fmgr.h"
+#include "utils/timestamp.h"
+
+/* A credit amount: signed 64-bit count of micro-credits. */
+typedef int64 Credit;
+
+#define CREDIT_SCALE		INT64CONST(1000000)
+#define CREDIT_DIGITS		6
+
+#define DatumGetCredit(X)	((Credit) DatumGetInt64(X))
+#define CreditGetDatum(X)	Int64GetDatum(X)
+#define PG_GETARG_CREDIT(n)	DatumGetCredit(PG_GETARG_DATUM(n))
+#define PG_RETURN_CREDIT(x)	return CreditGetDatum(x)
+
+/* Custom SQLSTATEs, class UC. */
+#define ERRCODE_CREDITS_NO_FALLBACK		MAKE_SQLSTATE('U','C','0','0','1')
+#define ERRCODE_CREDITS_UNKNOWN_MODEL	MAKE_SQLSTATE('U','C','0','0','2')
+#define ERRCODE_CREDITS_PROVIDER_DISABLED MAKE_SQLSTATE('U','C','0','0','3')
+#define ERRCODE_CREDITS_UNKNOWN_ORG		MAKE_SQLSTATE('U','C','0','0','4')
+#define ERRCODE_CREDITS_NOT_MEMBER		MAKE_SQLSTATE('U','C','0','0','5')
+#define ERRCODE_CREDITS_UNKNOWN_HOLD	MAKE_SQLSTATE('U','C','0','0','6')
+#define ERRCODE_CREDITS_REQUEST_REUSED	MAKE_SQLSTATE('U','C','0','0','7')
+
+/* credit.c */
+extern char *credit_to_cstring(Credit value);
+extern Credit credit_add(Credit a, Credit b);
+extern Credit credit_sub(Credit a, Credit b);
+extern void credit_out_of_range(void) pg_attribute_noreturn();
+
+/* args.c: checks at the SQL boundary */
+extern text *arg_text(FunctionCallInfo fcinfo, int n, const char *name);
+extern char *arg_id(FunctionCallInfo fcinfo, int n, const char *name);
+extern int64 arg_tokens(FunctionCallInfo fcinfo, int n, const char *name);
+extern void arg_not_null(FunctionCallInfo fcinfo, int n, const char *name);
+
+/* catalog.c */
+typedef struct ModelInfo
+{
+	char	   *model;
+	char	   *provider;
+	Credit		input_price;	/* per 1M input tokens */
+	Credit		output_price;	/* per 1M output tokens */
+	Credit		request_price;	/* per call */
+	bool		is_fallback;
+} ModelInfo;
+
+extern bool catalog_lookup_model(const char *model, ModelInfo *info);
+extern void catalog_get_model(const char *model, ModelInfo *info);
+extern char *catalog_fallback_model(const char *provider);
+extern Credit catalog_cost(const ModelInfo *info, int64 input_tokens, int64 output_tokens);
+
+/* pool.c: the only module that knows how an org's balance is stored */
+typedef struct OrgState
+{
+	char	   *org_id;
+	Credit		available;		/* whole pool, >= 0 */
+} OrgState;
+
+typedef struct MemberState
+{
+	bool		active;
+	bool		has_cap;
+	Credit		cap;
+	Credit		used;			/* drawn from the pool this period */
+} MemberState;
+
+extern void pool_get_org(const char *org_id, OrgState *org);
+extern void pool_get_member(const char *org_id, const char *user_id, MemberState *member);
+extern bool pool_provider_enabled(const char *org_id, const char *provider);
+extern bool member_cap_reached(const MemberState *member);
+
+/* spi helpers (spi.c) */
+extern void *spi_prepare_saved(const char *sql, int nargs, Oid *argtypes);
+
+#endif							/* CREDITS_H */

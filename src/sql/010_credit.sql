@@ -1,0 +1,183 @@
+-- ---------------------------------------------------------------------------
+-- The credits.credit type: a signed 64-bit count of micro-credits.
+-- It shares int8's representation, so comparisons, hashing, sorting and
+-- binary I/O reuse PostgreSQL's int8 functions.
+-- ---------------------------------------------------------------------------
+
+CREATE TYPE credits.credit;
+
+CREATE FUNCTION credits.credit_in(cstring) RETURNS credits.credit
+    AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION credits.credit_out(credits.credit) RETURNS cstring
+    AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION credits.credit_recv(internal) RETURNS credits.credit
+    AS 'int8recv' LANGUAGE internal IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION credits.credit_send(credits.credit) RETURNS bytea
+    AS 'int8send' LANGUAGE internal IMMUTABLE STRICT PARALLEL SAFE;
+
+CREATE TYPE credits.credit (
+    INPUT = credits.credit_in,
+    OUTPUT = credits.credit_out,
+    RECEIVE = credits.credit_recv,
+    SEND = credits.credit_send,
+    INTERNALLENGTH = 8,
+    PASSEDBYVALUE,
+    ALIGNMENT = double,
+    STORAGE = plain,
+    CATEGORY = 'N'
+);
+COMMENT ON TYPE credits.credit IS
+    'exact credit amount: signed 64-bit count of micro-credits (6 decimal places)';
+
+-- comparisons (int8's own functions)
+CREATE FUNCTION credits.credit_eq(credits.credit, credits.credit) RETURNS boolean
+    AS 'int8eq' LANGUAGE internal IMMUTABLE STRICT LEAKPROOF PARALLEL SAFE;
+CREATE FUNCTION credits.credit_ne(credits.credit, credits.credit) RETURNS boolean
+    AS 'int8ne' LANGUAGE internal IMMUTABLE STRICT LEAKPROOF PARALLEL SAFE;
+CREATE FUNCTION credits.credit_lt(credits.credit, credits.credit) RETURNS boolean
+    AS 'int8lt' LANGUAGE internal IMMUTABLE STRICT LEAKPROOF PARALLEL SAFE;
+CREATE FUNCTION credits.credit_le(credits.credit, credits.credit) RETURNS boolean
+    AS 'int8le' LANGUAGE internal IMMUTABLE STRICT LEAKPROOF PARALLEL SAFE;
+CREATE FUNCTION credits.credit_gt(credits.credit, credits.credit) RETURNS boolean
+    AS 'int8gt' LANGUAGE internal IMMUTABLE STRICT LEAKPROOF PARALLEL SAFE;
+CREATE FUNCTION credits.credit_ge(credits.credit, credits.credit) RETURNS boolean
+    AS 'int8ge' LANGUAGE internal IMMUTABLE STRICT LEAKPROOF PARALLEL SAFE;
+CREATE FUNCTION credits.credit_cmp(credits.credit, credits.credit) RETURNS integer
+    AS 'btint8cmp' LANGUAGE internal IMMUTABLE STRICT LEAKPROOF PARALLEL SAFE;
+CREATE FUNCTION credits.credit_sortsupport(internal) RETURNS void
+    AS 'btint8sortsupport' LANGUAGE internal IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION credits.credit_hash(credits.credit) RETURNS integer
+    AS 'hashint8' LANGUAGE internal IMMUTABLE STRICT LEAKPROOF PARALLEL SAFE;
+CREATE FUNCTION credits.credit_hash_extended(credits.credit, bigint) RETURNS bigint
+    AS 'hashint8extended' LANGUAGE internal IMMUTABLE STRICT LEAKPROOF PARALLEL SAFE;
+CREATE FUNCTION credits.credit_smaller(credits.credit, credits.credit) RETURNS credits.credit
+    AS 'int8smaller' LANGUAGE internal IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION credits.credit_larger(credits.credit, credits.credit) RETURNS credits.credit
+    AS 'int8larger' LANGUAGE internal IMMUTABLE STRICT PARALLEL SAFE;
+
+CREATE OPERATOR credits.= (
+    LEFTARG = credits.credit, RIGHTARG = credits.credit, PROCEDURE = credits.credit_eq,
+    COMMUTATOR = OPERATOR(credits.=), NEGATOR = OPERATOR(credits.<>),
+    RESTRICT = eqsel, JOIN = eqjoinsel, HASHES, MERGES);
+CREATE OPERATOR credits.<> (
+    LEFTARG = credits.credit, RIGHTARG = credits.credit, PROCEDURE = credits.credit_ne,
+    COMMUTATOR = OPERATOR(credits.<>), NEGATOR = OPERATOR(credits.=),
+    RESTRICT = neqsel, JOIN = neqjoinsel);
+CREATE OPERATOR credits.< (
+    LEFTARG = credits.credit, RIGHTARG = credits.credit, PROCEDURE = credits.credit_lt,
+    COMMUTATOR = OPERATOR(credits.>), NEGATOR = OPERATOR(credits.>=),
+    RESTRICT = scalarltsel, JOIN = scalarltjoinsel);
+CREATE OPERATOR credits.<= (
+    LEFTARG = credits.credit, RIGHTARG = credits.credit, PROCEDURE = credits.credit_le,
+    COMMUTATOR = OPERATOR(credits.>=), NEGATOR = OPERATOR(credits.>),
+    RESTRICT = scalarlesel, JOIN = scalarlejoinsel);
+CREATE OPERATOR credits.> (
+    LEFTARG = credits.credit, RIGHTARG = credits.credit, PROCEDURE = credits.credit_gt,
+    COMMUTATOR = OPERATOR(credits.<), NEGATOR = OPERATOR(credits.<=),
+    RESTRICT = scalargtsel, JOIN = scalargtjoinsel);
+CREATE OPERATOR credits.>= (
+    LEFTARG = credits.credit, RIGHTARG = credits.credit, PROCEDURE = credits.credit_ge,
+    COMMUTATOR = OPERATOR(credits.<=), NEGATOR = OPERATOR(credits.<),
+    RESTRICT = scalargesel, JOIN = scalargejoinsel);
+
+CREATE OPERATOR CLASS credits.credit_ops
+    DEFAULT FOR TYPE credits.credit USING btree AS
+        OPERATOR 1 credits.<,
+        OPERATOR 2 credits.<=,
+        OPERATOR 3 credits.=,
+        OPERATOR 4 credits.>=,
+        OPERATOR 5 credits.>,
+        FUNCTION 1 credits.credit_cmp(credits.credit, credits.credit),
+        FUNCTION 2 credits.credit_sortsupport(internal);
+
+CREATE OPERATOR CLASS credits.credit_hash_ops
+    DEFAULT FOR TYPE credits.credit USING hash AS
+        OPERATOR 1 credits.=,
+        FUNCTION 1 credits.credit_hash(credits.credit),
+        FUNCTION 2 credits.credit_hash_extended(credits.credit, bigint);
+
+-- arithmetic: every overflow is an error (22003)
+CREATE FUNCTION credits.credit_pl(credits.credit, credits.credit) RETURNS credits.credit
+    AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION credits.credit_mi(credits.credit, credits.credit) RETURNS credits.credit
+    AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION credits.credit_um(credits.credit) RETURNS credits.credit
+    AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION credits.credit_mul_int8(credits.credit, bigint) RETURNS credits.credit
+    AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION credits.int8_mul_credit(bigint, credits.credit) RETURNS credits.credit
+    AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION credits.credit_div_int8(credits.credit, bigint) RETURNS credits.credit
+    AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+CREATE OPERATOR credits.+ (LEFTARG = credits.credit, RIGHTARG = credits.credit,
+    PROCEDURE = credits.credit_pl, COMMUTATOR = OPERATOR(credits.+));
+CREATE OPERATOR credits.- (LEFTARG = credits.credit, RIGHTARG = credits.credit,
+    PROCEDURE = credits.credit_mi);
+CREATE OPERATOR credits.- (RIGHTARG = credits.credit, PROCEDURE = credits.credit_um);
+CREATE OPERATOR credits.* (LEFTARG = credits.credit, RIGHTARG = bigint,
+    PROCEDURE = credits.credit_mul_int8, COMMUTATOR = OPERATOR(credits.*));
+CREATE OPERATOR credits.* (LEFTARG = bigint, RIGHTARG = credits.credit,
+    PROCEDURE = credits.int8_mul_credit, COMMUTATOR = OPERATOR(credits.*));
+CREATE OPERATOR credits./ (LEFTARG = credits.credit, RIGHTARG = bigint,
+    PROCEDURE = credits.credit_div_int8);
+
+-- Only these mixed operators exist, on purpose: with the implicit casts below,
+-- an operator such as credit * numeric or credit / credit would make plain
+-- expressions like 2 * 1.5 or c / 2 ambiguous for sessions that have the
+-- credits schema on their search_path.
+COMMENT ON FUNCTION credits.credit_div_int8(credits.credit, bigint) IS
+    'credit / bigint, rounded half away from zero to the micro-credit';
+
+-- casts: integers and numeric convert implicitly into credits (so literals
+-- such as 100 or 2.5 work as arguments); credits convert to numeric and
+-- bigint on assignment or explicitly.
+CREATE FUNCTION credits.credit_numeric(credits.credit) RETURNS numeric
+    AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION credits.numeric_credit(numeric) RETURNS credits.credit
+    AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION credits.int8_credit(bigint) RETURNS credits.credit
+    AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION credits.int4_credit(integer) RETURNS credits.credit
+    AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION credits.credit_int8(credits.credit) RETURNS bigint
+    AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+CREATE CAST (credits.credit AS numeric) WITH FUNCTION credits.credit_numeric(credits.credit) AS ASSIGNMENT;
+CREATE CAST (numeric AS credits.credit) WITH FUNCTION credits.numeric_credit(numeric) AS IMPLICIT;
+CREATE CAST (bigint AS credits.credit) WITH FUNCTION credits.int8_credit(bigint) AS IMPLICIT;
+CREATE CAST (integer AS credits.credit) WITH FUNCTION credits.int4_credit(integer) AS IMPLICIT;
+CREATE CAST (credits.credit AS bigint) WITH FUNCTION credits.credit_int8(credits.credit) AS ASSIGNMENT;
+
+COMMENT ON FUNCTION credits.numeric_credit(numeric) IS
+    'exact conversion; more than 6 decimal places is an error, never rounded';
+COMMENT ON FUNCTION credits.credit_int8(credits.credit) IS
+    'whole credits, rounded half away from zero (as numeric to bigint)';
+
+-- aggregates
+CREATE FUNCTION credits.credit_avg_accum(bigint[], credits.credit) RETURNS bigint[]
+    AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION credits.credit_avg_combine(bigint[], bigint[]) RETURNS bigint[]
+    AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION credits.credit_avg_final(bigint[]) RETURNS credits.credit
+    AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+CREATE AGGREGATE credits.sum(credits.credit) (
+    SFUNC = credits.credit_pl, STYPE = credits.credit,
+    COMBINEFUNC = credits.credit_pl, PARALLEL = SAFE);
+CREATE AGGREGATE credits.min(credits.credit) (
+    SFUNC = credits.credit_smaller, STYPE = credits.credit,
+    COMBINEFUNC = credits.credit_smaller, SORTOP = OPERATOR(credits.<), PARALLEL = SAFE);
+CREATE AGGREGATE credits.max(credits.credit) (
+    SFUNC = credits.credit_larger, STYPE = credits.credit,
+    COMBINEFUNC = credits.credit_larger, SORTOP = OPERATOR(credits.>), PARALLEL = SAFE);
+CREATE AGGREGATE credits.avg(credits.credit) (
+    SFUNC = credits.credit_avg_accum, STYPE = bigint[], INITCOND = '{0,0}',
+    COMBINEFUNC = credits.credit_avg_combine, FINALFUNC = credits.credit_avg_final,
+    PARALLEL = SAFE);
+
+COMMENT ON AGGREGATE credits.sum(credits.credit) IS 'exact sum; overflow is an error';
+COMMENT ON AGGREGATE credits.min(credits.credit) IS 'smallest amount';
+COMMENT ON AGGREGATE credits.max(credits.credit) IS 'largest amount';
+COMMENT ON AGGREGATE credits.avg(credits.credit) IS
+    'mean, rounded half away from zero to the micro-credit';
