@@ -29,6 +29,9 @@ typedef int64 Credit;
 #define ERRCODE_CREDITS_UNKNOWN_HOLD	MAKE_SQLSTATE('U','C','0','0','6')
 #define ERRCODE_CREDITS_REQUEST_REUSED	MAKE_SQLSTATE('U','C','0','0','7')
 
+/* longest org, user, provider, model or request id, in bytes */
+#define CREDITS_MAX_ID_LEN	255
+
 /* credit.c */
 extern char *credit_to_cstring(Credit value);
 extern Credit credit_add(Credit a, Credit b);
@@ -40,11 +43,12 @@ extern text *arg_text(FunctionCallInfo fcinfo, int n, const char *name);
 extern char *arg_id(FunctionCallInfo fcinfo, int n, const char *name);
 extern int64 arg_tokens(FunctionCallInfo fcinfo, int n, const char *name);
 extern void arg_not_null(FunctionCallInfo fcinfo, int n, const char *name);
+extern Credit arg_amount(FunctionCallInfo fcinfo, int n, const char *name);
 
 /* catalog.c */
 typedef struct ModelInfo
 {
-	char	   *model;
+	const char *model;
 	char	   *provider;
 	Credit		input_price;	/* per 1M input tokens */
 	Credit		output_price;	/* per 1M output tokens */
@@ -60,13 +64,12 @@ extern Credit catalog_cost(const ModelInfo *info, int64 input_tokens, int64 outp
 /* pool.c: the only module that knows how an org's balance is stored */
 typedef struct OrgState
 {
-	char	   *org_id;
+	const char *org_id;
 	Credit		available;		/* whole pool, >= 0 */
 } OrgState;
 
 typedef struct MemberState
 {
-	bool		active;
 	bool		has_cap;
 	Credit		cap;
 	Credit		used;			/* drawn from the pool this period */
@@ -76,8 +79,20 @@ extern void pool_get_org(const char *org_id, OrgState *org);
 extern void pool_get_member(const char *org_id, const char *user_id, MemberState *member);
 extern bool pool_provider_enabled(const char *org_id, const char *provider);
 extern bool member_cap_reached(const MemberState *member);
+extern void check_provider_enabled(const char *org_id, const ModelInfo *model);
 
-/* spi helpers (spi.c) */
-extern void *spi_prepare_saved(const char *sql, int nargs, Oid *argtypes);
+/* periods.c */
+extern bool period_is_valid(const Interval *period);
+extern void check_period(const Interval *period);
+extern void check_time_zone(text *zone);
+extern TimestampTz period_start(TimestampTz anchor, const Interval *period, text *zone, int64 k);
+extern int64 period_index(TimestampTz anchor, const Interval *period, text *zone, TimestampTz as_of);
+
+/* spi.c */
+#include "executor/spi.h"
+extern SPIPlanPtr spi_prepare_saved(const char *sql, int nargs, Oid *argtypes);
+extern uint64 spi_run(SPIPlanPtr plan, Datum *values, bool read_only, long limit);
+extern Datum spi_value(int row, int col, bool *isnull);
+extern char *spi_string(int row, int col);
 
 #endif							/* CREDITS_H */

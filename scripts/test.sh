@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# scripts/test.sh: run every test suite of credits in a throwaway cluster.
+#
+# `make test` calls this after building and installing the extension.  It
+# re-executes itself under pg_virtualenv (a temporary cluster that is removed
+# afterwards), then runs, continuing past failures:
+#   1. pg_regress     sql/*.sql against expected/*.out
+#   2. isolation      test/isolation/specs/*.spec (pg_isolation_regress)
+#   3. pgTAP          test/pgtap/*.sql through pg_prove
+#   4. scripts        test/scripts/*.sh (many clients, dump/restore, ...)
+# and ends with one line "N passed, N failed" counting test files.
+set -uo pipefail
+
+here=$(cd "$(dirname "$0")/.." && pwd)
+PG_CONFIG=${PG_CONFIG:-pg_config}
+PGVER=$("$PG_CONFIG" --version | sed -E 's/^PostgreSQL ([0-9]+).*/\1/')
+
+if [ -z "${CREDITS_IN_VENV:-}" ]; then
+    if [ "$(id -u)" -eq 0 ] && [ -d "/etc/postgresql/$PGVER/regress" ]; then
+        # a killed earlier run leaves its cluster behind; as root
+        # pg_virtualenv always uses this one name
+        pg_dropcluster --stop "$PGVER" regress 2>/dev/null || true
+        rm -rf "/etc/postgresql/$PGVER/regress"
+    fi
+    exec pg_virtualenv -v "$PGVER" \
+        -o shared_preload_libraries=pg_cron \
+        -o cron.database_name=postgres \
+        -o cron.use_background_workers=on \
+        -o max_worker_processes=32 \
+        -o max_connections=120 \
+        env CREDITS_IN_VENV=1 PG_CONFIG="$PG_CONFIG" bash "$0" "$@"
+fi
+
+cd "$here"
+pgxs=$(dirname "$("$PG_CONFIG" --pgxs)")/..
+bindir=$("$PG_CONFIG" --bindir)
+export PATH="$bindir:$PATH"
+passed=0
+failed=0
+failures=()
+
+count_pg_regress() {   # reads pg_regress output, counts "... ok" / "... FAILED"
+    local line
+    while IFS= read -r line; do
+        printf '%s\n' "$line"
+        case "$line" in
+            *"... ok"*|*"... ignored"*) passed=$((passed + 1)) ;;
+            *"... FAILED"*|*"... failed"*)
+                failed=$((failed + 1))
+                failures+=("$1: $(sed -E 's/^[a-z ]*test +([^ ]+).*/\1/' <<<"$line")") ;;
+        esac
+    done
+}
+
+echo "== pg_regress =="
+tests=$(ls sql/*.sql 2>/dev/null | sed -E 's|sql/(.*)\.sql|\1|' | tr '\n' ' ')
+if [ -n "$tests" ]; then
+    count_pg_regress pg_regress < <("$pgxs/src/test/regress/pg_regress" \
+        --inputdir=. --outputdir=. --bindir="$bindir" \
+        --dbname=contrib_regression --load-extension=credits $tests 2>&1)
+    [ -f regression.diffs ] && [ -s regression.diffs ] && head -200 regression.diffs
+fi
+
+echo "== isolation =="
+specs=$(ls test/isolation/specs/*.spec 2>/dev/null | sed -E 's|.*/(.*)\.spec|\1|' | tr '\n' ' ')
+if [ -n "$specs" ]; then
+    mkdir -p output_iso
+    count_pg_regress isolation < <("$pgxs/src/test/isolation/pg_isolation_regress" \
+        --inputdir=test/isolation --outputdir=output_iso --bindir="$bindir" \
+        --dbname=isolation_regression --load-extension=credits $specs 2>&1)
+    [ -s output_iso/regression.diffs ] && head -200 output_iso/regression.diffs
+fi
+
+echo "== pgTAP =="
+if ls test/pgtap/*.sql >/dev/null 2>&1; then
+    dropdb --if-exists credits_tap >/dev/null 2>&1
+    createdb credits_tap
+    psql -X -q -v ON_ERROR_STOP=1 -d credits_tap \
+        -c "CREATE EXTENSION pgtap; CREATE EXTENSION credits;" >/dev/null
+    for f in test/pgtap/*.sql; do
+        if pg_prove -d credits_tap "$f"; then
+            passed=$((passed + 1))
+        else
+            failed=$((failed + 1)); failures+=("pgtap: $f")
+        fi
+    done
+fi
+
+echo "== scripts =="
+for f in test/scripts/*.sh; do
+    [ -e "$f" ] || continue
+    echo "-- $f"
+    if bash "$f"; then
+        echo "ok: $f"; passed=$((passed + 1))
+    else
+        echo "FAILED: $f"; failed=$((failed + 1)); failures+=("script: $f")
+    fi
+done
+
+echo
+for f in "${failures[@]}"; do echo "failed: $f"; done
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]

@@ -1,0 +1,121 @@
+/*
+ * catalog.c
+ *	  Models, prices and the cost of a call.
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "utils/builtins.h"
+
+#include "credits.h"
+
+static SPIPlanPtr model_plan = NULL;
+static SPIPlanPtr fallback_plan = NULL;
+
+/*
+ * Look up an active model.  The caller is connected to SPI and owns the
+ * model string; the provider is copied to the caller's memory context.
+ */
+bool
+catalog_lookup_model(const char *model, ModelInfo *info)
+{
+	Datum		arg = CStringGetTextDatum(model);
+	bool		isnull;
+
+	if (model_plan == NULL)
+	{
+		Oid			argtypes[1] = {TEXTOID};
+
+		model_plan = spi_prepare_saved(
+			"SELECT m.provider, m.input_price, m.output_price, m.request_price, m.is_fallback"
+			"  FROM credits.models m"
+			" WHERE m.model OPERATOR(pg_catalog.=) $1 AND m.active",
+			1, argtypes);
+	}
+	if (spi_run(model_plan, &arg, true, 1) == 0)
+		return false;
+
+	info->model = model;
+	info->provider = spi_string(0, 1);
+	info->input_price = DatumGetCredit(spi_value(0, 2, &isnull));
+	info->output_price = DatumGetCredit(spi_value(0, 3, &isnull));
+	info->request_price = DatumGetCredit(spi_value(0, 4, &isnull));
+	info->is_fallback = DatumGetBool(spi_value(0, 5, &isnull));
+	return true;
+}
+
+/* As catalog_lookup_model, but an unknown or inactive model is UC002. */
+void
+catalog_get_model(const char *model, ModelInfo *info)
+{
+	if (!catalog_lookup_model(model, info))
+		ereport(ERROR,
+				(errcode(ERRCODE_CREDITS_UNKNOWN_MODEL),
+				 errmsg("unknown or inactive model \"%s\"", model),
+				 errhint("See credits.models for the models that can be used.")));
+}
+
+/* The provider's fallback model, or NULL when it has none. */
+char *
+catalog_fallback_model(const char *provider)
+{
+	Datum		arg = CStringGetTextDatum(provider);
+
+	if (fallback_plan == NULL)
+	{
+		Oid			argtypes[1] = {TEXTOID};
+
+		fallback_plan = spi_prepare_saved(
+			"SELECT m.model FROM credits.models m"
+			" WHERE m.provider OPERATOR(pg_catalog.=) $1 AND m.is_fallback AND m.active",
+			1, argtypes);
+	}
+	if (spi_run(fallback_plan, &arg, true, 1) == 0)
+		return NULL;
+	return spi_string(0, 1);
+}
+
+/*
+ * ceil((input_tokens * input_price + output_tokens * output_price) / 1e6)
+ *	 + request_price
+ * exactly, in micro-credits: prices are micro-credits per million tokens, so
+ * the division rounds the product up to the next micro-credit and the
+ * operator is never under-charged by rounding.  Prices and token counts are
+ * never negative, so each product is below 2^126 and their sum fits int128.
+ */
+Credit
+catalog_cost(const ModelInfo *info, int64 input_tokens, int64 output_tokens)
+{
+	int128		usage;
+	int128		cost;
+
+	Assert(input_tokens >= 0 && output_tokens >= 0);
+	usage = (int128) input_tokens * info->input_price +
+		(int128) output_tokens * info->output_price;
+	cost = (usage + 999999) / 1000000 + info->request_price;
+	if (cost > PG_INT64_MAX)
+		ereport(ERROR,
+				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+				 errmsg("cost of " INT64_FORMAT " input and " INT64_FORMAT " output tokens of model \"%s\" is out of range for type credit",
+						input_tokens, output_tokens, info->model)));
+	return (Credit) cost;
+}
+
+/* credits.cost(model, input_tokens, output_tokens DEFAULT 0) */
+PG_FUNCTION_INFO_V1(credits_cost);
+Datum
+credits_cost(PG_FUNCTION_ARGS)
+{
+	char	   *model = arg_id(fcinfo, 0, "model");
+	int64		input_tokens = arg_tokens(fcinfo, 1, "input_tokens");
+	int64		output_tokens = arg_tokens(fcinfo, 2, "output_tokens");
+	ModelInfo	info;
+	Credit		cost;
+
+	SPI_connect();
+	catalog_get_model(model, &info);
+	cost = catalog_cost(&info, input_tokens, output_tokens);
+	SPI_finish();
+	PG_RETURN_CREDIT(cost);
+}

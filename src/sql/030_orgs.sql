@@ -1,0 +1,331 @@
+-- ---------------------------------------------------------------------------
+-- Organizations, members and pools
+-- ---------------------------------------------------------------------------
+
+CREATE TABLE credits.orgs (
+    org_id             text PRIMARY KEY CHECK (org_id <> '' AND octet_length(org_id) <= 255),
+    name               text NOT NULL,
+    allowance_per_user credits.credit NOT NULL DEFAULT 1000 CHECK (allowance_per_user >= 0),
+    billing_anchor     timestamptz NOT NULL DEFAULT now(),
+    period             interval NOT NULL DEFAULT '1 month' CHECK (credits.valid_period(period)),
+    time_zone          text NOT NULL DEFAULT 'UTC',
+    created_at         timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE credits.orgs IS
+    'organizations: plan (credits per user per period) and billing period (anchor, length, time zone)';
+COMMENT ON COLUMN credits.orgs.allowance_per_user IS
+    'credits each active member brings into the pool per period, unless the member overrides it';
+
+CREATE TABLE credits.org_providers (
+    org_id     text NOT NULL REFERENCES credits.orgs ON DELETE CASCADE,
+    provider   text NOT NULL REFERENCES credits.providers ON UPDATE CASCADE,
+    enabled_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (org_id, provider)
+);
+COMMENT ON TABLE credits.org_providers IS
+    'providers an org has enabled: its users see and may call only these providers'' models';
+
+CREATE TABLE credits.members (
+    org_id     text NOT NULL REFERENCES credits.orgs ON DELETE CASCADE,
+    user_id    text NOT NULL CHECK (user_id <> '' AND octet_length(user_id) <= 255),
+    allowance  credits.credit CHECK (allowance >= 0),
+    cap        credits.credit CHECK (cap >= 0),
+    active     boolean NOT NULL DEFAULT true,
+    added_at   timestamptz NOT NULL DEFAULT now(),
+    removed_at timestamptz,
+    PRIMARY KEY (org_id, user_id)
+);
+COMMENT ON TABLE credits.members IS
+    'members of an org; each active member brings an allowance into the org''s pool';
+COMMENT ON COLUMN credits.members.allowance IS
+    'this member''s allowance per period; NULL means the org''s allowance_per_user';
+COMMENT ON COLUMN credits.members.cap IS
+    'most this member may draw from the pool per period; NULL means no personal cap';
+COMMENT ON COLUMN credits.members.active IS
+    'removed members are kept inactive so that their history stays';
+
+CREATE TABLE credits.member_usage (
+    org_id  text NOT NULL,
+    user_id text NOT NULL,
+    used    credits.credit NOT NULL DEFAULT 0 CHECK (used >= 0),
+    PRIMARY KEY (org_id, user_id),
+    FOREIGN KEY (org_id, user_id) REFERENCES credits.members ON DELETE CASCADE
+);
+COMMENT ON TABLE credits.member_usage IS
+    'credits each member drew from the pool in the current period (maintained by the extension)';
+
+CREATE TABLE credits.pools (
+    org_id         text PRIMARY KEY REFERENCES credits.orgs ON DELETE CASCADE,
+    period_start   timestamptz NOT NULL,
+    period_end     timestamptz NOT NULL,
+    allowance      credits.credit NOT NULL DEFAULT 0,
+    allowance_used credits.credit NOT NULL DEFAULT 0,
+    topup          credits.credit NOT NULL DEFAULT 0,
+    reserved       credits.credit NOT NULL DEFAULT 0,
+    CONSTRAINT pools_period CHECK (period_start < period_end),
+    CONSTRAINT pools_used_within_allowance
+        CHECK (allowance_used >= 0 AND allowance_used <= allowance),
+    CONSTRAINT pools_topup_reserved CHECK (topup >= 0 AND reserved >= 0),
+    CONSTRAINT pools_available_not_negative
+        CHECK (allowance - allowance_used + topup - reserved >= 0)
+);
+COMMENT ON TABLE credits.pools IS
+    'each org''s pool for its current billing period (maintained by the extension; never written by hand)';
+COMMENT ON COLUMN credits.pools.allowance IS
+    'sum of the active members'' allowances; raised at once, lowered only at the next period';
+COMMENT ON COLUMN credits.pools.topup IS 'what remains of the org''s unexpired purchased grants';
+COMMENT ON COLUMN credits.pools.reserved IS 'credits held by open holds';
+
+CREATE VIEW credits.pool_status AS
+SELECT p.org_id, p.period_start, p.period_end, p.allowance, p.allowance_used, p.topup,
+       p.reserved,
+       p.allowance - p.allowance_used + p.topup - p.reserved AS available,
+       p.allowance - p.allowance_used + p.topup - p.reserved = 0 AS exhausted
+  FROM credits.pools p;
+COMMENT ON VIEW credits.pool_status IS
+    'one row per org for its current period: available = allowance - allowance_used + topup - reserved';
+
+-- ---------------------------------------------------------------------------
+-- Triggers: plain DML on orgs and members keeps every pool consistent
+-- ---------------------------------------------------------------------------
+
+-- Raise the org's pool to the sum of its active members' allowances, if that
+-- is higher: a higher plan or a new member counts at once, a lower one at the
+-- next period.  The pool row is locked before the sum is read, so concurrent
+-- member changes are each counted.
+CREATE FUNCTION credits._raise_allowance(org text) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, credits, pg_temp AS $$
+DECLARE
+    total credits.credit;
+BEGIN
+    PERFORM 1 FROM credits.pools p WHERE p.org_id = org FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    SELECT coalesce(credits.sum(coalesce(m.allowance, o.allowance_per_user)), 0)
+      INTO total
+      FROM credits.orgs o
+      JOIN credits.members m ON m.org_id = o.org_id AND m.active
+     WHERE o.org_id = org;
+    UPDATE credits.pools p SET allowance = total
+     WHERE p.org_id = org AND p.allowance < total;
+END
+$$;
+COMMENT ON FUNCTION credits._raise_allowance(text) IS
+    'internal: raise the org''s pool allowance to the sum of its active members'' allowances';
+
+CREATE FUNCTION credits._org_check() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, credits, pg_temp AS $$
+BEGIN
+    PERFORM credits._check_id(NEW.org_id, 'org_id');
+    -- reports a bad period or time zone with 22023
+    PERFORM credits.billing_period(NEW.billing_anchor, NEW.period, NEW.time_zone, now());
+    IF TG_OP = 'UPDATE' AND NEW.org_id <> OLD.org_id THEN
+        RAISE EXCEPTION 'an org''s org_id cannot be changed' USING ERRCODE = '0A000';
+    END IF;
+    RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION credits._org_check() IS 'internal trigger: validate an org row';
+
+CREATE FUNCTION credits._org_created() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, credits, pg_temp AS $$
+BEGIN
+    INSERT INTO credits.pools (org_id, period_start, period_end)
+    SELECT NEW.org_id, b.period_start, b.period_end
+      FROM credits.billing_period(NEW.billing_anchor, NEW.period, NEW.time_zone, now()) b;
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION credits._org_created() IS 'internal trigger: open the new org''s pool';
+
+CREATE FUNCTION credits._org_changed() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, credits, pg_temp AS $$
+BEGIN
+    IF (NEW.billing_anchor, NEW.period, NEW.time_zone)
+       IS DISTINCT FROM (OLD.billing_anchor, OLD.period, OLD.time_zone) THEN
+        -- the current period ends at the new schedule's next boundary
+        UPDATE credits.pools p SET period_end = b.period_end
+          FROM credits.billing_period(NEW.billing_anchor, NEW.period, NEW.time_zone, now()) b
+         WHERE p.org_id = NEW.org_id AND b.period_end > p.period_start;
+    END IF;
+    IF NEW.allowance_per_user > OLD.allowance_per_user THEN
+        PERFORM credits._raise_allowance(NEW.org_id);
+    END IF;
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION credits._org_changed() IS
+    'internal trigger: apply a plan or schedule change to the org''s pool';
+
+CREATE FUNCTION credits._member_changed() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, credits, pg_temp AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        PERFORM credits._check_id(NEW.user_id, 'user_id');
+    END IF;
+    IF TG_OP <> 'DELETE' THEN
+        PERFORM credits._raise_allowance(NEW.org_id);
+    END IF;
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION credits._member_changed() IS
+    'internal trigger: a new or more generous member raises the pool at once';
+
+CREATE TRIGGER orgs_check BEFORE INSERT OR UPDATE ON credits.orgs
+    FOR EACH ROW EXECUTE FUNCTION credits._org_check();
+CREATE TRIGGER orgs_created AFTER INSERT ON credits.orgs
+    FOR EACH ROW EXECUTE FUNCTION credits._org_created();
+CREATE TRIGGER orgs_changed AFTER UPDATE ON credits.orgs
+    FOR EACH ROW EXECUTE FUNCTION credits._org_changed();
+CREATE TRIGGER members_changed AFTER INSERT OR UPDATE ON credits.members
+    FOR EACH ROW EXECUTE FUNCTION credits._member_changed();
+
+SELECT pg_catalog.pg_extension_config_dump('credits.orgs', '');
+SELECT pg_catalog.pg_extension_config_dump('credits.org_providers', '');
+SELECT pg_catalog.pg_extension_config_dump('credits.members', '');
+SELECT pg_catalog.pg_extension_config_dump('credits.member_usage', '');
+SELECT pg_catalog.pg_extension_config_dump('credits.pools', '');
+
+-- ---------------------------------------------------------------------------
+-- Admin functions
+-- ---------------------------------------------------------------------------
+
+CREATE FUNCTION credits._get_org(org_id text) RETURNS credits.orgs
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, credits, pg_temp AS $$
+DECLARE
+    o credits.orgs;
+BEGIN
+    PERFORM credits._check_id(org_id, 'org_id');
+    SELECT * INTO o FROM credits.orgs WHERE orgs.org_id = _get_org.org_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'unknown org "%"', org_id USING ERRCODE = 'UC004',
+            HINT = 'Create it with credits.create_org().';
+    END IF;
+    RETURN o;
+END
+$$;
+COMMENT ON FUNCTION credits._get_org(text) IS 'internal: the org row, or UC004';
+
+CREATE FUNCTION credits._check_provider(provider text) RETURNS void
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, credits, pg_temp AS $$
+BEGIN
+    PERFORM credits._check_id(provider, 'provider');
+    PERFORM 1 FROM credits.providers p WHERE p.provider = _check_provider.provider;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'unknown provider "%"', provider USING ERRCODE = '22023',
+            HINT = 'See credits.providers, or add it with credits.add_provider().';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION credits._check_provider(text) IS 'internal: 22023 unless the provider exists';
+
+CREATE FUNCTION credits.create_org(org_id text, name text DEFAULT NULL,
+                                   allowance_per_user credits.credit DEFAULT 1000,
+                                   billing_anchor timestamptz DEFAULT now(),
+                                   period interval DEFAULT '1 month',
+                                   time_zone text DEFAULT 'UTC')
+    RETURNS credits.pool_status
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, credits, pg_temp AS $$
+DECLARE
+    result credits.pool_status;
+BEGIN
+    PERFORM credits._check_id(org_id, 'org_id');
+    PERFORM credits._check_amount(allowance_per_user, 'allowance_per_user');
+    IF billing_anchor IS NULL THEN
+        RAISE EXCEPTION 'billing_anchor must not be null' USING ERRCODE = '22004';
+    ELSIF period IS NULL THEN
+        RAISE EXCEPTION 'period must not be null' USING ERRCODE = '22004';
+    ELSIF time_zone IS NULL THEN
+        RAISE EXCEPTION 'time_zone must not be null' USING ERRCODE = '22004';
+    END IF;
+    BEGIN
+        INSERT INTO credits.orgs (org_id, name, allowance_per_user, billing_anchor, period, time_zone)
+        VALUES (org_id, coalesce(name, org_id), allowance_per_user, billing_anchor, period, time_zone);
+    EXCEPTION WHEN unique_violation THEN
+        RAISE EXCEPTION 'org "%" already exists', org_id USING ERRCODE = '23505';
+    END;
+    SELECT * INTO result FROM credits.pool_status s WHERE s.org_id = create_org.org_id;
+    RETURN result;
+END
+$$;
+COMMENT ON FUNCTION credits.create_org(text, text, credits.credit, timestamptz, interval, text) IS
+    'create an org with its plan and billing period; returns its pool_status';
+
+CREATE FUNCTION credits.enable_provider(org_id text, provider text) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, credits, pg_temp AS $$
+BEGIN
+    PERFORM credits._get_org(org_id);
+    PERFORM credits._check_provider(provider);
+    INSERT INTO credits.org_providers (org_id, provider) VALUES (org_id, provider)
+    ON CONFLICT DO NOTHING;
+END
+$$;
+COMMENT ON FUNCTION credits.enable_provider(text, text) IS
+    'let the org''s users see and call the provider''s models (idempotent)';
+
+CREATE FUNCTION credits.disable_provider(org_id text, provider text) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, credits, pg_temp AS $$
+BEGIN
+    PERFORM credits._get_org(org_id);
+    PERFORM credits._check_provider(provider);
+    DELETE FROM credits.org_providers op
+     WHERE op.org_id = disable_provider.org_id AND op.provider = disable_provider.provider;
+END
+$$;
+COMMENT ON FUNCTION credits.disable_provider(text, text) IS
+    'hide the provider''s models from the org and refuse calls to them (idempotent)';
+
+CREATE FUNCTION credits.add_member(org_id text, user_id text,
+                                   allowance credits.credit DEFAULT NULL,
+                                   cap credits.credit DEFAULT NULL)
+    RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, credits, pg_temp AS $$
+BEGIN
+    PERFORM credits._get_org(org_id);
+    PERFORM credits._check_id(user_id, 'user_id');
+    IF allowance IS NOT NULL THEN
+        PERFORM credits._check_amount(allowance, 'allowance');
+    END IF;
+    IF cap IS NOT NULL THEN
+        PERFORM credits._check_amount(cap, 'cap');
+    END IF;
+    INSERT INTO credits.members AS m (org_id, user_id, allowance, cap)
+    VALUES (org_id, user_id, allowance, cap)
+    ON CONFLICT ON CONSTRAINT members_pkey DO UPDATE
+        SET allowance = EXCLUDED.allowance, cap = EXCLUDED.cap, active = true,
+            removed_at = NULL,
+            added_at = CASE WHEN m.active THEN m.added_at ELSE now() END;
+END
+$$;
+COMMENT ON FUNCTION credits.add_member(text, text, credits.credit, credits.credit) IS
+    'add (or re-activate, or update) a member; allowance NULL = the org''s plan, cap NULL = no personal cap';
+
+CREATE FUNCTION credits.remove_member(org_id text, user_id text) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, credits, pg_temp AS $$
+BEGIN
+    PERFORM credits._get_org(org_id);
+    PERFORM credits._check_id(user_id, 'user_id');
+    UPDATE credits.members m SET active = false, removed_at = now()
+     WHERE m.org_id = remove_member.org_id AND m.user_id = remove_member.user_id AND m.active;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'user "%" is not an active member of org "%"', user_id, org_id
+            USING ERRCODE = 'UC005';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION credits.remove_member(text, text) IS
+    'deactivate a member (history kept); the pool shrinks at the next period';
+
+CREATE FUNCTION credits.set_plan(org_id text, allowance_per_user credits.credit) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, credits, pg_temp AS $$
+BEGIN
+    PERFORM credits._get_org(org_id);
+    PERFORM credits._check_amount(allowance_per_user, 'allowance_per_user');
+    UPDATE credits.orgs o SET allowance_per_user = set_plan.allowance_per_user
+     WHERE o.org_id = set_plan.org_id;
+END
+$$;
+COMMENT ON FUNCTION credits.set_plan(text, credits.credit) IS
+    'change the credits each member brings per period: a raise counts at once, a cut at the next period';

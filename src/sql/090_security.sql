@@ -1,0 +1,71 @@
+-- ---------------------------------------------------------------------------
+-- Roles and privileges
+--
+--   credits_app     the application functions
+--   credits_admin   the application and admin functions, DML on config tables
+--   credits_reader  reads the tables and views
+--
+-- PUBLIC gets nothing.  Grant the roles to logins: GRANT credits_app TO api;
+-- ---------------------------------------------------------------------------
+
+DO $$
+DECLARE
+    r text;
+BEGIN
+    FOREACH r IN ARRAY ARRAY['credits_admin', 'credits_app', 'credits_reader'] LOOP
+        IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = r) THEN
+            EXECUTE pg_catalog.format('CREATE ROLE %I NOLOGIN', r);
+        END IF;
+    END LOOP;
+END
+$$;
+
+REVOKE ALL ON SCHEMA credits FROM PUBLIC;
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA credits FROM PUBLIC;
+REVOKE ALL ON ALL TABLES IN SCHEMA credits FROM PUBLIC;
+REVOKE ALL ON ALL SEQUENCES IN SCHEMA credits FROM PUBLIC;
+
+GRANT USAGE ON SCHEMA credits TO credits_admin, credits_app, credits_reader;
+
+-- The credit type's operators, casts and aggregates, for everyone who may use
+-- the schema.
+DO $$
+DECLARE
+    f regprocedure;
+BEGIN
+    FOR f IN
+        SELECT p.oid::regprocedure FROM pg_catalog.pg_proc p
+         WHERE p.pronamespace = 'credits'::regnamespace
+           AND (p.proname LIKE 'credit\_%' OR p.proname LIKE '%\_credit'
+                OR p.proname IN ('sum', 'min', 'max', 'avg', 'valid_period', 'billing_period'))
+    LOOP
+        EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO credits_admin, credits_app, credits_reader', f);
+    END LOOP;
+END
+$$;
+
+-- application functions
+GRANT EXECUTE ON FUNCTION
+    credits.allowed_models(text, text),
+    credits.resolve_model(text, text, text),
+    credits.cost(text, bigint, bigint)
+    TO credits_app, credits_admin;
+
+-- admin functions
+GRANT EXECUTE ON FUNCTION
+    credits.create_org(text, text, credits.credit, timestamptz, interval, text),
+    credits.enable_provider(text, text),
+    credits.disable_provider(text, text),
+    credits.add_member(text, text, credits.credit, credits.credit),
+    credits.remove_member(text, text),
+    credits.set_plan(text, credits.credit),
+    credits.add_provider(text, text),
+    credits.upsert_model(text, text, credits.credit, credits.credit, credits.credit, boolean, text)
+    TO credits_admin;
+
+-- reading
+GRANT SELECT ON ALL TABLES IN SCHEMA credits TO credits_reader, credits_admin;
+
+-- config tables: admins may edit them with plain DML; triggers keep pools consistent
+GRANT INSERT, UPDATE, DELETE ON credits.providers, credits.models, credits.orgs,
+    credits.org_providers, credits.members TO credits_admin;
