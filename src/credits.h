@@ -81,6 +81,57 @@ extern bool pool_provider_enabled(const char *org_id, const char *provider);
 extern bool member_cap_reached(const MemberState *member);
 extern void check_provider_enabled(const char *org_id, const ModelInfo *model);
 
+typedef struct PoolCharge
+{
+	/* in */
+	Credit		cost;
+	bool		is_fallback;
+	/* out */
+	Credit		charged;
+	Credit		shortfall;
+	Credit		from_allowance;
+	Credit		from_topup;
+	Credit		available;		/* the pool after the charge */
+	TimestampTz period_start;
+} PoolCharge;
+
+extern void pool_charge(const char *org_id, const char *user_id,
+						const MemberState *member, PoolCharge *charge);
+
+/* events.c */
+#include "utils/array.h"
+extern int	events_thresholds(const char *org_id, ArrayType *thresholds, int old_level,
+							  TimestampTz period_start, Credit spent, Credit total,
+							  Credit available);
+
+/* ledger.c */
+typedef struct LedgerEntry
+{
+	int64		entry_id;
+	const char *org_id;
+	const char *kind;
+	TimestampTz period_start;
+	const char *user_id;
+	const char *model;
+	int64		input_tokens;
+	int64		output_tokens;
+	Credit		cost;
+	Credit		charged;
+	Credit		shortfall;
+	Credit		from_allowance;
+	Credit		from_topup;
+	Credit		available_after;
+	const char *request_id;
+	int64		hold_id;		/* 0: none */
+} LedgerEntry;
+
+extern void ledger_lock_request(const char *org_id, const char *request_id);
+extern bool ledger_find_request(const char *org_id, const char *request_id, LedgerEntry *entry);
+extern int64 ledger_append(const LedgerEntry *entry);
+
+/* debit.c */
+extern Datum debit_result(FunctionCallInfo fcinfo, const LedgerEntry *entry, bool replayed);
+
 /* periods.c */
 extern bool period_is_valid(const Interval *period);
 extern void check_period(const Interval *period);

@@ -132,3 +132,147 @@ check_provider_enabled(const char *org_id, const ModelInfo *model)
 						model->provider, model->model, org_id),
 				 errhint("An admin can enable it with credits.enable_provider().")));
 }
+
+/* ---------- charging ---------- */
+
+static SPIPlanPtr lock_plan = NULL;
+static SPIPlanPtr member_used_plan = NULL;
+static SPIPlanPtr update_pool_plan = NULL;
+static SPIPlanPtr update_member_plan = NULL;
+
+static Credit
+credit_min(Credit a, Credit b)
+{
+	return a < b ? a : b;
+}
+
+/*
+ * Charge a call's cost to the org's pool and the member's period usage.
+ *
+ * The org's pool row is locked first (FOR UPDATE), so every charge of an org
+ * sees the result of the one before; the member's usage is read after that
+ * lock, with a fresh snapshot, so a cap is never overshot.
+ *
+ *	 premium:  charged = least(cost, available, cap_left), shortfall = cost - charged
+ *	 fallback: charged = least(cost, available, cap_left), shortfall = 0
+ *
+ * The allowance is drawn first, then purchased top-up.
+ */
+void
+pool_charge(const char *org_id, const char *user_id, const MemberState *member,
+			PoolCharge *c)
+{
+	Datum		args[5];
+	bool		isnull;
+	Credit		allowance;
+	Credit		used;
+	Credit		topup;
+	Credit		reserved;
+	Credit		topup_used;
+	int			alert_level;
+	ArrayType  *thresholds;
+	Credit		available;
+	Credit		limit;
+	Credit		member_used = member->used;
+
+	if (lock_plan == NULL)
+	{
+		Oid			argtypes[1] = {TEXTOID};
+
+		lock_plan = spi_prepare_saved(
+			"SELECT p.allowance, p.allowance_used, p.topup, p.reserved, p.topup_used,"
+			"       p.alert_level, p.period_start, o.thresholds"
+			"  FROM credits.pools p"
+			"  JOIN credits.orgs o ON o.org_id OPERATOR(pg_catalog.=) p.org_id"
+			" WHERE p.org_id OPERATOR(pg_catalog.=) $1"
+			"   FOR UPDATE OF p",
+			1, argtypes);
+	}
+	args[0] = CStringGetTextDatum(org_id);
+	if (spi_run(lock_plan, args, false, 1) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_CREDITS_UNKNOWN_ORG),
+				 errmsg("unknown org \"%s\"", org_id)));
+	allowance = DatumGetCredit(spi_value(0, 1, &isnull));
+	used = DatumGetCredit(spi_value(0, 2, &isnull));
+	topup = DatumGetCredit(spi_value(0, 3, &isnull));
+	reserved = DatumGetCredit(spi_value(0, 4, &isnull));
+	topup_used = DatumGetCredit(spi_value(0, 5, &isnull));
+	alert_level = DatumGetInt32(spi_value(0, 6, &isnull));
+	c->period_start = DatumGetTimestampTz(spi_value(0, 7, &isnull));
+	thresholds = DatumGetArrayTypePCopy(spi_value(0, 8, &isnull));
+
+	/* the member's usage as of now, under the pool lock */
+	if (member->has_cap)
+	{
+		if (member_used_plan == NULL)
+		{
+			Oid			argtypes[2] = {TEXTOID, TEXTOID};
+
+			member_used_plan = spi_prepare_saved(
+				"SELECT u.used FROM credits.member_usage u"
+				" WHERE u.org_id OPERATOR(pg_catalog.=) $1"
+				"   AND u.user_id OPERATOR(pg_catalog.=) $2",
+				2, argtypes);
+		}
+		args[1] = CStringGetTextDatum(user_id);
+		member_used = 0;
+		if (spi_run(member_used_plan, args, false, 1) > 0)
+			member_used = DatumGetCredit(spi_value(0, 1, &isnull));
+	}
+
+	available = credit_sub(credit_add(credit_sub(allowance, used), topup), reserved);
+	limit = Max(available, 0);
+	if (member->has_cap)
+		limit = credit_min(limit, Max(credit_sub(member->cap, member_used), 0));
+
+	c->charged = credit_min(c->cost, limit);
+	c->shortfall = c->is_fallback ? 0 : credit_sub(c->cost, c->charged);
+	c->from_allowance = credit_min(c->charged, Max(credit_sub(allowance, used), 0));
+	c->from_topup = credit_sub(c->charged, c->from_allowance);
+	c->available = credit_sub(available, c->charged);
+
+	alert_level = events_thresholds(org_id, thresholds, alert_level, c->period_start,
+									credit_add(credit_add(credit_add(used, c->from_allowance),
+														  credit_add(topup_used, c->from_topup)),
+											   reserved),
+									credit_add(credit_add(allowance, topup_used), topup),
+									c->available);
+
+	if (update_pool_plan == NULL)
+	{
+		Oid			argtypes[4] = {TEXTOID, INT8OID, INT8OID, INT4OID};
+
+		/* $2, $3 are micro-credits: credits._micro() reinterprets them */
+		update_pool_plan = spi_prepare_saved(
+			"UPDATE credits.pools p"
+			"   SET allowance_used = p.allowance_used OPERATOR(credits.+) credits._micro($2),"
+			"       topup = p.topup OPERATOR(credits.-) credits._micro($3),"
+			"       topup_used = p.topup_used OPERATOR(credits.+) credits._micro($3),"
+			"       alert_level = $4"
+			" WHERE p.org_id OPERATOR(pg_catalog.=) $1",
+			4, argtypes);
+	}
+	args[1] = Int64GetDatum(c->from_allowance);
+	args[2] = Int64GetDatum(c->from_topup);
+	args[3] = Int32GetDatum(alert_level);
+	spi_run(update_pool_plan, args, false, 0);
+
+	if (c->charged > 0)
+	{
+		if (update_member_plan == NULL)
+		{
+			Oid			argtypes[3] = {TEXTOID, TEXTOID, INT8OID};
+
+			update_member_plan = spi_prepare_saved(
+				"INSERT INTO credits.member_usage AS u (org_id, user_id, used)"
+				" VALUES ($1, $2, credits._micro($3))"
+				" ON CONFLICT (org_id, user_id) DO UPDATE"
+				"   SET used = u.used OPERATOR(credits.+) EXCLUDED.used",
+				3, argtypes);
+		}
+		args[1] = CStringGetTextDatum(user_id);
+		args[2] = Int64GetDatum(c->charged);
+		spi_run(update_member_plan, args, false, 0);
+	}
+}

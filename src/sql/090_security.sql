@@ -27,8 +27,8 @@ REVOKE ALL ON ALL SEQUENCES IN SCHEMA credits FROM PUBLIC;
 
 GRANT USAGE ON SCHEMA credits TO credits_admin, credits_app, credits_reader;
 
--- The credit type's operators, casts and aggregates, for everyone who may use
--- the schema.
+-- The credit type's operators, casts, aggregates and index support, for
+-- everyone who may use the schema.
 DO $$
 DECLARE
     f regprocedure;
@@ -36,19 +36,28 @@ BEGIN
     FOR f IN
         SELECT p.oid::regprocedure FROM pg_catalog.pg_proc p
          WHERE p.pronamespace = 'credits'::regnamespace
-           AND (p.proname LIKE 'credit\_%' OR p.proname LIKE '%\_credit'
-                OR p.proname IN ('sum', 'min', 'max', 'avg', 'valid_period', 'billing_period'))
+           AND (p.oid IN (SELECT oprcode FROM pg_catalog.pg_operator)
+                OR p.oid IN (SELECT castfunc FROM pg_catalog.pg_cast)
+                OR p.oid IN (SELECT amproc FROM pg_catalog.pg_amproc)
+                OR p.oid IN (SELECT unnest(ARRAY[aggfnoid, aggtransfn, aggfinalfn, aggcombinefn])
+                               FROM pg_catalog.pg_aggregate)
+                OR p.oid IN (SELECT unnest(ARRAY[typinput, typoutput, typreceive, typsend])
+                               FROM pg_catalog.pg_type))
     LOOP
         EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO credits_admin, credits_app, credits_reader', f);
     END LOOP;
 END
 $$;
+GRANT EXECUTE ON FUNCTION credits.valid_period(interval),
+    credits.billing_period(timestamptz, interval, text, timestamptz)
+    TO credits_admin, credits_app, credits_reader;
 
 -- application functions
 GRANT EXECUTE ON FUNCTION
     credits.allowed_models(text, text),
     credits.resolve_model(text, text, text),
-    credits.cost(text, bigint, bigint)
+    credits.cost(text, bigint, bigint),
+    credits.credit_debit(text, text, text, bigint, bigint, text)
     TO credits_app, credits_admin;
 
 -- admin functions
@@ -60,8 +69,13 @@ GRANT EXECUTE ON FUNCTION
     credits.remove_member(text, text),
     credits.set_plan(text, credits.credit),
     credits.add_provider(text, text),
-    credits.upsert_model(text, text, credits.credit, credits.credit, credits.credit, boolean, text)
+    credits.upsert_model(text, text, credits.credit, credits.credit, credits.credit, boolean, text),
+    credits.verify(text)
     TO credits_admin;
+
+-- reports
+GRANT EXECUTE ON FUNCTION credits.usage(text, timestamptz, timestamptz)
+    TO credits_reader, credits_admin;
 
 -- reading
 GRANT SELECT ON ALL TABLES IN SCHEMA credits TO credits_reader, credits_admin;

@@ -1,0 +1,124 @@
+/*
+ * debit.c
+ *	  credits.credit_debit: record a completed call and charge the pool.
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "executor/spi.h"
+#include "funcapi.h"
+#include "utils/builtins.h"
+
+#include "credits.h"
+
+/* Build a credits.debit_result from a ledger entry. */
+Datum
+debit_result(FunctionCallInfo fcinfo, const LedgerEntry *e, bool replayed)
+{
+	TupleDesc	tupdesc;
+	Datum		values[8];
+	bool		nulls[8] = {false};
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	values[0] = Int64GetDatum(e->entry_id);
+	values[1] = CStringGetTextDatum(e->model);
+	values[2] = CreditGetDatum(e->cost);
+	values[3] = CreditGetDatum(e->charged);
+	values[4] = CreditGetDatum(e->shortfall);
+	values[5] = CreditGetDatum(e->available_after);
+	values[6] = BoolGetDatum(e->available_after == 0);
+	values[7] = BoolGetDatum(replayed);
+	return HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc), values, nulls));
+}
+
+/*
+ * A request_id seen before: the same call is replayed, anything else is
+ * UC007.
+ */
+static void
+check_replay(const LedgerEntry *prev, const char *kind, const char *user_id,
+			 const char *model, int64 input_tokens, int64 output_tokens)
+{
+	if (strcmp(prev->kind, kind) != 0 ||
+		prev->user_id == NULL || strcmp(prev->user_id, user_id) != 0 ||
+		prev->model == NULL || strcmp(prev->model, model) != 0 ||
+		prev->input_tokens != input_tokens || prev->output_tokens != output_tokens)
+		ereport(ERROR,
+				(errcode(ERRCODE_CREDITS_REQUEST_REUSED),
+				 errmsg("request_id \"%s\" of org \"%s\" was already used with different arguments",
+						prev->request_id, prev->org_id),
+				 errdetail("Ledger entry " INT64_FORMAT " is a %s by user \"%s\" of model \"%s\" with " INT64_FORMAT " input and " INT64_FORMAT " output tokens.",
+						   prev->entry_id, prev->kind,
+						   prev->user_id ? prev->user_id : "", prev->model ? prev->model : "",
+						   prev->input_tokens, prev->output_tokens),
+				 errhint("Use a new request_id for a different call.")));
+}
+
+/*
+ * credits.credit_debit(org_id, user_id, model, input_tokens,
+ *						 output_tokens DEFAULT 0, request_id DEFAULT NULL)
+ *	 RETURNS credits.debit_result
+ */
+PG_FUNCTION_INFO_V1(credits_credit_debit);
+Datum
+credits_credit_debit(PG_FUNCTION_ARGS)
+{
+	char	   *org_id = arg_id(fcinfo, 0, "org_id");
+	char	   *user_id = arg_id(fcinfo, 1, "user_id");
+	char	   *model = arg_id(fcinfo, 2, "model");
+	int64		input_tokens = arg_tokens(fcinfo, 3, "input_tokens");
+	int64		output_tokens = arg_tokens(fcinfo, 4, "output_tokens");
+	char	   *request_id = PG_ARGISNULL(5) ? NULL : arg_id(fcinfo, 5, "request_id");
+	OrgState	org;
+	MemberState member;
+	ModelInfo	info;
+	PoolCharge	charge;
+	LedgerEntry e;
+	Datum		result;
+
+	SPI_connect();
+
+	pool_get_org(org_id, &org);
+	pool_get_member(org_id, user_id, &member);
+	catalog_get_model(model, &info);
+	check_provider_enabled(org_id, &info);
+
+	if (request_id != NULL)
+	{
+		ledger_lock_request(org_id, request_id);
+		if (ledger_find_request(org_id, request_id, &e))
+		{
+			check_replay(&e, "debit", user_id, model, input_tokens, output_tokens);
+			result = debit_result(fcinfo, &e, true);
+			result = SPI_datumTransfer(result, false, -1);
+			SPI_finish();
+			PG_RETURN_DATUM(result);
+		}
+	}
+
+	charge.cost = catalog_cost(&info, input_tokens, output_tokens);
+	charge.is_fallback = info.is_fallback;
+	pool_charge(org_id, user_id, &member, &charge);
+
+	memset(&e, 0, sizeof(e));
+	e.org_id = org_id;
+	e.kind = "debit";
+	e.period_start = charge.period_start;
+	e.user_id = user_id;
+	e.model = model;
+	e.input_tokens = input_tokens;
+	e.output_tokens = output_tokens;
+	e.cost = charge.cost;
+	e.charged = charge.charged;
+	e.shortfall = charge.shortfall;
+	e.from_allowance = charge.from_allowance;
+	e.from_topup = charge.from_topup;
+	e.available_after = charge.available;
+	e.request_id = request_id;
+	e.entry_id = ledger_append(&e);
+
+	result = SPI_datumTransfer(debit_result(fcinfo, &e, false), false, -1);
+	SPI_finish();
+	PG_RETURN_DATUM(result);
+}
