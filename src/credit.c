@@ -364,26 +364,44 @@ credit_int8(PG_FUNCTION_ARGS)
 	PG_RETURN_INT64(credit_div_round(PG_GETARG_CREDIT(0), CREDIT_SCALE));
 }
 
-/* ---------- avg ---------- */
+/* ---------- sum and avg ---------- */
 
-typedef struct CreditAvgState
+/*
+ * Transition state of sum and avg: a bigint[3] holding the count and a
+ * 128-bit running sum, so that only a final result out of range is an error.
+ */
+typedef struct CreditSumState
 {
 	int64		count;
-	int64		sum;
-} CreditAvgState;
+	uint64		sum_lo;
+	int64		sum_hi;
+} CreditSumState;
 
-static CreditAvgState *
-avg_data(ArrayType *a)
+static CreditSumState *
+sum_data(ArrayType *a)
 {
 	if (ARR_HASNULL(a) ||
-		ARR_SIZE(a) != ARR_OVERHEAD_NONULLS(1) + sizeof(CreditAvgState))
-		elog(ERROR, "expected 2-element bigint array");
-	return (CreditAvgState *) ARR_DATA_PTR(a);
+		ARR_SIZE(a) != ARR_OVERHEAD_NONULLS(1) + sizeof(CreditSumState))
+		elog(ERROR, "expected 3-element bigint array");
+	return (CreditSumState *) ARR_DATA_PTR(a);
+}
+
+static int128
+sum_get(const CreditSumState *s)
+{
+	return (int128) (((uint128) (uint64) s->sum_hi << 64) | s->sum_lo);
+}
+
+static void
+sum_set(CreditSumState *s, int128 v)
+{
+	s->sum_lo = (uint64) v;
+	s->sum_hi = (int64) (v >> 64);
 }
 
 /* The transition array; inside an aggregate it is updated in place. */
 static ArrayType *
-avg_transition(FunctionCallInfo fcinfo)
+sum_transition(FunctionCallInfo fcinfo)
 {
 	if (AggCheckCallContext(fcinfo, NULL))
 		return PG_GETARG_ARRAYTYPE_P(0);
@@ -394,11 +412,11 @@ PG_FUNCTION_INFO_V1(credit_avg_accum);
 Datum
 credit_avg_accum(PG_FUNCTION_ARGS)
 {
-	ArrayType  *array = avg_transition(fcinfo);
-	CreditAvgState *state = avg_data(array);
+	ArrayType  *array = sum_transition(fcinfo);
+	CreditSumState *state = sum_data(array);
 
 	state->count++;
-	state->sum = credit_add(state->sum, PG_GETARG_CREDIT(1));
+	sum_set(state, sum_get(state) + PG_GETARG_CREDIT(1));
 	PG_RETURN_ARRAYTYPE_P(array);
 }
 
@@ -406,13 +424,24 @@ PG_FUNCTION_INFO_V1(credit_avg_combine);
 Datum
 credit_avg_combine(PG_FUNCTION_ARGS)
 {
-	ArrayType  *array = avg_transition(fcinfo);
-	CreditAvgState *state = avg_data(array);
-	CreditAvgState *other = avg_data(PG_GETARG_ARRAYTYPE_P(1));
+	ArrayType  *array = sum_transition(fcinfo);
+	CreditSumState *state = sum_data(array);
+	CreditSumState *other = sum_data(PG_GETARG_ARRAYTYPE_P(1));
 
 	state->count += other->count;
-	state->sum = credit_add(state->sum, other->sum);
+	sum_set(state, sum_get(state) + sum_get(other));
 	PG_RETURN_ARRAYTYPE_P(array);
+}
+
+PG_FUNCTION_INFO_V1(credit_sum_final);
+Datum
+credit_sum_final(PG_FUNCTION_ARGS)
+{
+	CreditSumState *state = sum_data(PG_GETARG_ARRAYTYPE_P(0));
+
+	if (state->count == 0)
+		PG_RETURN_NULL();
+	PG_RETURN_CREDIT(credit_from_int128(sum_get(state)));
 }
 
 /* avg rounds half away from zero to the micro-credit */
@@ -420,9 +449,9 @@ PG_FUNCTION_INFO_V1(credit_avg_final);
 Datum
 credit_avg_final(PG_FUNCTION_ARGS)
 {
-	CreditAvgState *state = avg_data(PG_GETARG_ARRAYTYPE_P(0));
+	CreditSumState *state = sum_data(PG_GETARG_ARRAYTYPE_P(0));
 
 	if (state->count == 0)
 		PG_RETURN_NULL();
-	PG_RETURN_CREDIT(credit_div_round(state->sum, state->count));
+	PG_RETURN_CREDIT(credit_div_round(sum_get(state), state->count));
 }

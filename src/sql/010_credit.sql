@@ -122,16 +122,19 @@ CREATE OPERATOR credits.* (LEFTARG = bigint, RIGHTARG = credits.credit,
 CREATE OPERATOR credits./ (LEFTARG = credits.credit, RIGHTARG = bigint,
     PROCEDURE = credits.credit_div_int8);
 
--- Only these mixed operators exist, on purpose: with the implicit casts below,
--- an operator such as credit * numeric or credit / credit would make plain
--- expressions like 2 * 1.5 or c / 2 ambiguous for sessions that have the
--- credits schema on their search_path.
+-- Only these mixed operators exist, on purpose: with the implicit integer
+-- casts below, an operator such as credit * numeric or credit / credit would
+-- make plain expressions like 2 * 1.5 or c / 2 ambiguous for sessions that
+-- have the credits schema on their search_path.
 COMMENT ON FUNCTION credits.credit_div_int8(credits.credit, bigint) IS
     'credit / bigint, rounded half away from zero to the micro-credit';
 
--- casts: integers and numeric convert implicitly into credits (so literals
--- such as 100 or 2.5 work as arguments); credits convert to numeric and
--- bigint on assignment or explicitly.
+-- casts: integers convert implicitly into credits (so a literal such as 100
+-- works as an argument); numeric converts on assignment or explicitly (pass
+-- '2.5' or 2.5::credits.credit to a function).  An implicit numeric cast
+-- would make numeric-and-bigint expressions such as 1.5 / 2::bigint
+-- ambiguous for sessions with the credits schema on their search_path.
+-- Credits convert to numeric and bigint on assignment or explicitly.
 CREATE FUNCTION credits.credit_numeric(credits.credit) RETURNS numeric
     AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 CREATE FUNCTION credits.numeric_credit(numeric) RETURNS credits.credit
@@ -144,7 +147,7 @@ CREATE FUNCTION credits.credit_int8(credits.credit) RETURNS bigint
     AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 
 CREATE CAST (credits.credit AS numeric) WITH FUNCTION credits.credit_numeric(credits.credit) AS ASSIGNMENT;
-CREATE CAST (numeric AS credits.credit) WITH FUNCTION credits.numeric_credit(numeric) AS IMPLICIT;
+CREATE CAST (numeric AS credits.credit) WITH FUNCTION credits.numeric_credit(numeric) AS ASSIGNMENT;
 CREATE CAST (bigint AS credits.credit) WITH FUNCTION credits.int8_credit(bigint) AS IMPLICIT;
 CREATE CAST (integer AS credits.credit) WITH FUNCTION credits.int4_credit(integer) AS IMPLICIT;
 CREATE CAST (credits.credit AS bigint) WITH FUNCTION credits.credit_int8(credits.credit) AS ASSIGNMENT;
@@ -161,10 +164,15 @@ CREATE FUNCTION credits.credit_avg_combine(bigint[], bigint[]) RETURNS bigint[]
     AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 CREATE FUNCTION credits.credit_avg_final(bigint[]) RETURNS credits.credit
     AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION credits.credit_sum_final(bigint[]) RETURNS credits.credit
+    AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 
+-- sum and avg add up in 128 bits ({count, low, high} in a bigint[3]): only a
+-- result out of range is an error, whatever the order of the rows.
 CREATE AGGREGATE credits.sum(credits.credit) (
-    SFUNC = credits.credit_pl, STYPE = credits.credit,
-    COMBINEFUNC = credits.credit_pl, PARALLEL = SAFE);
+    SFUNC = credits.credit_avg_accum, STYPE = bigint[], INITCOND = '{0,0,0}',
+    COMBINEFUNC = credits.credit_avg_combine, FINALFUNC = credits.credit_sum_final,
+    PARALLEL = SAFE);
 CREATE AGGREGATE credits.min(credits.credit) (
     SFUNC = credits.credit_smaller, STYPE = credits.credit,
     COMBINEFUNC = credits.credit_smaller, SORTOP = OPERATOR(credits.<), PARALLEL = SAFE);
@@ -172,11 +180,12 @@ CREATE AGGREGATE credits.max(credits.credit) (
     SFUNC = credits.credit_larger, STYPE = credits.credit,
     COMBINEFUNC = credits.credit_larger, SORTOP = OPERATOR(credits.>), PARALLEL = SAFE);
 CREATE AGGREGATE credits.avg(credits.credit) (
-    SFUNC = credits.credit_avg_accum, STYPE = bigint[], INITCOND = '{0,0}',
+    SFUNC = credits.credit_avg_accum, STYPE = bigint[], INITCOND = '{0,0,0}',
     COMBINEFUNC = credits.credit_avg_combine, FINALFUNC = credits.credit_avg_final,
     PARALLEL = SAFE);
 
-COMMENT ON AGGREGATE credits.sum(credits.credit) IS 'exact sum; overflow is an error';
+COMMENT ON AGGREGATE credits.sum(credits.credit) IS
+    'exact sum; a total out of range is an error (22003)';
 COMMENT ON AGGREGATE credits.min(credits.credit) IS 'smallest amount';
 COMMENT ON AGGREGATE credits.max(credits.credit) IS 'largest amount';
 COMMENT ON AGGREGATE credits.avg(credits.credit) IS
