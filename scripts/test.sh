@@ -32,12 +32,16 @@ if [ -z "${CREDITS_IN_VENV:-}" ]; then
 fi
 
 cd "$here"
-pgxs=$(dirname "$("$PG_CONFIG" --pgxs)")/..
+pgxs=$(cd "$(dirname "$("$PG_CONFIG" --pgxs)")/../.." && pwd)   # .../lib/pgxs
 bindir=$("$PG_CONFIG" --bindir)
 export PATH="$bindir:$PATH"
 passed=0
 failed=0
 failures=()
+
+for tool in "$pgxs/src/test/regress/pg_regress" "$pgxs/src/test/isolation/pg_isolation_regress"; do
+    [ -x "$tool" ] || { echo "missing $tool (postgresql-server-dev)"; exit 1; }
+done
 
 count_pg_regress() {   # reads pg_regress output, counts "... ok" / "... FAILED"
     local line

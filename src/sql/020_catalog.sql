@@ -171,10 +171,14 @@ CREATE FUNCTION credits.add_provider(provider text, display_name text DEFAULT NU
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, credits, pg_temp AS $$
 BEGIN
     PERFORM credits._check_id(provider, 'provider');
-    INSERT INTO credits.providers AS p (provider, display_name)
-    VALUES (provider, coalesce(display_name, provider))
-    ON CONFLICT ON CONSTRAINT providers_pkey DO UPDATE
-        SET display_name = coalesce(add_provider.display_name, p.display_name);
+    PERFORM 1 FROM credits.providers p WHERE p.provider = add_provider.provider FOR UPDATE;
+    IF NOT FOUND THEN
+        INSERT INTO credits.providers (provider, display_name)
+        VALUES (provider, coalesce(display_name, provider));
+    ELSIF display_name IS NOT NULL THEN
+        UPDATE credits.providers p SET display_name = add_provider.display_name
+         WHERE p.provider = add_provider.provider;
+    END IF;
 END
 $$;
 COMMENT ON FUNCTION credits.add_provider(text, text) IS
@@ -210,19 +214,26 @@ BEGIN
            AND m.model <> upsert_model.model;
     END IF;
 
-    INSERT INTO credits.models AS m
-        (model, provider, display_name, input_price, output_price, request_price, is_fallback)
-    VALUES (model, provider, coalesce(display_name, model), input_price, output_price,
-            request_price, is_fallback)
-    ON CONFLICT ON CONSTRAINT models_pkey DO UPDATE
-        SET provider = EXCLUDED.provider,
-            display_name = coalesce(upsert_model.display_name, m.display_name),
-            input_price = EXCLUDED.input_price,
-            output_price = EXCLUDED.output_price,
-            request_price = EXCLUDED.request_price,
-            is_fallback = EXCLUDED.is_fallback,
-            active = true;
+    -- an existing model is updated in place (a shipped one keeps its display
+    -- name unless a new one is given, and stays its provider's fallback:
+    -- only making another model the fallback demotes it)
+    UPDATE credits.models m
+       SET provider = upsert_model.provider,
+           display_name = coalesce(upsert_model.display_name, m.display_name),
+           input_price = upsert_model.input_price,
+           output_price = upsert_model.output_price,
+           request_price = upsert_model.request_price,
+           is_fallback = (upsert_model.is_fallback OR
+                          (m.is_fallback AND m.provider = upsert_model.provider)),
+           active = true
+     WHERE m.model = upsert_model.model;
+    IF NOT FOUND THEN
+        INSERT INTO credits.models
+            (model, provider, display_name, input_price, output_price, request_price, is_fallback)
+        VALUES (model, provider, coalesce(display_name, model), input_price, output_price,
+                request_price, is_fallback);
+    END IF;
 END
 $$;
 COMMENT ON FUNCTION credits.upsert_model(text, text, credits.credit, credits.credit, credits.credit, boolean, text) IS
-    'add or change a model (prices per 1M tokens); making it the fallback demotes the provider''s previous fallback';
+    'add or change a model (prices per 1M tokens); making it the fallback demotes the provider''s previous fallback, which otherwise stays the fallback';

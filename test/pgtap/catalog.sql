@@ -91,7 +91,7 @@ SELECT results_eq(
     $$VALUES ('mistral'::text, 'mistral-large'::text, '200'::credits.credit,
               '600'::credits.credit, '0'::credits.credit, false, true, false)$$,
     'upsert_model: inserted with defaults (display_name = model, request_price 0, premium)');
-SELECT lives_ok($$SELECT credits.upsert_model('mistral', 'mistral-large', 210.5, 630, 0.25,
+SELECT lives_ok($$SELECT credits.upsert_model('mistral', 'mistral-large', '210.5', 630, '0.25',
                                                display_name => 'Mistral Large')$$,
                 'upsert_model: update prices and display_name');
 SELECT results_eq(
@@ -164,7 +164,7 @@ SELECT throws_ok($$SELECT credits.upsert_model('nope', 'x-1', 1, 1)$$, '22023',
                  'unknown provider "nope"', 'upsert_model: unknown provider');
 SELECT throws_ok($$SELECT credits.upsert_model('openai', 'x-1', -1, 1)$$, '22023',
                  'input_price must not be negative', 'upsert_model: negative input_price');
-SELECT throws_ok($$SELECT credits.upsert_model('openai', 'x-1', 1, -0.000001)$$, '22023',
+SELECT throws_ok($$SELECT credits.upsert_model('openai', 'x-1', 1, '-0.000001')$$, '22023',
                  'output_price must not be negative', 'upsert_model: negative output_price');
 SELECT throws_ok($$SELECT credits.upsert_model('openai', 'x-1', 1, 1, -5)$$, '22023',
                  'request_price must not be negative', 'upsert_model: negative request_price');
@@ -277,9 +277,9 @@ SELECT throws_ok(
 -- cost()
 -- ---------------------------------------------------------------------------
 SELECT credits.upsert_model('mistral', 'unit-1', 1, 1);              -- 1 credit / 1M tokens
-SELECT credits.upsert_model('mistral', 'tiny', 0.3, 0.7);            -- fractions of a micro-credit
-SELECT credits.upsert_model('mistral', 'micro', 0.000001, 0.000001); -- 1 micro-credit / 1M tokens
-SELECT credits.upsert_model('mistral', 'per-call', 2, 4, 0.5);       -- with a request price
+SELECT credits.upsert_model('mistral', 'tiny', '0.3', '0.7');            -- fractions of a micro-credit
+SELECT credits.upsert_model('mistral', 'micro', '0.000001', '0.000001'); -- 1 micro-credit / 1M tokens
+SELECT credits.upsert_model('mistral', 'per-call', 2, 4, '0.5');       -- with a request price
 SELECT credits.upsert_model('mistral', 'free', 0, 0);
 
 SELECT is(credits.cost('gpt-4o-mini', 1)::numeric, 0.000015::numeric,
