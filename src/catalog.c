@@ -11,14 +11,15 @@
 #include "credits.h"
 
 static SPIPlanPtr model_plan = NULL;
+static SPIPlanPtr any_model_plan = NULL;
 static SPIPlanPtr fallback_plan = NULL;
 
 /*
- * Look up an active model.  The caller is connected to SPI and owns the
+ * Look up an active model (any model, active or not, with any).  The caller is connected to SPI and owns the
  * model string; the provider is copied to the caller's memory context.
  */
 bool
-catalog_lookup_model(const char *model, ModelInfo *info)
+catalog_lookup_model(const char *model, bool any, ModelInfo *info)
 {
 	Datum		arg = CStringGetTextDatum(model);
 	bool		isnull;
@@ -32,8 +33,13 @@ catalog_lookup_model(const char *model, ModelInfo *info)
 			"  FROM credits.models m"
 			" WHERE m.model OPERATOR(pg_catalog.=) $1 AND m.active",
 			1, argtypes);
+		any_model_plan = spi_prepare_saved(
+			"SELECT m.provider, m.input_price, m.output_price, m.request_price, m.is_fallback"
+			"  FROM credits.models m"
+			" WHERE m.model OPERATOR(pg_catalog.=) $1",
+			1, argtypes);
 	}
-	if (spi_run(model_plan, &arg, true, 1) == 0)
+	if (spi_run(any ? any_model_plan : model_plan, &arg, true, 1) == 0)
 		return false;
 
 	info->model = model;
@@ -49,7 +55,7 @@ catalog_lookup_model(const char *model, ModelInfo *info)
 void
 catalog_get_model(const char *model, ModelInfo *info)
 {
-	if (!catalog_lookup_model(model, info))
+	if (!catalog_lookup_model(model, false, info))
 		ereport(ERROR,
 				(errcode(ERRCODE_CREDITS_UNKNOWN_MODEL),
 				 errmsg("unknown or inactive model \"%s\"", model),

@@ -6,7 +6,10 @@
 #define CREDITS_H
 
 #include "postgres.h"
+
+#include "executor/spi.h"
 #include "fmgr.h"
+#include "utils/array.h"
 #include "utils/timestamp.h"
 
 /* A credit amount: signed 64-bit count of micro-credits. */
@@ -32,6 +35,9 @@ typedef int64 Credit;
 /* longest org, user, provider, model or request id, in bytes */
 #define CREDITS_MAX_ID_LEN	255
 
+/* credits.c: settings */
+extern int	credits_hold_ttl;
+
 /* credit.c */
 extern char *credit_to_cstring(Credit value);
 extern Credit credit_add(Credit a, Credit b);
@@ -39,11 +45,17 @@ extern Credit credit_sub(Credit a, Credit b);
 extern void credit_out_of_range(void) pg_attribute_noreturn();
 
 /* args.c: checks at the SQL boundary */
+extern void arg_not_null(FunctionCallInfo fcinfo, int n, const char *name);
 extern text *arg_text(FunctionCallInfo fcinfo, int n, const char *name);
 extern char *arg_id(FunctionCallInfo fcinfo, int n, const char *name);
 extern int64 arg_tokens(FunctionCallInfo fcinfo, int n, const char *name);
-extern void arg_not_null(FunctionCallInfo fcinfo, int n, const char *name);
 extern Credit arg_amount(FunctionCallInfo fcinfo, int n, const char *name);
+
+/* spi.c */
+extern SPIPlanPtr spi_prepare_saved(const char *sql, int nargs, Oid *argtypes);
+extern uint64 spi_run(SPIPlanPtr plan, Datum *values, bool read_only, long limit);
+extern Datum spi_value(int row, int col, bool *isnull);
+extern char *spi_string(int row, int col);
 
 /* catalog.c */
 typedef struct ModelInfo
@@ -56,10 +68,37 @@ typedef struct ModelInfo
 	bool		is_fallback;
 } ModelInfo;
 
-extern bool catalog_lookup_model(const char *model, ModelInfo *info);
+extern bool catalog_lookup_model(const char *model, bool any, ModelInfo *info);
 extern void catalog_get_model(const char *model, ModelInfo *info);
 extern char *catalog_fallback_model(const char *provider);
 extern Credit catalog_cost(const ModelInfo *info, int64 input_tokens, int64 output_tokens);
+
+/* ledger.c */
+typedef struct LedgerEntry
+{
+	int64		entry_id;
+	const char *org_id;
+	const char *kind;
+	TimestampTz period_start;
+	const char *user_id;
+	const char *model;
+	int64		input_tokens;	/* -1: none */
+	int64		output_tokens;	/* -1: none */
+	Credit		cost;
+	Credit		charged;
+	Credit		shortfall;
+	Credit		from_allowance;
+	Credit		from_topup;
+	Credit		reserved_change;
+	Credit		available_after;
+	const char *request_id;
+	int64		hold_id;		/* 0: none */
+} LedgerEntry;
+
+extern void ledger_entry_init(LedgerEntry *e, const char *org_id, const char *kind);
+extern void ledger_lock_request(const char *org_id, const char *request_id);
+extern bool ledger_find_request(const char *org_id, const char *request_id, LedgerEntry *entry);
+extern int64 ledger_append(const LedgerEntry *entry);
 
 /* pool.c: the only module that knows how an org's balance is stored */
 typedef struct OrgState
@@ -75,62 +114,58 @@ typedef struct MemberState
 	Credit		used;			/* drawn from the pool this period */
 } MemberState;
 
-extern void pool_get_org(const char *org_id, OrgState *org);
-extern void pool_get_member(const char *org_id, const char *user_id, MemberState *member);
-extern bool pool_provider_enabled(const char *org_id, const char *provider);
-extern bool member_cap_reached(const MemberState *member);
-extern void check_provider_enabled(const char *org_id, const ModelInfo *model);
+/* An org's pool, locked for this transaction. */
+typedef struct PoolState
+{
+	const char *org_id;
+	TimestampTz period_start;
+	Credit		allowance;
+	Credit		allowance_used;
+	Credit		topup;
+	Credit		topup_used;
+	Credit		reserved;
+	int			alert_level;
+	ArrayType  *thresholds;
+	/* the member being charged, read under the lock by pool_limit() */
+	const char *user_id;
+	bool		has_cap;
+	Credit		cap_left;
+} PoolState;
 
 typedef struct PoolCharge
 {
 	/* in */
 	Credit		cost;
 	bool		is_fallback;
+	Credit		release;		/* a settled hold's reservation, else 0 */
 	/* out */
 	Credit		charged;
 	Credit		shortfall;
-	Credit		from_allowance;
-	Credit		from_topup;
-	Credit		available;		/* the pool after the charge */
-	TimestampTz period_start;
 } PoolCharge;
 
-extern void pool_charge(const char *org_id, const char *user_id,
-						const MemberState *member, PoolCharge *charge);
+extern void pool_get_org(const char *org_id, OrgState *org);
+extern void pool_get_member(const char *org_id, const char *user_id, bool active_only,
+							MemberState *member);
+extern bool member_cap_reached(const MemberState *member);
+extern void check_provider_enabled(const char *org_id, const ModelInfo *model);
+
+extern void pool_lock(const char *org_id, PoolState *ps);
+extern Credit pool_available(const PoolState *ps);
+extern Credit pool_limit(PoolState *ps, const char *user_id, const MemberState *member);
+extern void pool_charge(PoolState *ps, const MemberState *member, PoolCharge *c,
+						LedgerEntry *e);
+extern void pool_reserve(PoolState *ps, Credit amount, TimestampTz expires_at, LedgerEntry *e);
+extern void pool_release(PoolState *ps, Credit amount, LedgerEntry *e);
 
 /* events.c */
-#include "utils/array.h"
 extern int	events_thresholds(const char *org_id, ArrayType *thresholds, int old_level,
 							  TimestampTz period_start, Credit spent, Credit total,
 							  Credit available);
 
-/* ledger.c */
-typedef struct LedgerEntry
-{
-	int64		entry_id;
-	const char *org_id;
-	const char *kind;
-	TimestampTz period_start;
-	const char *user_id;
-	const char *model;
-	int64		input_tokens;
-	int64		output_tokens;
-	Credit		cost;
-	Credit		charged;
-	Credit		shortfall;
-	Credit		from_allowance;
-	Credit		from_topup;
-	Credit		available_after;
-	const char *request_id;
-	int64		hold_id;		/* 0: none */
-} LedgerEntry;
-
-extern void ledger_lock_request(const char *org_id, const char *request_id);
-extern bool ledger_find_request(const char *org_id, const char *request_id, LedgerEntry *entry);
-extern int64 ledger_append(const LedgerEntry *entry);
-
 /* debit.c */
 extern Datum debit_result(FunctionCallInfo fcinfo, const LedgerEntry *entry, bool replayed);
+extern void check_replay(const LedgerEntry *prev, const char *kind, const char *user_id,
+						 const char *model, int64 input_tokens, int64 output_tokens);
 
 /* periods.c */
 extern bool period_is_valid(const Interval *period);
@@ -138,12 +173,5 @@ extern void check_period(const Interval *period);
 extern void check_time_zone(text *zone);
 extern TimestampTz period_start(TimestampTz anchor, const Interval *period, text *zone, int64 k);
 extern int64 period_index(TimestampTz anchor, const Interval *period, text *zone, TimestampTz as_of);
-
-/* spi.c */
-#include "executor/spi.h"
-extern SPIPlanPtr spi_prepare_saved(const char *sql, int nargs, Oid *argtypes);
-extern uint64 spi_run(SPIPlanPtr plan, Datum *values, bool read_only, long limit);
-extern Datum spi_value(int row, int col, bool *isnull);
-extern char *spi_string(int row, int col);
 
 #endif							/* CREDITS_H */

@@ -36,7 +36,7 @@ debit_result(FunctionCallInfo fcinfo, const LedgerEntry *e, bool replayed)
  * A request_id seen before: the same call is replayed, anything else is
  * UC007.
  */
-static void
+void
 check_replay(const LedgerEntry *prev, const char *kind, const char *user_id,
 			 const char *model, int64 input_tokens, int64 output_tokens)
 {
@@ -73,6 +73,7 @@ credits_credit_debit(PG_FUNCTION_ARGS)
 	OrgState	org;
 	MemberState member;
 	ModelInfo	info;
+	PoolState	ps;
 	PoolCharge	charge;
 	LedgerEntry e;
 	Datum		result;
@@ -80,7 +81,7 @@ credits_credit_debit(PG_FUNCTION_ARGS)
 	SPI_connect();
 
 	pool_get_org(org_id, &org);
-	pool_get_member(org_id, user_id, &member);
+	pool_get_member(org_id, user_id, true, &member);
 	catalog_get_model(model, &info);
 	check_provider_enabled(org_id, &info);
 
@@ -90,8 +91,7 @@ credits_credit_debit(PG_FUNCTION_ARGS)
 		if (ledger_find_request(org_id, request_id, &e))
 		{
 			check_replay(&e, "debit", user_id, model, input_tokens, output_tokens);
-			result = debit_result(fcinfo, &e, true);
-			result = SPI_datumTransfer(result, false, -1);
+			result = SPI_datumTransfer(debit_result(fcinfo, &e, true), false, -1);
 			SPI_finish();
 			PG_RETURN_DATUM(result);
 		}
@@ -99,24 +99,18 @@ credits_credit_debit(PG_FUNCTION_ARGS)
 
 	charge.cost = catalog_cost(&info, input_tokens, output_tokens);
 	charge.is_fallback = info.is_fallback;
-	pool_charge(org_id, user_id, &member, &charge);
+	charge.release = 0;
 
-	memset(&e, 0, sizeof(e));
-	e.org_id = org_id;
-	e.kind = "debit";
-	e.period_start = charge.period_start;
+	pool_lock(org_id, &ps);
+	(void) pool_limit(&ps, user_id, &member);
+
+	ledger_entry_init(&e, org_id, "debit");
 	e.user_id = user_id;
 	e.model = model;
 	e.input_tokens = input_tokens;
 	e.output_tokens = output_tokens;
-	e.cost = charge.cost;
-	e.charged = charge.charged;
-	e.shortfall = charge.shortfall;
-	e.from_allowance = charge.from_allowance;
-	e.from_topup = charge.from_topup;
-	e.available_after = charge.available;
 	e.request_id = request_id;
-	e.entry_id = ledger_append(&e);
+	pool_charge(&ps, &member, &charge, &e);
 
 	result = SPI_datumTransfer(debit_result(fcinfo, &e, false), false, -1);
 	SPI_finish();

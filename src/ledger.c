@@ -19,6 +19,17 @@
 static SPIPlanPtr find_plan = NULL;
 static SPIPlanPtr append_plan = NULL;
 
+/* An entry of this kind with no user, model, tokens, amounts or keys. */
+void
+ledger_entry_init(LedgerEntry *e, const char *org_id, const char *kind)
+{
+	memset(e, 0, sizeof(*e));
+	e->org_id = org_id;
+	e->kind = kind;
+	e->input_tokens = -1;
+	e->output_tokens = -1;
+}
+
 /*
  * Serialize the calls that carry the same (org_id, request_id) until the
  * holder's transaction ends.  Whoever comes second then finds the first
@@ -48,7 +59,8 @@ ledger_lock_request(const char *org_id, const char *request_id)
 
 #define LEDGER_COLUMNS \
 	"entry_id, kind, period_start, user_id, model, input_tokens, output_tokens," \
-	" cost, charged, shortfall, from_allowance, from_topup, available_after, hold_id"
+	" cost, charged, shortfall, from_allowance, from_topup, reserved_change," \
+	" available_after, hold_id"
 
 /* The entry (debit or hold) that used this request_id, if any. */
 bool
@@ -73,8 +85,8 @@ ledger_find_request(const char *org_id, const char *request_id, LedgerEntry *e)
 	if (spi_run(find_plan, args, false, 1) == 0)
 		return false;
 
+	ledger_entry_init(e, org_id, NULL);
 	e->entry_id = DatumGetInt64(spi_value(0, 1, &isnull));
-	e->org_id = org_id;
 	e->kind = spi_string(0, 2);
 	e->period_start = DatumGetTimestampTz(spi_value(0, 3, &isnull));
 	e->user_id = spi_string(0, 4);
@@ -88,8 +100,10 @@ ledger_find_request(const char *org_id, const char *request_id, LedgerEntry *e)
 	e->shortfall = DatumGetCredit(spi_value(0, 10, &isnull));
 	e->from_allowance = DatumGetCredit(spi_value(0, 11, &isnull));
 	e->from_topup = DatumGetCredit(spi_value(0, 12, &isnull));
-	e->available_after = DatumGetCredit(spi_value(0, 13, &isnull));
-	d = spi_value(0, 14, &isnull);
+	d = spi_value(0, 13, &isnull);
+	e->reserved_change = isnull ? 0 : DatumGetCredit(d);
+	e->available_after = DatumGetCredit(spi_value(0, 14, &isnull));
+	d = spi_value(0, 15, &isnull);
 	e->hold_id = isnull ? 0 : DatumGetInt64(d);
 	e->request_id = request_id;
 	return true;
@@ -102,7 +116,8 @@ text_or_null(const char *s, char *null)
 	return s == NULL ? (Datum) 0 : CStringGetTextDatum(s);
 }
 
-/* Append an entry; returns its entry_id. */
+/* Append an entry; returns its entry_id.  Zero amounts of the rarely used
+ * columns are stored as NULL, which costs no space. */
 int64
 ledger_append(const LedgerEntry *e)
 {
@@ -115,15 +130,15 @@ ledger_append(const LedgerEntry *e)
 	{
 		Oid			argtypes[16] = {TEXTOID, TEXTOID, TIMESTAMPTZOID, TEXTOID, TEXTOID,
 			INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID,
-		TEXTOID, INT8OID, TEXTOID};
+		INT8OID, TEXTOID, INT8OID};
 
 		append_plan = spi_prepare_saved(
 			"INSERT INTO credits.ledger (org_id, kind, period_start, user_id, model,"
 			"  input_tokens, output_tokens, cost, charged, shortfall, from_allowance,"
-			"  from_topup, available_after, request_id, hold_id, note)"
+			"  from_topup, reserved_change, available_after, request_id, hold_id)"
 			" VALUES ($1, $2, $3, $4, $5, $6, $7, credits._micro($8), credits._micro($9),"
 			"  credits._micro($10), credits._micro($11), credits._micro($12),"
-			"  credits._micro($13), $14, $15, $16)"
+			"  credits._micro($13), credits._micro($14), $15, $16)"
 			" RETURNING entry_id",
 			16, argtypes);
 	}
@@ -142,12 +157,12 @@ ledger_append(const LedgerEntry *e)
 	args[9] = Int64GetDatum(e->shortfall);
 	args[10] = Int64GetDatum(e->from_allowance);
 	args[11] = Int64GetDatum(e->from_topup);
-	args[12] = Int64GetDatum(e->available_after);
-	args[13] = text_or_null(e->request_id, &nulls[13]);
-	args[14] = Int64GetDatum(e->hold_id);
-	nulls[14] = e->hold_id == 0 ? 'n' : ' ';
-	args[15] = (Datum) 0;
-	nulls[15] = 'n';
+	args[12] = Int64GetDatum(e->reserved_change);
+	nulls[12] = e->reserved_change == 0 ? 'n' : ' ';
+	args[13] = Int64GetDatum(e->available_after);
+	args[14] = text_or_null(e->request_id, &nulls[14]);
+	args[15] = Int64GetDatum(e->hold_id);
+	nulls[15] = e->hold_id == 0 ? 'n' : ' ';
 
 	rc = SPI_execute_plan(append_plan, args, nulls, false, 0);
 	if (rc != SPI_OK_INSERT_RETURNING || SPI_processed != 1)

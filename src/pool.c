@@ -3,11 +3,17 @@
  *	  An org's pool and its members' period usage.
  *
  * This is the only module that knows how balances are stored: every read of
- * an org's available credits and, later, every change to them goes through
- * here, so the representation can change without touching the callers.
+ * an org's available credits and every change to them goes through here, and
+ * every change is appended to the ledger in the same transaction.
  *
- * Reads take no row lock: they see the last committed state (or this
- * transaction's own changes).
+ * Writers lock the org's pool row (pool_lock) and keep it until their
+ * transaction ends, so each charge of an org sees the one before; whatever
+ * they read after taking the lock comes from a fresh snapshot (in READ
+ * COMMITTED each SPI query of a volatile function takes one).  A pool whose
+ * period ended, or whose grants or holds expired, is brought up to date by
+ * the writer that locks it (credits._maintain), so correctness never depends
+ * on a scheduled job.  Readers take no lock: they compute the same
+ * up-to-date figures without writing them (credits.pool_status).
  */
 #include "postgres.h"
 
@@ -18,26 +24,41 @@
 #include "credits.h"
 
 static SPIPlanPtr org_plan = NULL;
+static SPIPlanPtr org_due_plan = NULL;
 static SPIPlanPtr member_plan = NULL;
 static SPIPlanPtr provider_plan = NULL;
+static SPIPlanPtr lock_plan = NULL;
+static SPIPlanPtr maintain_plan = NULL;
+static SPIPlanPtr member_used_plan = NULL;
+static SPIPlanPtr draw_plan = NULL;
+static SPIPlanPtr update_pool_plan = NULL;
+static SPIPlanPtr update_member_plan = NULL;
 
-/* The org's pool for its current period; unknown org is UC004. */
+static Credit
+credit_min(Credit a, Credit b)
+{
+	return a < b ? a : b;
+}
+
+/* ---------- reading, without locks ---------- */
+
+/* The org's available credits now; an unknown org is UC004. */
 void
 pool_get_org(const char *org_id, OrgState *org)
 {
 	Datum		arg = CStringGetTextDatum(org_id);
 	bool		isnull;
-	Credit		allowance;
-	Credit		used;
-	Credit		topup;
-	Credit		reserved;
 
 	if (org_plan == NULL)
 	{
 		Oid			argtypes[1] = {TEXTOID};
 
 		org_plan = spi_prepare_saved(
-			"SELECT p.allowance, p.allowance_used, p.topup, p.reserved"
+			"SELECT p.allowance OPERATOR(credits.-) p.allowance_used"
+			"       OPERATOR(credits.+) p.topup OPERATOR(credits.-) p.reserved,"
+			"       p.period_end OPERATOR(pg_catalog.<=) pg_catalog.now()"
+			"       OR p.next_grant_expiry OPERATOR(pg_catalog.<=) pg_catalog.now()"
+			"       OR p.next_hold_expiry OPERATOR(pg_catalog.<=) pg_catalog.now()"
 			"  FROM credits.pools p"
 			" WHERE p.org_id OPERATOR(pg_catalog.=) $1",
 			1, argtypes);
@@ -48,18 +69,32 @@ pool_get_org(const char *org_id, OrgState *org)
 				 errmsg("unknown org \"%s\"", org_id),
 				 errhint("Create it with credits.create_org().")));
 
-	allowance = DatumGetCredit(spi_value(0, 1, &isnull));
-	used = DatumGetCredit(spi_value(0, 2, &isnull));
-	topup = DatumGetCredit(spi_value(0, 3, &isnull));
-	reserved = DatumGetCredit(spi_value(0, 4, &isnull));
-
 	org->org_id = org_id;
-	org->available = credit_sub(credit_add(credit_sub(allowance, used), topup), reserved);
+	org->available = DatumGetCredit(spi_value(0, 1, &isnull));
+	if (DatumGetBool(spi_value(0, 2, &isnull)) && !isnull)
+	{
+		/* not brought up to date yet: the view computes what it will be */
+		if (org_due_plan == NULL)
+		{
+			Oid			argtypes[1] = {TEXTOID};
+
+			org_due_plan = spi_prepare_saved(
+				"SELECT s.available FROM credits.pool_status s"
+				" WHERE s.org_id OPERATOR(pg_catalog.=) $1",
+				1, argtypes);
+		}
+		if (spi_run(org_due_plan, &arg, true, 1) > 0)
+			org->available = DatumGetCredit(spi_value(0, 1, &isnull));
+	}
 }
 
-/* An active member's cap and period usage; anything else is UC005. */
+/*
+ * A member's cap and period usage.  With active_only, anything but an active
+ * member is UC005; otherwise an unknown member has no cap.
+ */
 void
-pool_get_member(const char *org_id, const char *user_id, MemberState *member)
+pool_get_member(const char *org_id, const char *user_id, bool active_only,
+				MemberState *member)
 {
 	Datum		args[2];
 	bool		isnull;
@@ -69,28 +104,41 @@ pool_get_member(const char *org_id, const char *user_id, MemberState *member)
 	{
 		Oid			argtypes[2] = {TEXTOID, TEXTOID};
 
+		/* usage of a period that has ended counts as 0 */
 		member_plan = spi_prepare_saved(
-			"SELECT m.cap, COALESCE(u.used, '0'::credits.credit)"
+			"SELECT m.cap, m.active,"
+			"       CASE WHEN p.period_end OPERATOR(pg_catalog.<=) pg_catalog.now()"
+			"            THEN '0'::credits.credit"
+			"            ELSE COALESCE(u.used, '0'::credits.credit) END"
 			"  FROM credits.members m"
+			"  JOIN credits.pools p ON p.org_id OPERATOR(pg_catalog.=) m.org_id"
 			"  LEFT JOIN credits.member_usage u"
 			"    ON u.org_id OPERATOR(pg_catalog.=) m.org_id"
 			"   AND u.user_id OPERATOR(pg_catalog.=) m.user_id"
 			" WHERE m.org_id OPERATOR(pg_catalog.=) $1"
-			"   AND m.user_id OPERATOR(pg_catalog.=) $2 AND m.active",
+			"   AND m.user_id OPERATOR(pg_catalog.=) $2",
 			2, argtypes);
 	}
 	args[0] = CStringGetTextDatum(org_id);
 	args[1] = CStringGetTextDatum(user_id);
-	if (spi_run(member_plan, args, true, 1) == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_CREDITS_NOT_MEMBER),
-				 errmsg("user \"%s\" is not an active member of org \"%s\"", user_id, org_id),
-				 errhint("Add the user with credits.add_member().")));
+	if (spi_run(member_plan, args, true, 1) == 0 ||
+		!DatumGetBool(spi_value(0, 2, &isnull)))
+	{
+		if (active_only)
+			ereport(ERROR,
+					(errcode(ERRCODE_CREDITS_NOT_MEMBER),
+					 errmsg("user \"%s\" is not an active member of org \"%s\"", user_id, org_id),
+					 errhint("Add the user with credits.add_member().")));
+		member->has_cap = false;
+		member->cap = 0;
+		member->used = 0;
+		return;
+	}
 
 	cap = spi_value(0, 1, &isnull);
 	member->has_cap = !isnull;
 	member->cap = isnull ? 0 : DatumGetCredit(cap);
-	member->used = DatumGetCredit(spi_value(0, 2, &isnull));
+	member->used = DatumGetCredit(spi_value(0, 3, &isnull));
 }
 
 /* Has the member used up a personal cap? */
@@ -100,9 +148,9 @@ member_cap_reached(const MemberState *member)
 	return member->has_cap && member->used >= member->cap;
 }
 
-/* Is the provider enabled for the org? */
-bool
-pool_provider_enabled(const char *org_id, const char *provider)
+/* UC003 unless the model's provider is enabled for the org. */
+void
+check_provider_enabled(const char *org_id, const ModelInfo *model)
 {
 	Datum		args[2];
 
@@ -117,15 +165,8 @@ pool_provider_enabled(const char *org_id, const char *provider)
 			2, argtypes);
 	}
 	args[0] = CStringGetTextDatum(org_id);
-	args[1] = CStringGetTextDatum(provider);
-	return spi_run(provider_plan, args, true, 1) > 0;
-}
-
-/* UC003 unless the model's provider is enabled for the org. */
-void
-check_provider_enabled(const char *org_id, const ModelInfo *model)
-{
-	if (!pool_provider_enabled(org_id, model->provider))
+	args[1] = CStringGetTextDatum(model->provider);
+	if (spi_run(provider_plan, args, true, 1) == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_CREDITS_PROVIDER_DISABLED),
 				 errmsg("provider \"%s\" of model \"%s\" is not enabled for org \"%s\"",
@@ -133,78 +174,103 @@ check_provider_enabled(const char *org_id, const ModelInfo *model)
 				 errhint("An admin can enable it with credits.enable_provider().")));
 }
 
-/* ---------- charging ---------- */
+/* ---------- writing, under the pool lock ---------- */
 
-static SPIPlanPtr lock_plan = NULL;
-static SPIPlanPtr member_used_plan = NULL;
-static SPIPlanPtr update_pool_plan = NULL;
-static SPIPlanPtr update_member_plan = NULL;
-
-static Credit
-credit_min(Credit a, Credit b)
+/* Lock the org's pool row; returns false when the org is unknown. */
+static bool
+lock_row(const char *org_id, PoolState *ps, bool *due)
 {
-	return a < b ? a : b;
-}
-
-/*
- * Charge a call's cost to the org's pool and the member's period usage.
- *
- * The org's pool row is locked first (FOR UPDATE), so every charge of an org
- * sees the result of the one before; the member's usage is read after that
- * lock, with a fresh snapshot, so a cap is never overshot.
- *
- *	 premium:  charged = least(cost, available, cap_left), shortfall = cost - charged
- *	 fallback: charged = least(cost, available, cap_left), shortfall = 0
- *
- * The allowance is drawn first, then purchased top-up.
- */
-void
-pool_charge(const char *org_id, const char *user_id, const MemberState *member,
-			PoolCharge *c)
-{
-	Datum		args[5];
+	Datum		arg = CStringGetTextDatum(org_id);
 	bool		isnull;
-	Credit		allowance;
-	Credit		used;
-	Credit		topup;
-	Credit		reserved;
-	Credit		topup_used;
-	int			alert_level;
-	ArrayType  *thresholds;
-	Credit		available;
-	Credit		limit;
-	Credit		member_used = member->used;
 
 	if (lock_plan == NULL)
 	{
 		Oid			argtypes[1] = {TEXTOID};
 
 		lock_plan = spi_prepare_saved(
-			"SELECT p.allowance, p.allowance_used, p.topup, p.reserved, p.topup_used,"
-			"       p.alert_level, p.period_start, o.thresholds"
+			"SELECT p.period_start, p.allowance, p.allowance_used, p.topup, p.topup_used,"
+			"       p.reserved, p.alert_level, o.thresholds,"
+			"       p.period_end OPERATOR(pg_catalog.<=) pg_catalog.now()"
+			"       OR p.next_grant_expiry OPERATOR(pg_catalog.<=) pg_catalog.now()"
+			"       OR p.next_hold_expiry OPERATOR(pg_catalog.<=) pg_catalog.now()"
 			"  FROM credits.pools p"
 			"  JOIN credits.orgs o ON o.org_id OPERATOR(pg_catalog.=) p.org_id"
 			" WHERE p.org_id OPERATOR(pg_catalog.=) $1"
 			"   FOR UPDATE OF p",
 			1, argtypes);
 	}
-	args[0] = CStringGetTextDatum(org_id);
-	if (spi_run(lock_plan, args, false, 1) == 0)
+	if (spi_run(lock_plan, &arg, false, 1) == 0)
+		return false;
+
+	ps->org_id = org_id;
+	ps->period_start = DatumGetTimestampTz(spi_value(0, 1, &isnull));
+	ps->allowance = DatumGetCredit(spi_value(0, 2, &isnull));
+	ps->allowance_used = DatumGetCredit(spi_value(0, 3, &isnull));
+	ps->topup = DatumGetCredit(spi_value(0, 4, &isnull));
+	ps->topup_used = DatumGetCredit(spi_value(0, 5, &isnull));
+	ps->reserved = DatumGetCredit(spi_value(0, 6, &isnull));
+	ps->alert_level = DatumGetInt32(spi_value(0, 7, &isnull));
+	ps->thresholds = DatumGetArrayTypePCopy(spi_value(0, 8, &isnull));
+	*due = DatumGetBool(spi_value(0, 9, &isnull)) && !isnull;
+	ps->user_id = NULL;
+	ps->has_cap = false;
+	ps->cap_left = 0;
+	return true;
+}
+
+/*
+ * Lock the org's pool for the rest of the transaction and bring it up to
+ * date (period rollover, expired grants and holds).  Unknown org is UC004.
+ */
+void
+pool_lock(const char *org_id, PoolState *ps)
+{
+	bool		due;
+
+	if (!lock_row(org_id, ps, &due))
 		ereport(ERROR,
 				(errcode(ERRCODE_CREDITS_UNKNOWN_ORG),
 				 errmsg("unknown org \"%s\"", org_id)));
-	allowance = DatumGetCredit(spi_value(0, 1, &isnull));
-	used = DatumGetCredit(spi_value(0, 2, &isnull));
-	topup = DatumGetCredit(spi_value(0, 3, &isnull));
-	reserved = DatumGetCredit(spi_value(0, 4, &isnull));
-	topup_used = DatumGetCredit(spi_value(0, 5, &isnull));
-	alert_level = DatumGetInt32(spi_value(0, 6, &isnull));
-	c->period_start = DatumGetTimestampTz(spi_value(0, 7, &isnull));
-	thresholds = DatumGetArrayTypePCopy(spi_value(0, 8, &isnull));
+	if (due)
+	{
+		Datum		arg = CStringGetTextDatum(org_id);
 
-	/* the member's usage as of now, under the pool lock */
+		if (maintain_plan == NULL)
+		{
+			Oid			argtypes[1] = {TEXTOID};
+
+			maintain_plan = spi_prepare_saved(
+				"SELECT credits._maintain($1, pg_catalog.now())", 1, argtypes);
+		}
+		spi_run(maintain_plan, &arg, false, 0);
+		(void) lock_row(org_id, ps, &due);
+	}
+}
+
+Credit
+pool_available(const PoolState *ps)
+{
+	return credit_sub(credit_add(credit_sub(ps->allowance, ps->allowance_used), ps->topup),
+					  ps->reserved);
+}
+
+/*
+ * What the member may draw now: least(available, cap_left).  The member's
+ * usage is read under the pool lock, so a cap is never overshot.
+ */
+Credit
+pool_limit(PoolState *ps, const char *user_id, const MemberState *member)
+{
+	Credit		limit = Max(pool_available(ps), 0);
+
+	ps->user_id = user_id;
+	ps->has_cap = member->has_cap;
 	if (member->has_cap)
 	{
+		Datum		args[2];
+		bool		isnull;
+		Credit		used = 0;
+
 		if (member_used_plan == NULL)
 		{
 			Oid			argtypes[2] = {TEXTOID, TEXTOID};
@@ -215,51 +281,143 @@ pool_charge(const char *org_id, const char *user_id, const MemberState *member,
 				"   AND u.user_id OPERATOR(pg_catalog.=) $2",
 				2, argtypes);
 		}
+		args[0] = CStringGetTextDatum(ps->org_id);
 		args[1] = CStringGetTextDatum(user_id);
-		member_used = 0;
 		if (spi_run(member_used_plan, args, false, 1) > 0)
-			member_used = DatumGetCredit(spi_value(0, 1, &isnull));
+			used = DatumGetCredit(spi_value(0, 1, &isnull));
+		ps->cap_left = Max(credit_sub(member->cap, used), 0);
+		limit = credit_min(limit, ps->cap_left);
 	}
+	return limit;
+}
 
-	available = credit_sub(credit_add(credit_sub(allowance, used), topup), reserved);
-	limit = Max(available, 0);
-	if (member->has_cap)
-		limit = credit_min(limit, Max(credit_sub(member->cap, member_used), 0));
+/*
+ * Announce crossed thresholds, append the entry to the ledger and write the
+ * pool back.  calls and shortfall count charges; hold_expiry (or 0) is a new
+ * hold's expiry.
+ */
+static void
+pool_write(PoolState *ps, LedgerEntry *e, int calls, Credit shortfall,
+		   TimestampTz hold_expiry)
+{
+	Datum		args[9];
+	char		nulls[9];
+	int			rc;
 
-	c->charged = credit_min(c->cost, limit);
-	c->shortfall = c->is_fallback ? 0 : credit_sub(c->cost, c->charged);
-	c->from_allowance = credit_min(c->charged, Max(credit_sub(allowance, used), 0));
-	c->from_topup = credit_sub(c->charged, c->from_allowance);
-	c->available = credit_sub(available, c->charged);
+	e->period_start = ps->period_start;
+	e->available_after = pool_available(ps);
+	ps->alert_level = events_thresholds(ps->org_id, ps->thresholds, ps->alert_level,
+										ps->period_start,
+										credit_add(credit_add(ps->allowance_used, ps->topup_used),
+												   ps->reserved),
+										credit_add(credit_add(ps->allowance, ps->topup_used),
+												   ps->topup),
+										e->available_after);
+	e->entry_id = ledger_append(e);
 
-	alert_level = events_thresholds(org_id, thresholds, alert_level, c->period_start,
-									credit_add(credit_add(credit_add(used, c->from_allowance),
-														  credit_add(topup_used, c->from_topup)),
-											   reserved),
-									credit_add(credit_add(allowance, topup_used), topup),
-									c->available);
+	if (e->from_topup > 0)
+	{
+		Datum		dargs[3];
+
+		if (draw_plan == NULL)
+		{
+			Oid			argtypes[3] = {TEXTOID, INT8OID, INT8OID};
+
+			draw_plan = spi_prepare_saved(
+				"SELECT credits._draw_grants($1, $2, credits._micro($3))", 3, argtypes);
+		}
+		dargs[0] = CStringGetTextDatum(ps->org_id);
+		dargs[1] = Int64GetDatum(e->entry_id);
+		dargs[2] = Int64GetDatum(e->from_topup);
+		spi_run(draw_plan, dargs, false, 0);
+	}
 
 	if (update_pool_plan == NULL)
 	{
-		Oid			argtypes[4] = {TEXTOID, INT8OID, INT8OID, INT4OID};
+		Oid			argtypes[9] = {TEXTOID, INT8OID, INT8OID, INT8OID, INT8OID, INT4OID,
+		INT4OID, INT8OID, TIMESTAMPTZOID};
 
-		/* $2, $3 are micro-credits: credits._micro() reinterprets them */
+		/* amounts are passed as micro-credits: credits._micro() reinterprets them */
 		update_pool_plan = spi_prepare_saved(
 			"UPDATE credits.pools p"
-			"   SET allowance_used = p.allowance_used OPERATOR(credits.+) credits._micro($2),"
-			"       topup = p.topup OPERATOR(credits.-) credits._micro($3),"
-			"       topup_used = p.topup_used OPERATOR(credits.+) credits._micro($3),"
-			"       alert_level = $4"
+			"   SET allowance_used = credits._micro($2),"
+			"       topup = credits._micro($3),"
+			"       topup_used = credits._micro($4),"
+			"       reserved = credits._micro($5),"
+			"       alert_level = $6,"
+			"       calls = p.calls OPERATOR(pg_catalog.+) $7,"
+			"       shortfall = p.shortfall OPERATOR(credits.+) credits._micro($8),"
+			"       next_hold_expiry = LEAST(p.next_hold_expiry, $9)"
 			" WHERE p.org_id OPERATOR(pg_catalog.=) $1",
-			4, argtypes);
+			9, argtypes);
 	}
-	args[1] = Int64GetDatum(c->from_allowance);
-	args[2] = Int64GetDatum(c->from_topup);
-	args[3] = Int32GetDatum(alert_level);
-	spi_run(update_pool_plan, args, false, 0);
+	memset(nulls, ' ', sizeof(nulls));
+	args[0] = CStringGetTextDatum(ps->org_id);
+	args[1] = Int64GetDatum(ps->allowance_used);
+	args[2] = Int64GetDatum(ps->topup);
+	args[3] = Int64GetDatum(ps->topup_used);
+	args[4] = Int64GetDatum(ps->reserved);
+	args[5] = Int32GetDatum(ps->alert_level);
+	args[6] = Int32GetDatum(calls);
+	args[7] = Int64GetDatum(shortfall);
+	args[8] = TimestampTzGetDatum(hold_expiry);
+	if (hold_expiry == 0)
+		nulls[8] = 'n';
+	rc = SPI_execute_plan(update_pool_plan, args, nulls, false, 0);
+	if (rc != SPI_OK_UPDATE || SPI_processed != 1)
+		elog(ERROR, "could not update the pool of org \"%s\"", ps->org_id);
+}
+
+/*
+ * Charge a call's cost (c->cost) after pool_limit():
+ *
+ *	 premium:  charged = least(cost, available, cap_left), shortfall = cost - charged
+ *	 fallback: charged = least(cost, available, cap_left), shortfall = 0
+ *
+ * When a hold is settled, its reservation (c->release) is released and the
+ * part of the cost it covers is charged whatever the cap; any excess is
+ * charged like the above.  The allowance is drawn first, then grants.
+ * Fills the ledger entry's amounts and appends it.
+ */
+void
+pool_charge(PoolState *ps, const MemberState *member, PoolCharge *c, LedgerEntry *e)
+{
+	Credit		funds;
+	Credit		guaranteed;
+	Credit		extra;
+	Credit		allowance_left;
+
+	Assert(ps->user_id != NULL);
+
+	/* what is there once the hold's reservation is given back */
+	ps->reserved = credit_sub(ps->reserved, c->release);
+	funds = Max(pool_available(ps), 0);
+
+	guaranteed = credit_min(c->cost, c->release);
+	extra = credit_min(credit_sub(c->cost, guaranteed), Max(credit_sub(funds, guaranteed), 0));
+	if (ps->has_cap)
+		extra = credit_min(extra, Max(credit_sub(ps->cap_left, guaranteed), 0));
+
+	c->charged = credit_add(guaranteed, extra);
+	c->shortfall = c->is_fallback ? 0 : credit_sub(c->cost, c->charged);
+
+	allowance_left = Max(credit_sub(ps->allowance, ps->allowance_used), 0);
+	e->from_allowance = credit_min(c->charged, allowance_left);
+	e->from_topup = credit_sub(c->charged, e->from_allowance);
+	ps->allowance_used = credit_add(ps->allowance_used, e->from_allowance);
+	ps->topup = credit_sub(ps->topup, e->from_topup);
+	ps->topup_used = credit_add(ps->topup_used, e->from_topup);
+
+	e->cost = c->cost;
+	e->charged = c->charged;
+	e->shortfall = c->shortfall;
+	e->reserved_change = -c->release;
+	pool_write(ps, e, 1, c->shortfall, 0);
 
 	if (c->charged > 0)
 	{
+		Datum		args[3];
+
 		if (update_member_plan == NULL)
 		{
 			Oid			argtypes[3] = {TEXTOID, TEXTOID, INT8OID};
@@ -271,8 +429,28 @@ pool_charge(const char *org_id, const char *user_id, const MemberState *member,
 				"   SET used = u.used OPERATOR(credits.+) EXCLUDED.used",
 				3, argtypes);
 		}
-		args[1] = CStringGetTextDatum(user_id);
+		args[0] = CStringGetTextDatum(ps->org_id);
+		args[1] = CStringGetTextDatum(ps->user_id);
 		args[2] = Int64GetDatum(c->charged);
 		spi_run(update_member_plan, args, false, 0);
 	}
+}
+
+/* Reserve amount for a new hold (the entry carries its hold_id). */
+void
+pool_reserve(PoolState *ps, Credit amount, TimestampTz expires_at, LedgerEntry *e)
+{
+	Assert(amount >= 0 && amount <= Max(pool_available(ps), 0));
+	ps->reserved = credit_add(ps->reserved, amount);
+	e->reserved_change = amount;
+	pool_write(ps, e, 0, 0, expires_at);
+}
+
+/* Give back amount of a hold's reservation. */
+void
+pool_release(PoolState *ps, Credit amount, LedgerEntry *e)
+{
+	ps->reserved = credit_sub(ps->reserved, amount);
+	e->reserved_change = -amount;
+	pool_write(ps, e, 0, 0, 0);
 }

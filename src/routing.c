@@ -55,7 +55,7 @@ credits_allowed_models(PG_FUNCTION_ARGS)
 	SPI_connect();
 	pool_get_org(org_id, &org);
 	if (user_id != NULL)
-		pool_get_member(org_id, user_id, &member);
+		pool_get_member(org_id, user_id, true, &member);
 	premium_reason = premium_block_reason(&org, user_id ? &member : NULL);
 
 	if (models_plan == NULL)
@@ -130,7 +130,7 @@ credits_resolve_model(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 	pool_get_org(org_id, &org);
-	pool_get_member(org_id, user_id, &member);
+	pool_get_member(org_id, user_id, true, &member);
 	catalog_get_model(model, &info);
 	check_provider_enabled(org_id, &info);
 

@@ -9,10 +9,15 @@ CREATE TABLE credits.orgs (
     billing_anchor     timestamptz NOT NULL DEFAULT now(),
     period             interval NOT NULL DEFAULT '1 month' CHECK (credits.valid_period(period)),
     time_zone          text NOT NULL DEFAULT 'UTC',
+    thresholds         integer[] NOT NULL DEFAULT '{80,100}'
+                       CHECK (array_position(thresholds, NULL) IS NULL
+                              AND 0 < ALL (thresholds) AND 100 >= ALL (thresholds)),
     created_at         timestamptz NOT NULL DEFAULT now()
 );
 COMMENT ON TABLE credits.orgs IS
     'organizations: plan (credits per user per period) and billing period (anchor, length, time zone)';
+COMMENT ON COLUMN credits.orgs.thresholds IS
+    'percentages of the period''s credits (allowance + top-up) whose crossing emits a threshold event';
 COMMENT ON COLUMN credits.orgs.allowance_per_user IS
     'credits each active member brings into the pool per period, unless the member overrides it';
 
@@ -55,17 +60,23 @@ COMMENT ON TABLE credits.member_usage IS
     'credits each member drew from the pool in the current period (maintained by the extension)';
 
 CREATE TABLE credits.pools (
-    org_id         text PRIMARY KEY REFERENCES credits.orgs ON DELETE CASCADE,
-    period_start   timestamptz NOT NULL,
-    period_end     timestamptz NOT NULL,
-    allowance      credits.credit NOT NULL DEFAULT 0,
-    allowance_used credits.credit NOT NULL DEFAULT 0,
-    topup          credits.credit NOT NULL DEFAULT 0,
-    reserved       credits.credit NOT NULL DEFAULT 0,
+    org_id            text PRIMARY KEY REFERENCES credits.orgs ON DELETE CASCADE,
+    period_start      timestamptz NOT NULL,
+    period_end        timestamptz NOT NULL,
+    allowance         credits.credit NOT NULL DEFAULT 0,
+    allowance_used    credits.credit NOT NULL DEFAULT 0,
+    topup             credits.credit NOT NULL DEFAULT 0,
+    topup_used        credits.credit NOT NULL DEFAULT 0,
+    reserved          credits.credit NOT NULL DEFAULT 0,
+    calls             bigint NOT NULL DEFAULT 0,
+    shortfall         credits.credit NOT NULL DEFAULT 0,
+    alert_level       integer NOT NULL DEFAULT 0,
+    next_grant_expiry timestamptz,
+    next_hold_expiry  timestamptz,
     CONSTRAINT pools_period CHECK (period_start < period_end),
     CONSTRAINT pools_used_within_allowance
         CHECK (allowance_used >= 0 AND allowance_used <= allowance),
-    CONSTRAINT pools_topup_reserved CHECK (topup >= 0 AND reserved >= 0),
+    CONSTRAINT pools_topup_reserved CHECK (topup >= 0 AND topup_used >= 0 AND reserved >= 0),
     CONSTRAINT pools_available_not_negative
         CHECK (allowance - allowance_used + topup - reserved >= 0)
 );
@@ -73,7 +84,17 @@ COMMENT ON TABLE credits.pools IS
     'each org''s pool for its current billing period (maintained by the extension; never written by hand)';
 COMMENT ON COLUMN credits.pools.allowance IS
     'sum of the active members'' allowances; raised at once, lowered only at the next period';
+COMMENT ON COLUMN credits.pools.allowance_used IS 'allowance drawn in this period';
 COMMENT ON COLUMN credits.pools.topup IS 'what remains of the org''s unexpired purchased grants';
+COMMENT ON COLUMN credits.pools.topup_used IS 'credits drawn from grants in this period';
+COMMENT ON COLUMN credits.pools.calls IS 'calls charged (debits and settles) in this period';
+COMMENT ON COLUMN credits.pools.shortfall IS 'cost that could not be charged in this period';
+COMMENT ON COLUMN credits.pools.alert_level IS
+    'highest threshold (percent) already announced in this period';
+COMMENT ON COLUMN credits.pools.next_grant_expiry IS
+    'earliest expiry of a grant with credits left: the next call after it expires the grant';
+COMMENT ON COLUMN credits.pools.next_hold_expiry IS
+    'earliest expiry of an open hold: the next call after it releases the hold';
 COMMENT ON COLUMN credits.pools.reserved IS 'credits held by open holds';
 
 CREATE VIEW credits.pool_status AS

@@ -8,7 +8,8 @@ CREATE TABLE credits.ledger (
     entry_id        bigint GENERATED ALWAYS AS IDENTITY (CACHE 32) PRIMARY KEY,
     org_id          text NOT NULL,
     kind            text NOT NULL CHECK (kind IN ('debit', 'hold', 'settle', 'release',
-                                                 'recharge', 'topup', 'reset', 'adjust')),
+                                                 'recharge', 'topup', 'expire', 'reset',
+                                                 'adjust')),
     created_at      timestamptz NOT NULL DEFAULT now(),
     period_start    timestamptz NOT NULL,
     user_id         text,
@@ -20,11 +21,15 @@ CREATE TABLE credits.ledger (
     shortfall       credits.credit NOT NULL DEFAULT 0,
     from_allowance  credits.credit NOT NULL DEFAULT 0,
     from_topup      credits.credit NOT NULL DEFAULT 0,
+    topup_change    credits.credit,
+    reserved_change credits.credit,
     available_after credits.credit NOT NULL,
     request_id      text,
     hold_id         bigint,
+    grant_id        bigint,
     note            text,
-    CONSTRAINT ledger_charge_split CHECK (charged = from_allowance + from_topup),
+    CONSTRAINT ledger_charge_split
+        CHECK (kind NOT IN ('debit', 'settle') OR charged = from_allowance + from_topup),
     CONSTRAINT ledger_cost_split CHECK (kind NOT IN ('debit', 'settle') OR cost >= charged + shortfall)
 );
 CREATE UNIQUE INDEX ledger_request_idx ON credits.ledger (org_id, request_id)
@@ -34,7 +39,7 @@ CREATE INDEX ledger_org_time_idx ON credits.ledger (org_id, created_at);
 COMMENT ON TABLE credits.ledger IS
     'append-only record of every charge, hold, recharge, top-up and reset; UPDATE, DELETE and TRUNCATE are refused';
 COMMENT ON COLUMN credits.ledger.kind IS
-    'debit, hold, settle, release, recharge, topup, reset or adjust';
+    'debit, hold, settle, release, recharge, topup, expire (a grant), reset (a new period) or adjust';
 COMMENT ON COLUMN credits.ledger.period_start IS 'the billing period the entry belongs to';
 COMMENT ON COLUMN credits.ledger.cost IS 'price of the usage';
 COMMENT ON COLUMN credits.ledger.charged IS 'what was deducted from the pool (from_allowance + from_topup)';
@@ -43,6 +48,10 @@ COMMENT ON COLUMN credits.ledger.shortfall IS
 COMMENT ON COLUMN credits.ledger.from_allowance IS
     'change of the period''s allowance used (negative when a recharge restores it)';
 COMMENT ON COLUMN credits.ledger.from_topup IS 'part of charged drawn from purchased grants';
+COMMENT ON COLUMN credits.ledger.topup_change IS
+    'change of the org''s top-up other than draws: + a purchased grant, - an expired one';
+COMMENT ON COLUMN credits.ledger.reserved_change IS
+    'change of the pool''s reserved credits: + a hold, - its settle, release, expiry or trim';
 COMMENT ON COLUMN credits.ledger.available_after IS 'the pool''s available credits after this entry';
 COMMENT ON COLUMN credits.ledger.request_id IS
     'idempotency key of the debit or hold, unique per org';
@@ -85,20 +94,6 @@ COMMENT ON TABLE credits.events IS
 
 SELECT pg_catalog.pg_extension_config_dump('credits.events', '');
 SELECT pg_catalog.pg_extension_config_dump('credits.events_event_id_seq', '');
-
-ALTER TABLE credits.orgs
-    ADD COLUMN thresholds integer[] NOT NULL DEFAULT '{80,100}'
-        CHECK (array_position(thresholds, NULL) IS NULL
-               AND 0 < ALL (thresholds) AND 100 >= ALL (thresholds));
-COMMENT ON COLUMN credits.orgs.thresholds IS
-    'percentages of the period''s credits (allowance + top-up) whose crossing emits a threshold event';
-
-ALTER TABLE credits.pools
-    ADD COLUMN topup_used credits.credit NOT NULL DEFAULT 0 CHECK (topup_used >= 0),
-    ADD COLUMN alert_level integer NOT NULL DEFAULT 0;
-COMMENT ON COLUMN credits.pools.topup_used IS 'credits drawn from grants in this period';
-COMMENT ON COLUMN credits.pools.alert_level IS
-    'highest threshold (percent) already announced in this period';
 
 -- ---------------------------------------------------------------------------
 -- Metering (C)

@@ -57,7 +57,10 @@ GRANT EXECUTE ON FUNCTION
     credits.allowed_models(text, text),
     credits.resolve_model(text, text, text),
     credits.cost(text, bigint, bigint),
-    credits.credit_debit(text, text, text, bigint, bigint, text)
+    credits.credit_debit(text, text, text, bigint, bigint, text),
+    credits.credit_reserve(text, text, text, bigint, bigint, text, interval),
+    credits.credit_settle(bigint, bigint, bigint),
+    credits.credit_release(bigint)
     TO credits_app, credits_admin;
 
 -- admin functions
@@ -70,7 +73,11 @@ GRANT EXECUTE ON FUNCTION
     credits.set_plan(text, credits.credit),
     credits.add_provider(text, text),
     credits.upsert_model(text, text, credits.credit, credits.credit, credits.credit, boolean, text),
-    credits.verify(text)
+    credits.verify(text),
+    credits.recharge(text, credits.credit, timestamptz, text),
+    credits.reset_due(timestamptz),
+    credits.expire_holds(timestamptz),
+    credits.schedule_jobs()
     TO credits_admin;
 
 -- reports

@@ -1,0 +1,222 @@
+-- ---------------------------------------------------------------------------
+-- Reports and the consistency check
+-- ---------------------------------------------------------------------------
+
+-- What an org's pool is as of as_of, without writing anything: a pool whose
+-- period ended, or whose grants or holds expired, shows what the next call
+-- that locks it will make of it (credits._maintain).
+CREATE FUNCTION credits._pool_now(p credits.pools, o credits.orgs, as_of timestamptz,
+                                  OUT period_start timestamptz, OUT period_end timestamptz,
+                                  OUT allowance credits.credit, OUT allowance_used credits.credit,
+                                  OUT topup credits.credit, OUT reserved credits.credit)
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, credits, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    b record;
+BEGIN
+    period_start := p.period_start;
+    period_end := p.period_end;
+    allowance := p.allowance;
+    allowance_used := p.allowance_used;
+    topup := p.topup;
+    reserved := p.reserved;
+    IF p.next_hold_expiry <= as_of THEN
+        reserved := reserved - coalesce((SELECT credits.sum(h.reserved) FROM credits.holds h
+                                          WHERE h.org_id = p.org_id AND h.status = 'open'
+                                            AND h.expires_at <= as_of), 0);
+    END IF;
+    IF p.next_grant_expiry <= as_of THEN
+        topup := topup - coalesce((SELECT credits.sum(g.remaining) FROM credits.grants g
+                                    WHERE g.org_id = p.org_id AND g.remaining > 0
+                                      AND g.expires_at <= as_of), 0);
+    END IF;
+    IF p.period_end <= as_of THEN
+        SELECT * INTO b FROM credits.billing_period(o.billing_anchor, o.period, o.time_zone, as_of);
+        period_start := b.period_start;
+        period_end := b.period_end;
+        allowance := coalesce((SELECT credits.sum(coalesce(m.allowance, o.allowance_per_user))
+                                 FROM credits.members m
+                                WHERE m.org_id = p.org_id AND m.active), 0);
+        allowance_used := 0;
+    END IF;
+    -- holds the pool can no longer cover are trimmed
+    reserved := least(reserved, greatest(allowance - allowance_used + topup, 0));
+END
+$$;
+COMMENT ON FUNCTION credits._pool_now(credits.pools, credits.orgs, timestamptz) IS
+    'internal: the pool''s figures as of as_of, as the next call that locks it will find them';
+
+CREATE OR REPLACE VIEW credits.pool_status AS
+SELECT p.org_id, e.period_start, e.period_end, e.allowance, e.allowance_used, e.topup,
+       e.reserved,
+       e.allowance - e.allowance_used + e.topup - e.reserved AS available,
+       e.allowance - e.allowance_used + e.topup - e.reserved = 0 AS exhausted
+  FROM credits.pools p
+  JOIN credits.orgs o ON o.org_id = p.org_id
+ CROSS JOIN LATERAL credits._pool_now(p, o, now()) e;
+COMMENT ON VIEW credits.pool_status IS
+    'one row per org for its current period: available = allowance - allowance_used + topup - reserved';
+
+CREATE FUNCTION credits.usage(org_id text, since timestamptz DEFAULT NULL,
+                              until timestamptz DEFAULT NULL)
+    RETURNS TABLE(user_id text, model text, calls bigint, input_tokens numeric,
+                  output_tokens numeric, cost credits.credit, charged credits.credit,
+                  shortfall credits.credit)
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, credits, pg_temp AS $$
+DECLARE
+    o credits.orgs := credits._get_org(org_id);
+    lo timestamptz := since;
+    hi timestamptz := until;
+BEGIN
+    IF lo IS NULL AND hi IS NULL THEN
+        SELECT p.period_start, p.period_end INTO lo, hi
+          FROM credits.pools p WHERE p.org_id = o.org_id;
+    END IF;
+    RETURN QUERY
+        SELECT l.user_id, l.model, count(*), sum(l.input_tokens), sum(l.output_tokens),
+               coalesce(credits.sum(l.cost), 0), coalesce(credits.sum(l.charged), 0),
+               coalesce(credits.sum(l.shortfall), 0)
+          FROM credits.ledger l
+         WHERE l.org_id = o.org_id
+           AND l.kind IN ('debit', 'settle')
+           AND (lo IS NULL OR l.created_at >= lo)
+           AND (hi IS NULL OR l.created_at < hi)
+         GROUP BY l.user_id, l.model
+         ORDER BY l.user_id, l.model;
+END
+$$;
+COMMENT ON FUNCTION credits.usage(text, timestamptz, timestamptz) IS
+    'usage per user and model in [since, until) (default: the current period): calls, tokens, cost, charged, shortfall';
+
+-- verify() is SQL, not PL/pgSQL: its output columns share names with its
+-- input (org_id), which PL/pgSQL refuses.
+CREATE FUNCTION credits.verify(org_id text DEFAULT NULL)
+    RETURNS TABLE(org_id text, check_name text, expected text, actual text)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, credits, pg_temp AS $$
+    WITH pools AS (
+        SELECT p.*, p.allowance - p.allowance_used + p.topup - p.reserved AS available
+          FROM credits.pools p
+         WHERE $1 IS NULL OR p.org_id = $1
+    ),
+    ledger AS (
+        SELECT l.* FROM credits.ledger l WHERE $1 IS NULL OR l.org_id = $1
+    ),
+    period_ledger AS (
+        SELECT p.org_id,
+               coalesce(credits.sum(l.from_allowance), 0) AS from_allowance,
+               coalesce(credits.sum(l.from_topup), 0) AS from_topup
+          FROM pools p
+          LEFT JOIN ledger l ON l.org_id = p.org_id AND l.period_start = p.period_start
+         GROUP BY p.org_id
+    ),
+    all_ledger AS (
+        SELECT p.org_id,
+               coalesce(credits.sum(l.topup_change), 0)
+                 - coalesce(credits.sum(l.from_topup), 0) AS topup,
+               coalesce(credits.sum(l.reserved_change), 0) AS reserved
+          FROM pools p
+          LEFT JOIN ledger l ON l.org_id = p.org_id
+         GROUP BY p.org_id
+    ),
+    -- a recharge restores the period: members' usage counts from the last one
+    restored AS (
+        SELECT p.org_id, coalesce(max(l.entry_id), 0) AS after
+          FROM pools p
+          LEFT JOIN ledger l ON l.org_id = p.org_id AND l.period_start = p.period_start
+                            AND l.kind = 'recharge' AND l.from_allowance <> 0
+         GROUP BY p.org_id
+    ),
+    member_ledger AS (
+        SELECT l.org_id, l.user_id, credits.sum(l.charged) AS charged
+          FROM pools p
+          JOIN restored r ON r.org_id = p.org_id
+          JOIN ledger l ON l.org_id = p.org_id AND l.period_start = p.period_start
+                       AND l.entry_id > r.after
+         WHERE l.user_id IS NOT NULL
+         GROUP BY l.org_id, l.user_id
+    ),
+    members_allowance AS (
+        SELECT m.org_id, credits.sum(coalesce(m.allowance, o.allowance_per_user)) AS total
+          FROM credits.members m JOIN credits.orgs o USING (org_id)
+         WHERE m.active AND ($1 IS NULL OR m.org_id = $1)
+         GROUP BY m.org_id
+    ),
+    grants AS (
+        SELECT g.*, coalesce((SELECT credits.sum(d.amount) FROM credits.grant_draws d
+                               WHERE d.grant_id = g.grant_id), 0) AS drawn
+          FROM credits.grants g WHERE $1 IS NULL OR g.org_id = $1
+    ),
+    open_holds AS (
+        SELECT p.org_id, coalesce(credits.sum(h.reserved), 0) AS reserved
+          FROM pools p
+          LEFT JOIN credits.holds h ON h.org_id = p.org_id AND h.status = 'open'
+         GROUP BY p.org_id
+    )
+    -- 1. available >= 0
+    SELECT p.org_id, 'available_not_negative', '>= 0', p.available::text
+      FROM pools p WHERE p.available < 0
+    UNION ALL
+    -- 2. pool figures equal what the ledger implies
+    SELECT p.org_id, 'allowance_used_matches_ledger', l.from_allowance::text, p.allowance_used::text
+      FROM pools p JOIN period_ledger l USING (org_id)
+     WHERE p.allowance_used <> l.from_allowance
+    UNION ALL
+    SELECT p.org_id, 'topup_used_matches_ledger', l.from_topup::text, p.topup_used::text
+      FROM pools p JOIN period_ledger l USING (org_id)
+     WHERE p.topup_used <> l.from_topup
+    UNION ALL
+    SELECT p.org_id, 'topup_matches_ledger', l.topup::text, p.topup::text
+      FROM pools p JOIN all_ledger l USING (org_id)
+     WHERE p.topup <> l.topup
+    UNION ALL
+    SELECT p.org_id, 'topup_matches_grants',
+           coalesce((SELECT credits.sum(g.remaining) FROM grants g WHERE g.org_id = p.org_id), 0)::text,
+           p.topup::text
+      FROM pools p
+     WHERE p.topup <> coalesce((SELECT credits.sum(g.remaining) FROM grants g
+                                 WHERE g.org_id = p.org_id), 0)
+    UNION ALL
+    SELECT p.org_id, 'reserved_matches_ledger', l.reserved::text, p.reserved::text
+      FROM pools p JOIN all_ledger l USING (org_id)
+     WHERE p.reserved <> l.reserved
+    UNION ALL
+    SELECT p.org_id, 'reserved_matches_open_holds', h.reserved::text, p.reserved::text
+      FROM pools p JOIN open_holds h USING (org_id)
+     WHERE p.reserved <> h.reserved
+    UNION ALL
+    -- each grant's remaining equals its amount minus its draws (and expiry)
+    SELECT g.org_id, 'grant_remaining:' || g.grant_id,
+           (g.amount - g.drawn - g.expired_amount)::text, g.remaining::text
+      FROM grants g
+     WHERE g.remaining <> g.amount - g.drawn - g.expired_amount
+    UNION ALL
+    SELECT l.org_id, 'grant_draws_match_entry:' || l.entry_id, l.from_topup::text,
+           coalesce((SELECT credits.sum(d.amount) FROM credits.grant_draws d
+                      WHERE d.entry_id = l.entry_id), 0)::text
+      FROM ledger l
+     WHERE l.from_topup <> coalesce((SELECT credits.sum(d.amount) FROM credits.grant_draws d
+                                      WHERE d.entry_id = l.entry_id), 0)
+    UNION ALL
+    -- member usage equals the sum of that member's charges
+    SELECT coalesce(u.org_id, l.org_id),
+           'member_usage_matches_ledger:' || coalesce(u.user_id, l.user_id),
+           coalesce(l.charged, 0)::text, coalesce(u.used, 0)::text
+      FROM (SELECT mu.* FROM credits.member_usage mu JOIN pools p USING (org_id)) u
+      FULL JOIN member_ledger l USING (org_id, user_id)
+     WHERE coalesce(u.used, 0) <> coalesce(l.charged, 0)
+    UNION ALL
+    -- the pool's allowance covers every active member
+    SELECT p.org_id, 'allowance_covers_members', '>= ' || coalesce(m.total, 0)::text,
+           p.allowance::text
+      FROM pools p LEFT JOIN members_allowance m USING (org_id)
+     WHERE p.allowance < coalesce(m.total, 0)
+    UNION ALL
+    -- 3. a request_id is charged at most once per org
+    SELECT l.org_id, 'request_id_once:' || l.request_id, '1', count(*)::text
+      FROM ledger l
+     WHERE l.request_id IS NOT NULL
+     GROUP BY l.org_id, l.request_id HAVING count(*) > 1
+    ORDER BY 1, 2
+$$;
+COMMENT ON FUNCTION credits.verify(text) IS
+    'check the invariants for one org or all; one row per violation, no rows when consistent';
