@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
-# Many clients debiting one org with a small pool at once.
+# Many clients spending one org's small pool at once.
 #
-# 16 pgbench clients x 250 transactions call credit_debit on random premium
-# and fallback models; half the calls carry a request_id drawn from a small
-# range, so the same request is sent many times, often concurrently (every
-# argument of a call is derived from its request_id, so repeats are true
-# replays).  Each call's result is logged.  Afterwards the test asserts exact
-# equalities between the log, the ledger, the pool and verify().
+# 16 pgbench clients run 4000 transactions in all, mixing:
+#  - credit_debit on random premium and fallback models; half of them carry
+#    a request_id drawn from a small range, so the same request is sent many
+#    times, often concurrently (every argument of a call is derived from its
+#    request_id, so repeats are true replays); each result is logged;
+#  - credit_reserve, then credit_settle (with up to twice the estimated
+#    output), credit_release, or nothing: abandoned holds with a 1-second TTL
+#    that expire lazily under load and finally through expire_holds();
+#  - now and then a small purchased grant (recharge with an amount).
+# Afterwards the test asserts exact equalities between the log, the ledger,
+# the pool, the holds and verify().
 set -euo pipefail
 
 db=credits_many
@@ -47,29 +52,78 @@ SELECT :r, d.entry_id, d.model, d.cost, d.charged, d.shortfall, d.available, d.r
          :tin, :tout, CASE WHEN :r <= 300 THEN 'req-' || :r END) d;
 PGB
 
-pgbench -n -c 16 -j 2 -t 250 -f "$dir/debit.sql" "$db" > "$dir/pgbench.out" 2>&1 || {
-    cat "$dir/pgbench.out"; exit 1; }
+cat > "$dir/hold.sql" <<'PGB'
+\set u random(1, 8)
+\set m random(1, 4)
+\set tin random(0, 20000)
+\set tmax random(0, 5000)
+\set tout random(0, 10000)
+\set act random(1, 3)
+SELECT hold_id FROM credits.credit_reserve('many', 'u' || :u,
+         (ARRAY['gpt-4o', 'gpt-4o-mini', 'claude-sonnet-4-5', 'claude-haiku-4-5'])[:m],
+         :tin, :tmax, NULL, '1 second') \gset
+\if :act = 1
+SELECT charged FROM credits.credit_settle(:hold_id, :tin, :tout);
+\elif :act = 2
+SELECT credits.credit_release(:hold_id);
+\endif
+PGB
+
+cat > "$dir/grant.sql" <<'PGB'
+SELECT available FROM credits.recharge('many', 1);
+PGB
+
+pgbench -n -c 16 -j 2 -t 250 -f "$dir/debit.sql@10" -f "$dir/hold.sql@5" -f "$dir/grant.sql@1" \
+    "$db" > "$dir/pgbench.out" 2>&1 || { cat "$dir/pgbench.out"; exit 1; }
 grep -E "transactions actually processed|failed" "$dir/pgbench.out" || true
+
+# the abandoned holds: whatever did not expire under load expires now
+psql -X -q -At -v ON_ERROR_STOP=1 -d "$db" \
+    -c "SELECT 'expired at the end: ' || credits.expire_holds(now() + interval '1 hour')"
 
 # Each check prints a row only when it fails.
 failures=$(psql -X -q -At -v ON_ERROR_STOP=1 -d "$db" <<'SQL'
 SET search_path = public, credits;
 WITH pool AS (SELECT * FROM credits.pool_status WHERE org_id = 'many'),
      ledger AS (SELECT * FROM credits.ledger WHERE org_id = 'many')
-SELECT 'all 4000 calls logged: ' || count(*) FROM calls HAVING count(*) <> 4000
+SELECT 'transactions: ' || (SELECT count(*) FROM calls) || ' debits + '
+       || (SELECT count(*) FROM credits.holds WHERE org_id = 'many') || ' holds + '
+       || (SELECT count(*) FROM credits.grants WHERE org_id = 'many') || ' grants <> 4000'
+ WHERE (SELECT count(*) FROM calls) + (SELECT count(*) FROM credits.holds WHERE org_id = 'many')
+       + (SELECT count(*) FROM credits.grants WHERE org_id = 'many') <> 4000
 UNION ALL
 SELECT 'sum(charged) ' || (SELECT credits.sum(charged) FROM ledger)
-       || ' <> allowance_used ' || allowance_used
-  FROM pool WHERE allowance_used <> (SELECT credits.sum(charged) FROM ledger)
+       || ' <> allowance_used + topup_used ' || (p.allowance_used + p.topup_used)
+  FROM credits.pools p WHERE p.org_id = 'many'
+   AND p.allowance_used + p.topup_used <> (SELECT credits.sum(charged) FROM ledger)
 UNION ALL
-SELECT 'sum(charged) of first calls <> allowance_used'
-  FROM pool WHERE allowance_used <> (SELECT credits.sum(charged) FROM calls WHERE NOT replayed)
+SELECT 'sum(charged) of first debits <> charged by debits'
+ WHERE (SELECT credits.sum(charged) FROM calls WHERE NOT replayed)
+       <> (SELECT credits.sum(charged) FROM ledger WHERE kind = 'debit')
 UNION ALL
-SELECT 'available < 0 or pool not exhausted: ' || available FROM pool WHERE available <> 0
+SELECT 'available < 0: ' || available FROM pool WHERE available < 0
 UNION ALL
-SELECT 'ledger entries ' || (SELECT count(*) FROM ledger) || ' <> first calls '
+SELECT 'the pool never ran dry' WHERE NOT EXISTS (SELECT 1 FROM ledger WHERE available_after = 0)
+UNION ALL
+SELECT 'a premium debit had a shortfall while credits were left'
+ WHERE EXISTS (SELECT 1 FROM ledger WHERE kind = 'debit' AND shortfall > 0 AND available_after > 0
+                AND user_id <> 'u1')  -- u1 runs into its own cap
+UNION ALL
+SELECT 'credits leaked in holds: reserved ' || reserved FROM pool WHERE reserved <> 0
+UNION ALL
+SELECT 'open holds left: ' || count(*) FROM credits.holds
+ WHERE org_id = 'many' AND status = 'open' HAVING count(*) > 0
+UNION ALL
+SELECT 'no hold expired lazily, settled and released'
+ WHERE (SELECT count(DISTINCT status) FROM credits.holds WHERE org_id = 'many') < 3
+UNION ALL
+SELECT 'grants not drawn in order' WHERE EXISTS (
+    SELECT 1 FROM credits.grants a JOIN credits.grants b USING (org_id)
+     WHERE org_id = 'many' AND a.grant_id < b.grant_id AND a.remaining > 0 AND b.remaining < b.amount)
+UNION ALL
+SELECT 'debit entries ' || (SELECT count(*) FROM ledger WHERE kind = 'debit') || ' <> first calls '
        || (SELECT count(*) FROM calls WHERE NOT replayed)
- WHERE (SELECT count(*) FROM ledger) <> (SELECT count(*) FROM calls WHERE NOT replayed)
+ WHERE (SELECT count(*) FROM ledger WHERE kind = 'debit') <> (SELECT count(*) FROM calls WHERE NOT replayed)
 UNION ALL
 SELECT 'request ' || request || ': ' || count(*) FILTER (WHERE NOT replayed) || ' charges, '
        || count(DISTINCT entry_id) || ' entries'
@@ -103,5 +157,5 @@ if [ -n "$failures" ]; then
     echo "$failures"
     exit 1
 fi
-psql -X -q -At -d "$db" -c "SELECT 'calls ' || count(*) || ', replayed ' || count(*) FILTER (WHERE replayed) || ', ledger entries ' || (SELECT count(*) FROM credits.ledger WHERE org_id = 'many') FROM calls"
+psql -X -q -At -d "$db" -c "SELECT 'debits ' || count(*) || ', replayed ' || count(*) FILTER (WHERE replayed) || ', ledger entries ' || (SELECT count(*) FROM credits.ledger WHERE org_id = 'many') || ', holds by status ' || (SELECT string_agg(status || ' ' || n, ', ') FROM (SELECT status, count(*) n FROM credits.holds GROUP BY 1 ORDER BY 1) h) FROM calls"
 dropdb "$db"
