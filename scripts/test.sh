@@ -43,36 +43,47 @@ for tool in "$pgxs/src/test/regress/pg_regress" "$pgxs/src/test/isolation/pg_iso
     [ -x "$tool" ] || { echo "missing $tool (postgresql-server-dev)"; exit 1; }
 done
 
-count_pg_regress() {   # reads pg_regress output, counts "... ok" / "... FAILED"
-    local line
+# Run a pg_regress-style driver; count its "... ok" and "... FAILED" lines.
+# A driver that fails without naming a failed test counts as one failure.
+run_pg_regress() {
+    local suite=$1 diffs=$2; shift 2
+    local log line before=$failed rc=0
+    log=$(mktemp)
+    "$@" > "$log" 2>&1 || rc=$?
     while IFS= read -r line; do
         printf '%s\n' "$line"
         case "$line" in
-            *"... ok"*|*"... ignored"*) passed=$((passed + 1)) ;;
+            *"... ok"*) passed=$((passed + 1)) ;;
             *"... FAILED"*|*"... failed"*)
                 failed=$((failed + 1))
-                failures+=("$1: $(sed -E 's/^[a-z ]*test +([^ ]+).*/\1/' <<<"$line")") ;;
+                failures+=("$suite: $(sed -E 's/^[a-z ]*test +([^ ]+).*/\1/' <<<"$line")") ;;
         esac
-    done
+    done < "$log"
+    rm -f "$log"
+    if [ "$rc" -ne 0 ] && [ "$failed" -eq "$before" ]; then
+        failed=$((failed + 1)); failures+=("$suite: driver exited with status $rc")
+    fi
+    [ -s "$diffs" ] && head -300 "$diffs"
+    return 0
 }
 
 echo "== pg_regress =="
 tests=$(ls sql/*.sql 2>/dev/null | sed -E 's|sql/(.*)\.sql|\1|' | tr '\n' ' ')
+rm -f regression.diffs
 if [ -n "$tests" ]; then
-    count_pg_regress pg_regress < <("$pgxs/src/test/regress/pg_regress" \
+    run_pg_regress pg_regress regression.diffs "$pgxs/src/test/regress/pg_regress" \
         --inputdir=. --outputdir=. --bindir="$bindir" \
-        --dbname=contrib_regression --load-extension=credits $tests 2>&1)
-    [ -f regression.diffs ] && [ -s regression.diffs ] && head -200 regression.diffs
+        --dbname=contrib_regression --load-extension=credits $tests
 fi
 
 echo "== isolation =="
 specs=$(ls test/isolation/specs/*.spec 2>/dev/null | sed -E 's|.*/(.*)\.spec|\1|' | tr '\n' ' ')
+rm -rf output_iso
 if [ -n "$specs" ]; then
     mkdir -p output_iso
-    count_pg_regress isolation < <("$pgxs/src/test/isolation/pg_isolation_regress" \
+    run_pg_regress isolation output_iso/regression.diffs "$pgxs/src/test/isolation/pg_isolation_regress" \
         --inputdir=test/isolation --outputdir=output_iso --bindir="$bindir" \
-        --dbname=isolation_regression --load-extension=credits $specs 2>&1)
-    [ -s output_iso/regression.diffs ] && head -200 output_iso/regression.diffs
+        --dbname=isolation_regression --load-extension=credits $specs
 fi
 
 echo "== pgTAP =="

@@ -194,6 +194,21 @@ $$;
 COMMENT ON FUNCTION credits._member_changed() IS
     'internal trigger: a new or more generous member raises the pool at once';
 
+-- Restoring a dump loads credits.orgs (whose trigger opens a fresh pool) and
+-- then credits.pools: the dumped pool replaces the fresh one.  Nothing else
+-- ever inserts a pool for an org that has one.
+CREATE FUNCTION credits._pool_replace() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, credits, pg_temp AS $$
+BEGIN
+    DELETE FROM credits.pools p WHERE p.org_id = NEW.org_id;
+    RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION credits._pool_replace() IS
+    'internal trigger: a pool row loaded from a dump replaces the one its org''s trigger opened';
+
+CREATE TRIGGER pools_replace BEFORE INSERT ON credits.pools
+    FOR EACH ROW EXECUTE FUNCTION credits._pool_replace();
 CREATE TRIGGER orgs_check BEFORE INSERT OR UPDATE ON credits.orgs
     FOR EACH ROW EXECUTE FUNCTION credits._org_check();
 CREATE TRIGGER orgs_created AFTER INSERT ON credits.orgs
