@@ -1,24 +1,98 @@
 -- The seed scenario, step by step.  Run by `make demo`.
-\pset null '(null)'
+\pset null '-'
 \pset border 2
-\set ECHO queries
+\pset footer off
+\set ON_ERROR_STOP on
+SET search_path = public, credits;
+
 \echo
-\echo '== 1. Install the extension; the default catalog ships three providers'
+\echo '== 1. CREATE EXTENSION credits: the default catalog ships three providers'
+\echo '      (prices in credits per 1M tokens; 1 credit = US$0.01 of list price)'
 CREATE EXTENSION credits;
 SELECT provider, model, display_name, is_fallback, input_price, output_price
   FROM credits.models ORDER BY provider, is_fallback, model;
 
 \echo
-\echo '== 2. An org "acme" with alice and bob, 100 credits each, OpenAI and Anthropic enabled'
-SELECT org_id, allowance, available FROM credits.create_org('acme', 'Acme Inc', allowance_per_user => 100);
-SELECT credits.enable_provider('acme', 'openai');
-SELECT credits.enable_provider('acme', 'anthropic');
-SELECT credits.add_member('acme', 'alice');
-SELECT credits.add_member('acme', 'bob');
-SELECT org_id, allowance, allowance_used, available, exhausted FROM credits.pool_status;
+\echo '== 2. Org "acme": alice and bob bring 100 credits each; OpenAI and Anthropic enabled'
+SELECT org_id, allowance, available
+  FROM credits.create_org('acme', 'Acme Inc', allowance_per_user => 100, period => '1 month');
+\o /dev/null
+SELECT credits.enable_provider('acme', 'openai'), credits.enable_provider('acme', 'anthropic');
+SELECT credits.add_member('acme', 'alice'), credits.add_member('acme', 'bob');
+\o
+SELECT org_id, period_start::date, period_end::date, allowance, available FROM credits.pool_status;
 
 \echo
-\echo '== 3. What alice may use: every model of the enabled providers (no Google)'
-SELECT * FROM credits.allowed_models('acme', 'alice');
-SELECT credits.cost('gpt-4o', input_tokens => 12000, output_tokens => 3000) AS "cost of a gpt-4o call",
-       credits.resolve_model('acme', 'alice', 'gpt-4o') AS "alice asks for gpt-4o, calls";
+\echo '== 3. What alice may use now: every model of the enabled providers (no Google)'
+SELECT provider, model, is_fallback, available, reason FROM credits.allowed_models('acme', 'alice');
+
+\echo
+\echo '== 4. Completed calls are charged to the pool (request_id makes a retry harmless)'
+SELECT model, cost, charged, available, replayed
+  FROM credits.credit_debit('acme', 'alice', 'gpt-4o', 40000, 8000, request_id => 'req-1');
+SELECT model, cost, charged, available, replayed
+  FROM credits.credit_debit('acme', 'alice', 'gpt-4o', 40000, 8000, request_id => 'req-1');
+SELECT model, cost, charged, available
+  FROM credits.credit_debit('acme', 'bob', 'claude-sonnet-4-5', 20000, 4000);
+
+\echo
+\echo '== 5. A streaming call: reserve the estimate, stream, settle the real usage'
+SELECT hold_id FROM credits.credit_reserve('acme', 'bob', 'claude-sonnet-4-5', 10000, 8000) \gset
+SELECT hold_id, model, fell_back, reserved, status, expires_at - created_at AS ttl
+  FROM credits.holds WHERE hold_id = :hold_id;
+SELECT model, cost, charged, available FROM credits.credit_settle(:hold_id, 10000, 2500);
+
+\echo
+\echo '== 6. A big call runs the pool dry: charged what was left, the rest is a shortfall'
+SELECT model, cost, charged, shortfall, available, exhausted
+  FROM credits.credit_debit('acme', 'alice', 'claude-opus-4-1', 100000, 20000);
+SELECT kind, payload->>'threshold' AS threshold, payload->>'available' AS available
+  FROM credits.events WHERE org_id = 'acme' ORDER BY event_id;
+
+\echo
+\echo '== 7. Credits exhausted: premium models are grayed out, one fallback per provider remains'
+SELECT provider, model, is_fallback, available, reason FROM credits.allowed_models('acme', 'alice');
+SELECT credits.resolve_model('acme', 'alice', 'gpt-4o') AS "alice asks for gpt-4o",
+       credits.resolve_model('acme', 'bob', 'claude-opus-4-1') AS "bob asks for claude-opus-4-1";
+
+\echo
+\echo '== 8. Work goes on with the fallbacks, free of charge'
+SELECT model, cost, charged, shortfall, available
+  FROM credits.credit_debit('acme', 'alice', 'gpt-4o-mini', 50000, 10000);
+SELECT model, cost, charged, shortfall, available
+  FROM credits.credit_debit('acme', 'bob', 'claude-haiku-4-5', 50000, 10000);
+\echo '   a streaming reserve on gpt-4o is switched to gpt-4o-mini:'
+SELECT hold_id FROM credits.credit_reserve('acme', 'alice', 'gpt-4o', 5000, 2000) \gset
+SELECT hold_id, requested_model, model, fell_back, reserved FROM credits.holds WHERE hold_id = :hold_id;
+SELECT model, cost, charged, shortfall FROM credits.credit_settle(:hold_id, 5000, 1500);
+
+\echo
+\echo '== 9. The usage report for the period'
+SELECT * FROM credits.usage('acme');
+
+\echo
+\echo '== 10. The admin recharges the period: premium models are back'
+SELECT org_id, allowance, allowance_used, topup, available, exhausted FROM credits.recharge('acme');
+SELECT model, available, reason FROM credits.allowed_models('acme', 'alice')
+ WHERE model IN ('gpt-4o', 'claude-opus-4-1');
+
+\echo
+\echo '== 11. ... and buys 500 extra credits valid 90 days: used after the allowance, kept across periods'
+SELECT org_id, allowance, topup, available
+  FROM credits.recharge('acme', 500, expires_at => now() + interval '90 days', note => 'PO-1234');
+SELECT model, cost, charged, available
+  FROM credits.credit_debit('acme', 'alice', 'claude-opus-4-1', 100000, 20000);
+SELECT grant_id, amount, remaining, expires_at::date FROM credits.grants WHERE org_id = 'acme';
+
+\echo
+\echo '== 12. The next billing period: pg_cron runs credits.reset_due() every minute'
+\echo '      (here we ask for it as of one month from now)'
+SELECT credits.reset_due(now() + interval '1 month') AS "orgs rolled over";
+SELECT org_id, allowance, allowance_used, calls, shortfall FROM credits.periods;
+SELECT org_id, allowance, allowance_used, topup, available FROM credits.pool_status;
+
+\echo
+\echo '== 13. The ledger is the truth, and everything agrees with it'
+SELECT kind, count(*) AS entries, credits.sum(charged) AS charged
+  FROM credits.ledger GROUP BY kind ORDER BY kind;
+SELECT count(*) AS "verify(): violations" FROM credits.verify();

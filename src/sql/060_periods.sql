@@ -87,7 +87,7 @@ BEGIN
     LOOP
         SELECT * INTO p FROM credits.pools WHERE org_id = org FOR UPDATE;
         -- what is reserved stays covered: trim holds first if needed
-        PERFORM credits._trim_holds(org, p.reserved - (credits._available(p) + p.reserved - g.remaining));
+        PERFORM credits._trim_holds(org, p.allowance - p.allowance_used + p.topup - g.remaining);
         UPDATE credits.grants SET remaining = 0, expired_amount = expired_amount + g.remaining
          WHERE grant_id = g.grant_id;
         UPDATE credits.pools SET topup = topup - g.remaining WHERE org_id = org
@@ -147,6 +147,7 @@ DECLARE
     o credits.orgs;
     b record;
     new_allowance credits.credit;
+    expiring credits.credit;
 BEGIN
     SELECT * INTO old FROM credits.pools WHERE org_id = org FOR UPDATE;
     p := old;
@@ -165,15 +166,24 @@ BEGIN
       INTO new_allowance
       FROM credits.members m WHERE m.org_id = org AND m.active;
 
-    -- open holds are carried; if the new period cannot cover them, trim them
-    PERFORM credits._trim_holds(org, p.reserved - (new_allowance + p.topup));
+    SELECT coalesce(credits.sum(g.remaining), 0) INTO expiring
+      FROM credits.grants g
+     WHERE g.org_id = org AND g.remaining > 0 AND g.expires_at <= as_of;
+
+    -- Start the new period.  Every step keeps the pool's figures valid: the
+    -- allowance changes only once what is reserved fits in the new funds.
     DELETE FROM credits.member_usage WHERE org_id = org;
     UPDATE credits.pools
        SET period_start = b.period_start, period_end = b.period_end,
-           allowance = new_allowance, allowance_used = 0, topup_used = 0,
-           calls = 0, shortfall = 0, alert_level = 0
-     WHERE org_id = org
-    RETURNING * INTO p;
+           allowance_used = 0, topup_used = 0, calls = 0, shortfall = 0, alert_level = 0
+     WHERE org_id = org;
+    -- expired holds are released; the others are carried, trimmed if the
+    -- new period (without its expired grants) cannot cover them
+    PERFORM credits._expire_holds(org, as_of, new_allowance + p.topup);
+    PERFORM credits._trim_holds(org, new_allowance + p.topup - expiring, new_allowance + p.topup);
+    UPDATE credits.pools SET allowance = new_allowance WHERE org_id = org;
+    PERFORM credits._expire_grants(org, as_of);
+    SELECT * INTO p FROM credits.pools WHERE org_id = org;
     UPDATE credits.pools SET alert_level = credits._alert_level(p, o.thresholds)
      WHERE org_id = org RETURNING * INTO p;
 
@@ -276,10 +286,9 @@ BEGIN
     -- orgs in a fixed order, so that concurrent runs never deadlock
     FOR org IN SELECT p.org_id FROM credits.pools p WHERE p.period_end <= as_of ORDER BY p.org_id
     LOOP
-        IF credits._rollover(org, as_of) THEN
+        IF credits._maintain(org, as_of) THEN
             n := n + 1;
         END IF;
-        PERFORM credits._maintain(org, as_of);
     END LOOP;
     RETURN n;
 END

@@ -45,39 +45,46 @@ CREATE TYPE credits.hold_result AS (
 COMMENT ON TYPE credits.hold_result IS
     'result of credit_reserve: the hold, the model to call, what is held and the pool after';
 
--- Shrink the newest open holds by deficit (when the pool's funds fell under
--- what is reserved: a period with less allowance, an expired grant).
-CREATE FUNCTION credits._trim_holds(org text, deficit credits.credit) RETURNS void
+-- Shrink the newest open holds until what is reserved fits in funds (the
+-- pool's allowance - allowance_used + topup as it is about to become: a
+-- period with less allowance, an expired grant).  Each cut is ledgered
+-- against the pool's current period, with available_after measured against
+-- frame (default: funds); callers then lower the pool's funds.
+CREATE FUNCTION credits._trim_holds(org text, funds credits.credit,
+                                    frame credits.credit DEFAULT NULL) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, credits, pg_temp AS $$
 DECLARE
     h credits.holds;
     cut credits.credit;
     p credits.pools;
 BEGIN
-    IF deficit <= 0 THEN
+    SELECT * INTO p FROM credits.pools WHERE org_id = org FOR UPDATE;
+    IF p.reserved <= funds THEN
         RETURN;
     END IF;
     FOR h IN SELECT * FROM credits.holds
               WHERE org_id = org AND status = 'open' AND reserved > 0
               ORDER BY hold_id DESC FOR UPDATE
     LOOP
-        cut := least(h.reserved, deficit);
+        cut := least(h.reserved, p.reserved - funds);
         UPDATE credits.holds SET reserved = reserved - cut WHERE hold_id = h.hold_id;
         UPDATE credits.pools SET reserved = reserved - cut WHERE org_id = org RETURNING * INTO p;
         INSERT INTO credits.ledger (org_id, kind, period_start, user_id, model, reserved_change,
                                     available_after, hold_id, note)
         VALUES (org, 'release', p.period_start, h.user_id, h.model, -cut,
-                credits._available(p), h.hold_id, 'trimmed: the pool shrank under its holds');
-        deficit := deficit - cut;
-        EXIT WHEN deficit = 0;
+                coalesce(frame, funds) - p.reserved, h.hold_id,
+                'trimmed: the pool shrank under its holds');
+        EXIT WHEN p.reserved <= funds;
     END LOOP;
 END
 $$;
-COMMENT ON FUNCTION credits._trim_holds(text, credits.credit) IS
-    'internal: shrink the newest open holds so that the pool''s funds cover what is reserved';
+COMMENT ON FUNCTION credits._trim_holds(text, credits.credit, credits.credit) IS
+    'internal: shrink the newest open holds so that what is reserved fits in the pool''s funds';
 
 -- Release the org's open holds that expired by as_of; returns how many.
-CREATE FUNCTION credits._expire_holds(org text, as_of timestamptz) RETURNS integer
+-- available_after is measured against frame (default: the pool's funds).
+CREATE FUNCTION credits._expire_holds(org text, as_of timestamptz,
+                                      frame credits.credit DEFAULT NULL) RETURNS integer
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, credits, pg_temp AS $$
 DECLARE
     h credits.holds;
@@ -96,7 +103,7 @@ BEGIN
         INSERT INTO credits.ledger (org_id, kind, period_start, user_id, model, reserved_change,
                                     available_after, hold_id, note)
         VALUES (org, 'release', p.period_start, h.user_id, h.model, -h.reserved,
-                credits._available(p), h.hold_id, 'expired');
+                coalesce(frame - p.reserved, credits._available(p)), h.hold_id, 'expired');
         n := n + 1;
     END LOOP;
     UPDATE credits.pools SET next_hold_expiry =
@@ -105,19 +112,25 @@ BEGIN
     RETURN n;
 END
 $$;
-COMMENT ON FUNCTION credits._expire_holds(text, timestamptz) IS
+COMMENT ON FUNCTION credits._expire_holds(text, timestamptz, credits.credit) IS
     'internal: release the org''s open holds that expired by as_of';
 
--- Bring the org's pool up to date as of as_of: roll the period over, expire
--- grants and holds.  C calls this when the locked pool row says it is due.
-CREATE FUNCTION credits._maintain(org text, as_of timestamptz) RETURNS void
+-- Bring the org's pool up to date as of as_of: roll its period over (which
+-- also releases expired holds and drops expired grants, as part of starting
+-- the new period), or else release expired holds and drop expired grants;
+-- true when it rolled over.  C calls this when the locked pool row says it
+-- is due, reset_due() for every org whose period ended.
+CREATE FUNCTION credits._maintain(org text, as_of timestamptz) RETURNS boolean
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, credits, pg_temp AS $$
 DECLARE
     p credits.pools;
 BEGIN
     SELECT * INTO p FROM credits.pools WHERE org_id = org FOR UPDATE;
     IF NOT FOUND THEN
-        RETURN;
+        RETURN false;
+    END IF;
+    IF p.period_end <= as_of THEN
+        RETURN credits._rollover(org, as_of);
     END IF;
     IF p.next_hold_expiry <= as_of THEN
         PERFORM credits._expire_holds(org, as_of);
@@ -125,13 +138,11 @@ BEGIN
     IF p.next_grant_expiry <= as_of THEN
         PERFORM credits._expire_grants(org, as_of);
     END IF;
-    IF p.period_end <= as_of THEN
-        PERFORM credits._rollover(org, as_of);
-    END IF;
+    RETURN false;
 END
 $$;
 COMMENT ON FUNCTION credits._maintain(text, timestamptz) IS
-    'internal: roll the org''s pool into the period containing as_of, expire its grants and holds';
+    'internal: bring the org''s pool up to date as of as_of (period, holds, grants); true when it rolled over';
 
 CREATE FUNCTION credits.expire_holds(as_of timestamptz DEFAULT now()) RETURNS integer
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, credits, pg_temp AS $$

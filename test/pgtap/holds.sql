@@ -6,7 +6,7 @@
 -- in the future.
 BEGIN;
 SET LOCAL search_path = public, credits;
-SELECT plan(225);
+SELECT plan(213);
 
 -- ---------------------------------------------------------------------------
 -- Fixtures
@@ -541,6 +541,15 @@ SELECT results_eq(
 INSERT INTO rl SELECT 'n1', credits.credit_release(pg_temp.hid('n1'));
 INSERT INTO rl SELECT 'n2', credits.credit_release(pg_temp.hid('n2'));
 INSERT INTO rl SELECT 'n3', credits.credit_release(pg_temp.hid('n3'));
+-- a request_id whose reserve failed (UC001) was not used up
+SELECT throws_ok($$SELECT * FROM credits.credit_reserve('hn', 'nia', 'nofb-pro', 200000, 0, 'rq-n')$$,
+                 'UC001', NULL, 'UC001 with a request_id');
+INSERT INTO hr SELECT 'n4', r.* FROM credits.credit_reserve('hn', 'nia', 'gpt-4o-mini', 200000, 0, 'rq-n') r;
+SELECT results_eq(
+    $$SELECT model, fell_back, reserved, replayed FROM hr WHERE label = 'n4'$$,
+    $$VALUES ('gpt-4o-mini'::text, false, '3'::credit, false)$$,
+    'a request_id whose reserve failed is free for a new call');
+INSERT INTO rl SELECT 'n4', credits.credit_release(pg_temp.hid('n4'));
 SELECT is_empty($$SELECT * FROM credits.verify('hn')$$, 'hn: verify is clean');
 
 -- ---------------------------------------------------------------------------
@@ -694,7 +703,7 @@ SELECT results_eq(
 SELECT throws_ok($$SET LOCAL credits.hold_ttl = 0$$, '22023', NULL, 'credits.hold_ttl = 0 is refused');
 SELECT results_eq(
     $$SELECT reserved, available FROM credits.pool_status WHERE org_id = 'hx'$$,
-    $$VALUES ('10'::credit, '190'::credit)$$,
+    $$VALUES ('10'::credit, '90'::credit)$$,
     'ttl: hx has five holds of 2');
 
 -- ---------------------------------------------------------------------------
@@ -734,7 +743,7 @@ SELECT results_eq(
     'expire_holds: each expiry is a release in the ledger, noted expired');
 SELECT results_eq(
     $$SELECT org_id, reserved, available FROM credits.pool_status WHERE org_id IN ('hx', 'hy') ORDER BY org_id$$,
-    $$VALUES ('hx'::text, '6'::credit, '194'::credit), ('hy', '0'::credit, '8'::credit)$$,
+    $$VALUES ('hx'::text, '6'::credit, '94'::credit), ('hy', '0'::credit, '8'::credit)$$,
     'expire_holds: the pools got the expired reservations back');
 SELECT is(credits.expire_holds(now() + interval '1 minute'), 0, 'expire_holds: a second run expires nothing');
 SELECT is_empty($$SELECT * FROM credits.verify('hx')$$, 'hx: verify is clean after expiry');
@@ -743,7 +752,7 @@ SELECT is_empty($$SELECT * FROM credits.verify('hx')$$, 'hx: verify is clean aft
 INSERT INTO dr SELECT 'x2', d.* FROM credits.credit_settle(pg_temp.hid('x2'), 20000, 1000) d;
 SELECT results_eq(
     $$SELECT model, cost, charged, shortfall, available, exhausted, replayed FROM dr WHERE label = 'x2'$$,
-    $$VALUES ('gpt-4o'::text, '6'::credit, '6'::credit, '0'::credit, '188'::credit, false, false)$$,
+    $$VALUES ('gpt-4o'::text, '6'::credit, '6'::credit, '0'::credit, '88'::credit, false, false)$$,
     'settle after expiry: the usage (6) is charged from the pool');
 SELECT results_eq(
     $$SELECT kind, hold_id, coalesce(reserved_change, 0), cost, charged FROM credits.ledger
@@ -754,7 +763,7 @@ SELECT is((SELECT status FROM credits.holds WHERE hold_id = pg_temp.hid('x2')), 
           'settle after expiry: the hold is settled');
 SELECT results_eq(
     $$SELECT reserved, available FROM credits.pool_status WHERE org_id = 'hx'$$,
-    $$VALUES ('6'::credit, '188'::credit)$$,
+    $$VALUES ('6'::credit, '88'::credit)$$,
     'settle after expiry: the other holds are untouched');
 -- hy: 40000 in = 10 with 8 left: charged 8, short 2, as a debit would be
 INSERT INTO dr SELECT 'y1', d.* FROM credits.credit_settle(pg_temp.hid('y1'), 40000, 0) d;
@@ -849,7 +858,7 @@ SELECT throws_ok($$SELECT * FROM credits.credit_reserve('h', 'ann', 'gpt-4o', 1,
                  '22023', 'ttl must be longer than zero', 'reserve: ttl 0: 22023');
 SELECT throws_ok($$SELECT * FROM credits.credit_reserve('h', 'ann', 'gpt-4o', 1, 1, ttl => interval '-1 minute')$$,
                  '22023', 'ttl must be longer than zero', 'reserve: negative ttl: 22023');
-SELECT throws_ok($$SELECT * FROM credits.credit_reserve('h', 'ann', 'gpt-4o', 1, 1, ttl => interval '1 hour -2 hours')$$,
+SELECT throws_ok($$SELECT * FROM credits.credit_reserve('h', 'ann', 'gpt-4o', 1, 1, ttl => interval '1 day -25 hours')$$,
                  '22023', 'ttl must be longer than zero', 'reserve: ttl adding up to less than zero: 22023');
 -- reserve: UC004, UC005, UC002, UC003, 22003
 SELECT throws_ok($$SELECT * FROM credits.credit_reserve('nope', 'ann', 'gpt-4o', 1, 1)$$,
@@ -931,7 +940,7 @@ SELECT results_eq(
 SELECT is(credits.expire_holds(now() + interval '1 hour'), 2, 'expire_holds(now() + 1 hour): the two 15-minute holds');
 SELECT results_eq(
     $$SELECT reserved, available FROM credits.pool_status WHERE org_id = 'hx'$$,
-    $$VALUES ('2'::credit, '192'::credit)$$,
+    $$VALUES ('2'::credit, '92'::credit)$$,
     'hx: only the 2-hour hold is still reserved');
 SELECT is(credits.expire_holds(now() + interval '2 hours'), 1, 'expire_holds(now() + 2 hours): the last hold');
 SELECT is((SELECT count(*)::int FROM credits.holds WHERE status = 'open'), 0, 'no hold is open');
@@ -949,12 +958,12 @@ SELECT ok((SELECT bool_and(NOT proisstrict AND provolatile = 'v' AND prosecdef) 
                           'credits.credit_release(bigint)'::regprocedure)),
           'reserve, settle and release are not STRICT, VOLATILE, SECURITY DEFINER');
 SELECT results_eq(
-    $$SELECT prorettype::regtype::text FROM pg_proc
+    $$SELECT prorettype::regtype FROM pg_proc
        WHERE oid IN ('credits.credit_reserve(text, text, text, bigint, bigint, text, interval)'::regprocedure,
                      'credits.credit_settle(bigint, bigint, bigint)'::regprocedure,
                      'credits.credit_release(bigint)'::regprocedure)
        ORDER BY proname$$,
-    $$VALUES ('credits.credit'::text), ('credits.hold_result'), ('credits.debit_result')$$,
+    $$VALUES ('credits.credit'::regtype), ('credits.hold_result'::regtype), ('credits.debit_result'::regtype)$$,
     'release returns credits.credit, reserve credits.hold_result, settle credits.debit_result');
 
 SELECT * FROM finish();
