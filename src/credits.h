@@ -112,6 +112,7 @@ typedef struct MemberState
 	bool		has_cap;
 	Credit		cap;
 	Credit		used;			/* drawn from the pool this period */
+	Credit		reserved;		/* held by the member's open holds */
 } MemberState;
 
 /* An org's pool, locked for this transaction. */

@@ -167,9 +167,30 @@ hold_expiry(FunctionCallInfo fcinfo, int n)
 	if (PG_ARGISNULL(n))
 		return now + (TimestampTz) credits_hold_ttl * USECS_PER_SEC;
 
-	expires = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
-													  TimestampTzGetDatum(now),
-													  PG_GETARG_DATUM(n)));
+	/* an interval too large to add is a bad ttl (22023), not a date error */
+	{
+		MemoryContext cxt = CurrentMemoryContext;
+
+		PG_TRY();
+		{
+			expires = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
+															  TimestampTzGetDatum(now),
+															  PG_GETARG_DATUM(n)));
+		}
+		PG_CATCH();
+		{
+			ErrorData  *edata;
+
+			MemoryContextSwitchTo(cxt);
+			edata = CopyErrorData();
+			FlushErrorState();
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("ttl is out of range"),
+					 errdetail("%s", edata->message)));
+		}
+		PG_END_TRY();
+	}
 	if (expires <= now)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -400,6 +421,7 @@ credits_credit_release(PG_FUNCTION_ARGS)
 	SPI_connect();
 	hold_lock(hold_id, false, &ps, &h);
 
+	ps.user_id = h.user_id;
 	ledger_entry_init(&e, h.org_id, "release");
 	e.user_id = h.user_id;
 	e.model = h.model;

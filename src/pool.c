@@ -33,6 +33,7 @@ static SPIPlanPtr member_used_plan = NULL;
 static SPIPlanPtr draw_plan = NULL;
 static SPIPlanPtr update_pool_plan = NULL;
 static SPIPlanPtr update_member_plan = NULL;
+static SPIPlanPtr insert_member_plan = NULL;
 
 static Credit
 credit_min(Credit a, Credit b)
@@ -109,7 +110,8 @@ pool_get_member(const char *org_id, const char *user_id, bool active_only,
 			"SELECT m.cap, m.active,"
 			"       CASE WHEN p.period_end OPERATOR(pg_catalog.<=) pg_catalog.now()"
 			"            THEN '0'::credits.credit"
-			"            ELSE COALESCE(u.used, '0'::credits.credit) END"
+			"            ELSE COALESCE(u.used, '0'::credits.credit) END,"
+			"       COALESCE(u.reserved, '0'::credits.credit)"
 			"  FROM credits.members m"
 			"  JOIN credits.pools p ON p.org_id OPERATOR(pg_catalog.=) m.org_id"
 			"  LEFT JOIN credits.member_usage u"
@@ -132,6 +134,7 @@ pool_get_member(const char *org_id, const char *user_id, bool active_only,
 		member->has_cap = false;
 		member->cap = 0;
 		member->used = 0;
+		member->reserved = 0;
 		return;
 	}
 
@@ -139,13 +142,14 @@ pool_get_member(const char *org_id, const char *user_id, bool active_only,
 	member->has_cap = !isnull;
 	member->cap = isnull ? 0 : DatumGetCredit(cap);
 	member->used = DatumGetCredit(spi_value(0, 3, &isnull));
+	member->reserved = DatumGetCredit(spi_value(0, 4, &isnull));
 }
 
-/* Has the member used up a personal cap? */
+/* Has the member used (or reserved with open holds) all of a personal cap? */
 bool
 member_cap_reached(const MemberState *member)
 {
-	return member->has_cap && member->used >= member->cap;
+	return member->has_cap && credit_add(member->used, member->reserved) >= member->cap;
 }
 
 /* UC003 unless the model's provider is enabled for the org. */
@@ -255,8 +259,9 @@ pool_available(const PoolState *ps)
 }
 
 /*
- * What the member may draw now: least(available, cap_left).  The member's
- * usage is read under the pool lock, so a cap is never overshot.
+ * What the member may draw now: least(available, cap_left), where cap_left
+ * is the cap less what the member used and holds.  The member's usage is
+ * read under the pool lock, so a cap is never overshot.
  */
 Credit
 pool_limit(PoolState *ps, const char *user_id, const MemberState *member)
@@ -270,13 +275,14 @@ pool_limit(PoolState *ps, const char *user_id, const MemberState *member)
 		Datum		args[2];
 		bool		isnull;
 		Credit		used = 0;
+		Credit		reserved = 0;
 
 		if (member_used_plan == NULL)
 		{
 			Oid			argtypes[2] = {TEXTOID, TEXTOID};
 
 			member_used_plan = spi_prepare_saved(
-				"SELECT u.used FROM credits.member_usage u"
+				"SELECT u.used, u.reserved FROM credits.member_usage u"
 				" WHERE u.org_id OPERATOR(pg_catalog.=) $1"
 				"   AND u.user_id OPERATOR(pg_catalog.=) $2",
 				2, argtypes);
@@ -284,11 +290,49 @@ pool_limit(PoolState *ps, const char *user_id, const MemberState *member)
 		args[0] = CStringGetTextDatum(ps->org_id);
 		args[1] = CStringGetTextDatum(user_id);
 		if (spi_run(member_used_plan, args, false, 1) > 0)
+		{
 			used = DatumGetCredit(spi_value(0, 1, &isnull));
-		ps->cap_left = Max(credit_sub(member->cap, used), 0);
+			reserved = DatumGetCredit(spi_value(0, 2, &isnull));
+		}
+		ps->cap_left = Max(credit_sub(credit_sub(member->cap, used), reserved), 0);
 		limit = credit_min(limit, ps->cap_left);
 	}
 	return limit;
+}
+
+/*
+ * Add to the member's period usage and open reservations (ps->user_id).
+ * Under the pool lock, so the row's absence cannot race.
+ */
+static void
+member_update(PoolState *ps, Credit used, Credit reserved)
+{
+	Datum		args[4];
+
+	if (used == 0 && reserved == 0)
+		return;
+	if (update_member_plan == NULL)
+	{
+		Oid			argtypes[4] = {TEXTOID, TEXTOID, INT8OID, INT8OID};
+
+		update_member_plan = spi_prepare_saved(
+			"UPDATE credits.member_usage u"
+			"   SET used = u.used OPERATOR(credits.+) credits._micro($3),"
+			"       reserved = u.reserved OPERATOR(credits.+) credits._micro($4)"
+			" WHERE u.org_id OPERATOR(pg_catalog.=) $1"
+			"   AND u.user_id OPERATOR(pg_catalog.=) $2",
+			4, argtypes);
+		insert_member_plan = spi_prepare_saved(
+			"INSERT INTO credits.member_usage (org_id, user_id, used, reserved)"
+			" VALUES ($1, $2, credits._micro($3), credits._micro($4))",
+			4, argtypes);
+	}
+	args[0] = CStringGetTextDatum(ps->org_id);
+	args[1] = CStringGetTextDatum(ps->user_id);
+	args[2] = Int64GetDatum(used);
+	args[3] = Int64GetDatum(reserved);
+	if (spi_run(update_member_plan, args, false, 0) == 0)
+		spi_run(insert_member_plan, args, false, 0);
 }
 
 /*
@@ -375,8 +419,9 @@ pool_write(PoolState *ps, LedgerEntry *e, int calls, Credit shortfall,
  *	 fallback: charged = least(cost, available, cap_left), shortfall = 0
  *
  * When a hold is settled, its reservation (c->release) is released and the
- * part of the cost it covers is charged whatever the cap; any excess is
- * charged like the above.  The allowance is drawn first, then grants.
+ * part of the cost it covers is charged (it was reserved within the pool and
+ * the member's cap); any excess is charged like the above.  The allowance is
+ * drawn first, then grants.
  * Fills the ledger entry's amounts and appends it.
  */
 void
@@ -395,8 +440,10 @@ pool_charge(PoolState *ps, const MemberState *member, PoolCharge *c, LedgerEntry
 
 	guaranteed = credit_min(c->cost, c->release);
 	extra = credit_min(credit_sub(c->cost, guaranteed), Max(credit_sub(funds, guaranteed), 0));
+	/* the hold's reservation counted against the cap: it comes back too */
 	if (ps->has_cap)
-		extra = credit_min(extra, Max(credit_sub(ps->cap_left, guaranteed), 0));
+		extra = credit_min(extra,
+						   Max(credit_sub(credit_add(ps->cap_left, c->release), guaranteed), 0));
 
 	c->charged = credit_add(guaranteed, extra);
 	c->shortfall = c->is_fallback ? 0 : credit_sub(c->cost, c->charged);
@@ -414,26 +461,7 @@ pool_charge(PoolState *ps, const MemberState *member, PoolCharge *c, LedgerEntry
 	e->reserved_change = -c->release;
 	pool_write(ps, e, 1, c->shortfall, 0);
 
-	if (c->charged > 0)
-	{
-		Datum		args[3];
-
-		if (update_member_plan == NULL)
-		{
-			Oid			argtypes[3] = {TEXTOID, TEXTOID, INT8OID};
-
-			update_member_plan = spi_prepare_saved(
-				"INSERT INTO credits.member_usage AS u (org_id, user_id, used)"
-				" VALUES ($1, $2, credits._micro($3))"
-				" ON CONFLICT (org_id, user_id) DO UPDATE"
-				"   SET used = u.used OPERATOR(credits.+) EXCLUDED.used",
-				3, argtypes);
-		}
-		args[0] = CStringGetTextDatum(ps->org_id);
-		args[1] = CStringGetTextDatum(ps->user_id);
-		args[2] = Int64GetDatum(c->charged);
-		spi_run(update_member_plan, args, false, 0);
-	}
+	member_update(ps, c->charged, -c->release);
 }
 
 /* Reserve amount for a new hold (the entry carries its hold_id). */
@@ -444,6 +472,7 @@ pool_reserve(PoolState *ps, Credit amount, TimestampTz expires_at, LedgerEntry *
 	ps->reserved = credit_add(ps->reserved, amount);
 	e->reserved_change = amount;
 	pool_write(ps, e, 0, 0, expires_at);
+	member_update(ps, 0, amount);
 }
 
 /* Give back amount of a hold's reservation. */
@@ -453,4 +482,5 @@ pool_release(PoolState *ps, Credit amount, LedgerEntry *e)
 	ps->reserved = credit_sub(ps->reserved, amount);
 	e->reserved_change = -amount;
 	pool_write(ps, e, 0, 0, 0);
+	member_update(ps, 0, -amount);
 }

@@ -52,12 +52,16 @@ COMMENT ON COLUMN credits.members.active IS
 CREATE TABLE credits.member_usage (
     org_id  text NOT NULL,
     user_id text NOT NULL,
-    used    credits.credit NOT NULL DEFAULT 0 CHECK (used >= 0),
+    used     credits.credit NOT NULL DEFAULT 0 CHECK (used >= 0),
+    reserved credits.credit NOT NULL DEFAULT 0 CHECK (reserved >= 0),
     PRIMARY KEY (org_id, user_id),
     FOREIGN KEY (org_id, user_id) REFERENCES credits.members ON DELETE CASCADE
 );
 COMMENT ON TABLE credits.member_usage IS
-    'credits each member drew from the pool in the current period (maintained by the extension)';
+    'credits each member drew from the pool in the current period and holds open now (maintained by the extension)';
+COMMENT ON COLUMN credits.member_usage.used IS 'drawn in the current period';
+COMMENT ON COLUMN credits.member_usage.reserved IS
+    'held by the member''s open holds: counts against a personal cap until settled or released';
 
 CREATE TABLE credits.pools (
     org_id            text PRIMARY KEY REFERENCES credits.orgs ON DELETE CASCADE,

@@ -172,7 +172,9 @@ BEGIN
 
     -- Start the new period.  Every step keeps the pool's figures valid: the
     -- allowance changes only once what is reserved fits in the new funds.
-    DELETE FROM credits.member_usage WHERE org_id = org;
+    -- members' usage starts again; their open holds are carried
+    DELETE FROM credits.member_usage WHERE org_id = org AND reserved = 0;
+    UPDATE credits.member_usage SET used = 0 WHERE org_id = org;
     UPDATE credits.pools
        SET period_start = b.period_start, period_end = b.period_end,
            allowance_used = 0, topup_used = 0, calls = 0, shortfall = 0, alert_level = 0
@@ -231,7 +233,8 @@ BEGIN
         END IF;
         -- restore the current period: allowance used and members' usage back to 0
         restored := p.allowance_used;
-        DELETE FROM credits.member_usage u WHERE u.org_id = o.org_id;
+        DELETE FROM credits.member_usage u WHERE u.org_id = o.org_id AND u.reserved = 0;
+        UPDATE credits.member_usage u SET used = 0 WHERE u.org_id = o.org_id;
         UPDATE credits.pools SET allowance_used = 0 WHERE pools.org_id = o.org_id RETURNING * INTO p;
         UPDATE credits.pools SET alert_level = credits._alert_level(p, o.thresholds)
          WHERE pools.org_id = o.org_id RETURNING * INTO p;

@@ -68,6 +68,8 @@ BEGIN
     LOOP
         cut := least(h.reserved, p.reserved - funds);
         UPDATE credits.holds SET reserved = reserved - cut WHERE hold_id = h.hold_id;
+        UPDATE credits.member_usage u SET reserved = u.reserved - cut
+         WHERE u.org_id = org AND u.user_id = h.user_id;
         UPDATE credits.pools SET reserved = reserved - cut WHERE org_id = org RETURNING * INTO p;
         INSERT INTO credits.ledger (org_id, kind, period_start, user_id, model, reserved_change,
                                     available_after, hold_id, note)
@@ -98,6 +100,8 @@ BEGIN
     LOOP
         UPDATE credits.holds SET status = 'expired', ended_at = as_of, reserved = 0
          WHERE hold_id = h.hold_id;
+        UPDATE credits.member_usage u SET reserved = u.reserved - h.reserved
+         WHERE u.org_id = org AND u.user_id = h.user_id;
         UPDATE credits.pools SET reserved = reserved - h.reserved WHERE org_id = org
         RETURNING * INTO p;
         INSERT INTO credits.ledger (org_id, kind, period_start, user_id, model, reserved_change,

@@ -151,6 +151,12 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, credits, pg_t
           FROM pools p
           LEFT JOIN credits.holds h ON h.org_id = p.org_id AND h.status = 'open'
          GROUP BY p.org_id
+    ),
+    member_holds AS (
+        SELECT h.org_id, h.user_id, credits.sum(h.reserved) AS reserved
+          FROM credits.holds h
+         WHERE h.status = 'open' AND ($1 IS NULL OR h.org_id = $1)
+         GROUP BY h.org_id, h.user_id
     )
     -- 1. available >= 0
     SELECT p.org_id, 'available_not_negative', '>= 0', p.available::text
@@ -204,6 +210,13 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, credits, pg_t
       FROM (SELECT mu.* FROM credits.member_usage mu JOIN pools p USING (org_id)) u
       FULL JOIN member_ledger l USING (org_id, user_id)
      WHERE coalesce(u.used, 0) <> coalesce(l.charged, 0)
+    UNION ALL
+    SELECT coalesce(u.org_id, h.org_id),
+           'member_reserved_matches_holds:' || coalesce(u.user_id, h.user_id),
+           coalesce(h.reserved, 0)::text, coalesce(u.reserved, 0)::text
+      FROM (SELECT mu.* FROM credits.member_usage mu JOIN pools p USING (org_id)) u
+      FULL JOIN member_holds h USING (org_id, user_id)
+     WHERE coalesce(u.reserved, 0) <> coalesce(h.reserved, 0)
     UNION ALL
     -- the pool's allowance covers every active member
     SELECT p.org_id, 'allowance_covers_members', '>= ' || coalesce(m.total, 0)::text,

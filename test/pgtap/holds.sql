@@ -426,83 +426,78 @@ SELECT ok((SELECT bool_and(available) FROM credits.allowed_models('hg', 'gus')),
           'boundary: after the release every model is available again');
 
 -- ---------------------------------------------------------------------------
--- Member caps: limit = least(available, cap_left)
+-- Member caps: limit = least(available, cap_left), where cap_left is the cap
+-- less what the member used and holds in open holds
 -- ---------------------------------------------------------------------------
--- cu has a cap of 5. gpt-4o 20000 in + 1000 out = 6 > 5: gpt-4o-mini 0.36 instead
-INSERT INTO hr SELECT 'c1', r.* FROM credits.credit_reserve('hc', 'cu', 'gpt-4o', 20000, 1000) r;
+-- cu has a cap of 5; gpt-4o 4000 in + 1000 out = 2
+INSERT INTO hr SELECT 'c1', r.* FROM credits.credit_reserve('hc', 'cu', 'gpt-4o', 4000, 1000) r;
+INSERT INTO hr SELECT 'c2', r.* FROM credits.credit_reserve('hc', 'cu', 'gpt-4o', 4000, 1000) r;
 SELECT results_eq(
-    $$SELECT model, fell_back, reserved, available FROM hr WHERE label = 'c1'$$,
-    $$VALUES ('gpt-4o-mini'::text, true, '0.36'::credit, '199.64'::credit)$$,
-    'cap: an estimate above the member''s cap falls back though the pool could pay');
--- gpt-4o-mini 1000000 in = 15 > cap 5
-INSERT INTO hr SELECT 'c2', r.* FROM credits.credit_reserve('hc', 'cu', 'gpt-4o-mini', 1000000, 0) r;
-SELECT results_eq(
-    $$SELECT model, fell_back, reserved, available FROM hr WHERE label = 'c2'$$,
-    $$VALUES ('gpt-4o-mini'::text, false, '5'::credit, '194.64'::credit)$$,
-    'cap: a fallback asked for directly holds least(estimate, cap left) = 5');
--- o3 1000000 in = 200: gpt-4o-mini 15, limited to the cap
-INSERT INTO hr SELECT 'c3', r.* FROM credits.credit_reserve('hc', 'cu', 'o3', 1000000, 0) r;
+    $$SELECT label, model, fell_back, reserved, available FROM hr WHERE label IN ('c1', 'c2') ORDER BY label$$,
+    $$VALUES ('c1'::text, 'gpt-4o'::text, false, '2'::credit, '198'::credit),
+             ('c2', 'gpt-4o', false, '2', '196')$$,
+    'cap: two estimates within the cap are held for the premium model');
+-- 4 of the cap are held: 2 more does not fit, gpt-4o-mini (0.12) does
+INSERT INTO hr SELECT 'c3', r.* FROM credits.credit_reserve('hc', 'cu', 'gpt-4o', 4000, 1000) r;
 SELECT results_eq(
     $$SELECT model, fell_back, reserved, available FROM hr WHERE label = 'c3'$$,
-    $$VALUES ('gpt-4o-mini'::text, true, '5'::credit, '189.64'::credit)$$,
-    'cap: after a switch the fallback holds least(its estimate, cap left) = 5');
-INSERT INTO hr SELECT 'c4', r.* FROM credits.credit_reserve('hc', 'cv', 'gpt-4o', 20000, 1000) r;
+    $$VALUES ('gpt-4o-mini'::text, true, '0.12'::credit, '195.88'::credit)$$,
+    'cap: the member''s open holds count against the cap: the third reserve falls back');
+SELECT results_eq(
+    $$SELECT used, reserved FROM credits.member_usage WHERE org_id = 'hc' AND user_id = 'cu'$$,
+    $$VALUES ('0'::credit, '4.12'::credit)$$,
+    'cap: member_usage.reserved is what the member holds');
+SELECT ok((SELECT bool_and(available) FROM credits.allowed_models('hc', 'cu')),
+          'cap: with 0.88 of the cap left premium models are still available');
+-- gpt-4o-mini 1000000 in = 15: held up to the 0.88 left of the cap
+INSERT INTO hr SELECT 'c4', r.* FROM credits.credit_reserve('hc', 'cu', 'gpt-4o-mini', 1000000, 0) r;
 SELECT results_eq(
     $$SELECT model, fell_back, reserved, available FROM hr WHERE label = 'c4'$$,
-    $$VALUES ('gpt-4o'::text, false, '6'::credit, '183.64'::credit)$$,
-    'cap: a member without a cap holds the premium estimate');
-INSERT INTO hr SELECT 'c5', r.* FROM credits.credit_reserve('hc', 'cu', 'gpt-4o', 4000, 1000) r;
-SELECT results_eq(
-    $$SELECT model, fell_back, reserved, available FROM hr WHERE label = 'c5'$$,
-    $$VALUES ('gpt-4o'::text, false, '2'::credit, '181.64'::credit)$$,
-    'cap: an estimate under the cap is held for the premium model');
--- settle 6 on the hold of 2: 2 + at most 3 more (cap 5)
-INSERT INTO dr SELECT 'c5', d.* FROM credits.credit_settle(pg_temp.hid('c5'), 20000, 1000) d;
-SELECT results_eq(
-    $$SELECT model, cost, charged, shortfall, available, exhausted FROM dr WHERE label = 'c5'$$,
-    $$VALUES ('gpt-4o'::text, '6'::credit, '5'::credit, '1'::credit, '178.64'::credit, false)$$,
-    'cap: settle above the estimate charges the excess only up to the cap (5), shortfall 1');
-SELECT is((SELECT used FROM credits.member_usage WHERE org_id = 'hc' AND user_id = 'cu'), '5'::credit,
-          'cap: the member is at the cap');
--- settle 3 on the hold of 5 taken before the cap was used: what is held is charged
-INSERT INTO dr SELECT 'c2', d.* FROM credits.credit_settle(pg_temp.hid('c2'), 200000, 0) d;
-SELECT results_eq(
-    $$SELECT model, cost, charged, shortfall, available FROM dr WHERE label = 'c2'$$,
-    $$VALUES ('gpt-4o-mini'::text, '3'::credit, '3'::credit, '0'::credit, '180.64'::credit)$$,
-    'cap: the part of the cost a hold covers is charged whatever the cap');
-SELECT is((SELECT used FROM credits.member_usage WHERE org_id = 'hc' AND user_id = 'cu'), '8'::credit,
-          'cap: ... and counts as the member''s usage');
-INSERT INTO hr SELECT 'c6', r.* FROM credits.credit_reserve('hc', 'cu', 'gpt-4o', 4000, 1000) r;
-SELECT results_eq(
-    $$SELECT model, fell_back, reserved, available FROM hr WHERE label = 'c6'$$,
-    $$VALUES ('gpt-4o-mini'::text, true, '0'::credit, '180.64'::credit)$$,
-    'cap reached: a premium reserve falls back and holds 0');
-INSERT INTO hr SELECT 'c7', r.* FROM credits.credit_reserve('hc', 'cu', 'gpt-4o-mini', 200000, 0) r;
-SELECT results_eq(
-    $$SELECT model, fell_back, reserved FROM hr WHERE label = 'c7'$$,
-    $$VALUES ('gpt-4o-mini'::text, false, '0'::credit)$$,
-    'cap reached: the fallback asked for directly holds 0');
+    $$VALUES ('gpt-4o-mini'::text, false, '0.88'::credit, '195'::credit)$$,
+    'cap: a fallback asked for directly holds least(estimate, cap left) = 0.88');
 SELECT results_eq(
     $$SELECT DISTINCT available, reason FROM credits.allowed_models('hc', 'cu') WHERE NOT is_fallback$$,
     $$VALUES (false, 'user_cap_reached'::text)$$,
-    'cap reached: allowed_models grays out the premium models for that member');
-INSERT INTO rl SELECT 'c1', credits.credit_release(pg_temp.hid('c1'));
-INSERT INTO rl SELECT 'c3', credits.credit_release(pg_temp.hid('c3'));
-INSERT INTO rl SELECT 'c6', credits.credit_release(pg_temp.hid('c6'));
-INSERT INTO dr SELECT 'c7', d.* FROM credits.credit_settle(pg_temp.hid('c7'), 200000, 0) d;
-INSERT INTO dr SELECT 'c4', d.* FROM credits.credit_settle(pg_temp.hid('c4'), 20000, 1000) d;
+    'cap: holds that take the whole cap gray out premium models for that member');
+SELECT ok((SELECT bool_and(available) FROM credits.allowed_models('hc', 'cv')),
+          'cap: ... but not for another member');
+INSERT INTO hr SELECT 'c5', r.* FROM credits.credit_reserve('hc', 'cv', 'gpt-4o', 20000, 1000) r;
 SELECT results_eq(
-    $$SELECT label, cost, charged, shortfall FROM dr WHERE label IN ('c4', 'c7') ORDER BY label$$,
-    $$VALUES ('c4'::text, '6'::credit, '6'::credit, '0'::credit), ('c7', '3'::credit, '0'::credit, '0'::credit)$$,
-    'cap: the member without a cap pays in full, the capped one''s fallback is free');
+    $$SELECT model, fell_back, reserved, available FROM hr WHERE label = 'c5'$$,
+    $$VALUES ('gpt-4o'::text, false, '6'::credit, '189'::credit)$$,
+    'cap: a member without a cap holds the premium estimate');
+-- settle 6 on the hold of 2 with nothing left of the cap: 2 charged, 4 short
+INSERT INTO dr SELECT 'c1', d.* FROM credits.credit_settle(pg_temp.hid('c1'), 20000, 1000) d;
+SELECT results_eq(
+    $$SELECT model, cost, charged, shortfall, available, exhausted FROM dr WHERE label = 'c1'$$,
+    $$VALUES ('gpt-4o'::text, '6'::credit, '2'::credit, '4'::credit, '189'::credit, false)$$,
+    'cap: what the hold covers is charged, the excess only within the cap');
+SELECT results_eq(
+    $$SELECT used, reserved FROM credits.member_usage WHERE org_id = 'hc' AND user_id = 'cu'$$,
+    $$VALUES ('2'::credit, '3'::credit)$$,
+    'cap: the settled hold moved from reserved to used');
+INSERT INTO rl SELECT 'c2', credits.credit_release(pg_temp.hid('c2'));
+SELECT is((SELECT released FROM rl WHERE label = 'c2'), '2'::credit, 'cap: a release gives back 2');
+-- settle 15 on the fallback hold of 0.88: 0.88 + the 2 the release freed
+INSERT INTO dr SELECT 'c4', d.* FROM credits.credit_settle(pg_temp.hid('c4'), 1000000, 0) d;
+SELECT results_eq(
+    $$SELECT model, cost, charged, shortfall FROM dr WHERE label = 'c4'$$,
+    $$VALUES ('gpt-4o-mini'::text, '15'::credit, '2.88'::credit, '0'::credit)$$,
+    'cap: a fallback settle is charged up to the cap, the rest free');
+INSERT INTO dr SELECT 'c3', d.* FROM credits.credit_settle(pg_temp.hid('c3'), 0, 0) d;
+INSERT INTO dr SELECT 'c5', d.* FROM credits.credit_settle(pg_temp.hid('c5'), 20000, 1000) d;
+SELECT results_eq(
+    $$SELECT label, cost, charged, shortfall FROM dr WHERE label IN ('c3', 'c5') ORDER BY label$$,
+    $$VALUES ('c3'::text, '0'::credit, '0'::credit, '0'::credit), ('c5', '6'::credit, '6'::credit, '0'::credit)$$,
+    'cap: an empty settle costs nothing; the member without a cap pays in full');
 SELECT results_eq(
     $$SELECT allowance_used, reserved, available FROM credits.pool_status WHERE org_id = 'hc'$$,
-    $$VALUES ('14'::credit, '0'::credit, '186'::credit)$$,
-    'cap: hc has 5 + 3 + 6 used and nothing reserved');
+    $$VALUES ('10.88'::credit, '0'::credit, '189.12'::credit)$$,
+    'cap: hc has 2 + 2.88 + 6 used and nothing reserved');
 SELECT results_eq(
-    $$SELECT user_id, used FROM credits.member_usage WHERE org_id = 'hc' ORDER BY user_id$$,
-    $$VALUES ('cu'::text, '8'::credit), ('cv', '6'::credit)$$,
-    'cap: member usage');
+    $$SELECT user_id, used, reserved FROM credits.member_usage WHERE org_id = 'hc' ORDER BY user_id$$,
+    $$VALUES ('cu'::text, '4.88'::credit, '0'::credit), ('cv', '6'::credit, '0'::credit)$$,
+    'cap: member usage, nothing held');
 SELECT is_empty($$SELECT * FROM credits.verify('hc')$$, 'hc: verify is clean');
 
 -- ---------------------------------------------------------------------------
