@@ -7,6 +7,7 @@
 #include <limits.h>
 
 #include "fmgr.h"
+#include "utils/builtins.h"
 #include "utils/guc.h"
 
 #include "credits.h"
@@ -20,6 +21,31 @@ static char *credits_org_id = NULL;
 int			credits_hold_ttl = 15 * 60;
 
 void		_PG_init(void);
+
+/*
+ * With credits.org_id set, the functions work on that org only: any other is
+ * refused like a missing privilege.
+ */
+void
+check_tenant(const char *org_id)
+{
+	if (credits_org_id != NULL && credits_org_id[0] != '\0' &&
+		strcmp(credits_org_id, org_id) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("org \"%s\" is not the org of this session", org_id),
+				 errdetail("credits.org_id is set to \"%s\".", credits_org_id)));
+}
+
+/* credits._check_tenant(org_id text), for the SQL functions */
+PG_FUNCTION_INFO_V1(credits_check_tenant);
+Datum
+credits_check_tenant(PG_FUNCTION_ARGS)
+{
+	if (!PG_ARGISNULL(0))
+		check_tenant(text_to_cstring(PG_GETARG_TEXT_PP(0)));
+	PG_RETURN_VOID();
+}
 
 void
 _PG_init(void)

@@ -37,6 +37,7 @@ typedef int64 Credit;
 
 /* credits.c: settings */
 extern int	credits_hold_ttl;
+extern void check_tenant(const char *org_id);
 
 /* credit.c */
 extern char *credit_to_cstring(Credit value);

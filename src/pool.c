@@ -50,6 +50,7 @@ pool_get_org(const char *org_id, OrgState *org)
 	Datum		arg = CStringGetTextDatum(org_id);
 	bool		isnull;
 
+	check_tenant(org_id);
 	if (org_plan == NULL)
 	{
 		Oid			argtypes[1] = {TEXTOID};
@@ -231,6 +232,7 @@ pool_lock(const char *org_id, PoolState *ps)
 {
 	bool		due;
 
+	check_tenant(org_id);
 	if (!lock_row(org_id, ps, &due))
 		ereport(ERROR,
 				(errcode(ERRCODE_CREDITS_UNKNOWN_ORG),

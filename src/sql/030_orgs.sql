@@ -232,12 +232,18 @@ SELECT pg_catalog.pg_extension_config_dump('credits.pools', '');
 -- Admin functions
 -- ---------------------------------------------------------------------------
 
+CREATE FUNCTION credits._check_tenant(org_id text) RETURNS void
+    AS 'MODULE_PATHNAME', 'credits_check_tenant' LANGUAGE C STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION credits._check_tenant(text) IS
+    'internal: 42501 when credits.org_id is set and names another org';
+
 CREATE FUNCTION credits._get_org(org_id text) RETURNS credits.orgs
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, credits, pg_temp AS $$
 DECLARE
     o credits.orgs;
 BEGIN
     PERFORM credits._check_id(org_id, 'org_id');
+    PERFORM credits._check_tenant(org_id);
     SELECT * INTO o FROM credits.orgs WHERE orgs.org_id = _get_org.org_id;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'unknown org "%"', org_id USING ERRCODE = 'UC004',
@@ -272,6 +278,7 @@ DECLARE
     result credits.pool_status;
 BEGIN
     PERFORM credits._check_id(org_id, 'org_id');
+    PERFORM credits._check_tenant(org_id);
     PERFORM credits._check_amount(allowance_per_user, 'allowance_per_user');
     IF billing_anchor IS NULL THEN
         RAISE EXCEPTION 'billing_anchor must not be null' USING ERRCODE = '22004';

@@ -49,7 +49,8 @@ BEGIN
 END
 $$;
 GRANT EXECUTE ON FUNCTION credits.valid_period(interval),
-    credits.billing_period(timestamptz, interval, text, timestamptz)
+    credits.billing_period(timestamptz, interval, text, timestamptz),
+    credits._pool_now(credits.pools, credits.orgs, timestamptz)
     TO credits_admin, credits_app, credits_reader;
 
 -- application functions
