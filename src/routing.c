@@ -68,7 +68,7 @@ credits_allowed_models(PG_FUNCTION_ARGS)
 			"  FROM credits.org_providers op"
 			"  JOIN credits.models m ON m.provider OPERATOR(pg_catalog.=) op.provider"
 			" WHERE op.org_id OPERATOR(pg_catalog.=) $1 AND m.active"
-			" ORDER BY m.provider COLLATE \"C\", m.is_fallback, m.model COLLATE \"C\"",
+			" ORDER BY m.provider COLLATE pg_catalog.\"C\", m.is_fallback, m.model COLLATE pg_catalog.\"C\"",
 			1, argtypes);
 	}
 	arg = CStringGetTextDatum(org_id);
