@@ -9,7 +9,7 @@ CREATE FUNCTION credits._pool_now(p credits.pools, o credits.orgs, as_of timesta
                                   OUT period_start timestamptz, OUT period_end timestamptz,
                                   OUT allowance credits.credit, OUT allowance_used credits.credit,
                                   OUT topup credits.credit, OUT reserved credits.credit)
-LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, credits, pg_temp AS $$
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, credits, pg_temp AS $$
 #variable_conflict use_column
 DECLARE
     b record;
@@ -44,7 +44,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION credits._pool_now(credits.pools, credits.orgs, timestamptz) IS
-    'internal: the pool''s figures as of as_of, as the next call that locks it will find them';
+    'internal: the pool''s figures as of as_of, as the next call that locks it will find them (runs with the caller''s privileges: pool_status''s helper)';
 
 CREATE OR REPLACE VIEW credits.pool_status AS
 SELECT p.org_id, e.period_start, e.period_end, e.allowance, e.allowance_used, e.topup,

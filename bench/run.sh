@@ -1,0 +1,155 @@
+#!/usr/bin/env bash
+# bench/run.sh: the benchmarks of credits (make bench).
+#
+# Starts a throwaway cluster with durability on (fsync, synchronous_commit),
+# loads the extension, the naive PL/pgSQL baseline (bench/naive.sql) and a
+# data set (bench/setup.sql), and runs each scenario of bench/scenarios for a
+# fixed time at 1, 8 and 32 clients (pgbench -j 2).  Prints a table of TPS,
+# p50/p99 latency, the ratio to the scenario's floor (measured in the same
+# run) and to the naive baseline, and writes it as CSV to bench/results/.
+#
+#   BENCH_SECONDS   seconds per scenario and client count (default 10)
+#   BENCH_CLIENTS   client counts (default "1 8 32")
+#   --smoke         a few transactions per scenario against the current
+#                   server ($PGHOST...), to keep the scripts working (make test)
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+PG_CONFIG=${PG_CONFIG:-pg_config}
+PGVER=$("$PG_CONFIG" --version | sed -E 's/^PostgreSQL ([0-9]+).*/\1/')
+smoke=false
+[ "${1:-}" = "--smoke" ] && smoke=true
+
+if ! $smoke && [ -z "${CREDITS_IN_VENV:-}" ]; then
+    if [ "$(id -u)" -eq 0 ] && [ -d "/etc/postgresql/$PGVER/regress" ]; then
+        pg_dropcluster --stop "$PGVER" regress 2>/dev/null || true
+        rm -rf "/etc/postgresql/$PGVER/regress"
+    fi
+    exec pg_virtualenv -v "$PGVER" \
+        -o fsync=on -o synchronous_commit=on -o full_page_writes=on \
+        -o shared_buffers=512MB -o max_connections=100 \
+        -o checkpoint_timeout=30min -o max_wal_size=4GB \
+        env CREDITS_IN_VENV=1 PG_CONFIG="$PG_CONFIG" bash "$0" "$@"
+fi
+
+export PATH="$("$PG_CONFIG" --bindir):$PATH"
+seconds=${BENCH_SECONDS:-10}
+clients=${BENCH_CLIENTS:-1 8 32}
+db=credits_bench
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+q() { psql -X -q -At -v ON_ERROR_STOP=1 -d "$db" -c "$1"; }
+
+dropdb --if-exists "$db" >/dev/null 2>&1
+createdb "$db"
+q "CREATE EXTENSION credits" >/dev/null
+psql -X -q -o /dev/null -v ON_ERROR_STOP=1 -d "$db" -f "$here/naive.sql"
+psql -X -q -o /dev/null -v ON_ERROR_STOP=1 -d "$db" -f "$here/setup.sql"
+pgbench -i -q -s 10 "$db" >/dev/null 2>&1
+
+# scenario|floor scenario|naive counterpart
+scenarios="select1||
+update_hot||
+update_spread||
+tpcb||
+debit_spread|update_spread|naive_spread
+debit_hot|update_hot|naive_hot
+debit_dry|update_hot|naive_dry
+allowed_models|select1|
+resolve_model|select1|
+reserve_settle|update_spread|
+naive_spread|update_spread|
+naive_hot|update_hot|
+naive_dry|update_hot|"
+
+if $smoke; then
+    seconds=0
+    clients=2
+fi
+
+# run NAME CLIENTS -> "tps p50 p99"
+run() {
+    local name=$1 c=$2 j=2 args
+    [ "$c" -lt 2 ] && j=1
+    if [ "$name" = tpcb ]; then args=(-b tpcb-like); else args=(-f "$here/scenarios/$name.sql"); fi
+    # the exhaustion scenarios start from a full pool each time
+    case "$name" in
+        debit_dry) q "SELECT credits.recharge('dry')" >/dev/null ;;
+        naive_dry) q "UPDATE naive.balances SET available = 2000 WHERE org_id = 'dry';
+                      UPDATE naive.members SET used = 0 WHERE org_id = 'dry'" >/dev/null ;;
+    esac
+    rm -f "$work"/log*
+    if $smoke; then
+        pgbench -n -c "$c" -j "$j" -t 5 "${args[@]}" "$db" > "$work/out" 2>&1 || { cat "$work/out" >&2; return 1; }
+    else
+        pgbench -n -c "$c" -j "$j" -T "$seconds" -l --log-prefix="$work/log" "${args[@]}" "$db" \
+            > "$work/out" 2>&1 || { cat "$work/out" >&2; return 1; }
+    fi
+    grep -q "number of failed transactions: 0 " "$work/out" || { cat "$work/out" >&2; return 1; }
+    local tps
+    tps=$(sed -nE 's/^tps = ([0-9.]+) \(without initial connection time\)/\1/p' "$work/out")
+    if $smoke; then
+        echo "$tps - -"
+        return 0
+    fi
+    # per-transaction logs: the third column is the latency in microseconds
+    cat "$work"/log* | awk '{print $3}' | sort -n > "$work/lat"
+    local n p50 p99
+    n=$(wc -l < "$work/lat")
+    p50=$(awk -v n="$n" 'NR == int(n * 0.50) + 1 {printf "%.2f", $1 / 1000; exit}' "$work/lat")
+    p99=$(awk -v n="$n" 'NR == int(n * 0.99) + 1 {printf "%.2f", $1 / 1000; exit}' "$work/lat")
+    echo "$tps $p50 $p99"
+}
+
+declare -A TPS
+csv="$work/results.csv"
+echo "scenario,clients,tps,p50_ms,p99_ms,floor,ratio_to_floor,ratio_to_naive" > "$csv"
+while IFS='|' read -r name floor naive; do
+    for c in $clients; do
+        result=$(run "$name" "$c") || { echo "scenario $name with $c clients failed" >&2; exit 1; }
+        read -r tps p50 p99 <<< "$result"
+        TPS[$name/$c]=$tps
+        echo "$name,$c,$tps,$p50,$p99,$floor,," >> "$csv"
+        printf '  %-16s %3s clients  %10s tps\n' "$name" "$c" "$tps" >&2
+    done
+done <<< "$scenarios"
+
+# ratios, now that every floor and baseline is known
+table="$work/table"
+{
+    printf '| scenario | clients | TPS | p50 ms | p99 ms | ratio to floor | ratio to naive |\n'
+    printf '| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n'
+    tail -n +2 "$csv" | while IFS=',' read -r name c tps p50 p99 floor _ _; do
+        naive=$(sed -n "s/^$name|[^|]*|//p" <<< "$scenarios")
+        rf=""; rn=""
+        [ -n "$floor" ] && rf=$(awk -v a="$tps" -v b="${TPS[$floor/$c]}" 'BEGIN { if (b > 0) printf "%.2f (%s)", a / b, "'"$floor"'" }')
+        [ -n "$naive" ] && rn=$(awk -v a="$tps" -v b="${TPS[$naive/$c]}" 'BEGIN { if (b > 0) printf "%.2f", a / b }')
+        printf '| %s | %s | %.0f | %s | %s | %s | %s |\n' "$name" "$c" "$tps" "$p50" "$p99" "$rf" "$rn"
+        echo "$name,$c,$tps,$p50,$p99,$floor,${rf%% *},$rn" >> "$csv.final"
+    done
+} > "$table"
+
+ledger=$(q "SELECT count(*) || ' entries, ' ||
+                   round(pg_relation_size('credits.ledger')::numeric / greatest(count(*), 1)) || ' heap bytes/entry, ' ||
+                   round(pg_total_relation_size('credits.ledger')::numeric / greatest(count(*), 1)) || ' bytes/entry with indexes'
+              FROM credits.ledger")
+violations=$(q "SELECT count(*) FROM credits.verify()")
+
+if $smoke; then
+    echo "bench smoke: every scenario ran; ledger $ledger; verify() violations: $violations"
+    [ "$violations" = 0 ]
+    exit
+fi
+
+cat "$table"
+echo
+echo "ledger: $ledger"
+echo "verify() violations after the run: $violations"
+echo "machine: $(nproc) cores, $(free -g | awk '/^Mem:/ {print $2}') GiB, PostgreSQL $(q 'SHOW server_version'), fsync $(q 'SHOW fsync'), synchronous_commit $(q 'SHOW synchronous_commit'), ${seconds}s per run"
+stamp=$(date -u +%Y%m%dT%H%M%SZ)
+mkdir -p "$here/results"
+{ echo "scenario,clients,tps,p50_ms,p99_ms,floor,ratio_to_floor,ratio_to_naive"; cat "$csv.final"; } > "$here/results/bench-$stamp.csv"
+cp "$here/results/bench-$stamp.csv" "$here/results/latest.csv"
+cp "$table" "$here/results/latest.md"
+echo "written: bench/results/bench-$stamp.csv"
