@@ -10,6 +10,7 @@
 #
 #   BENCH_SECONDS   seconds per scenario and client count (default 10)
 #   BENCH_CLIENTS   client counts (default "1 8 32")
+#   BENCH_ONLY      run only these scenarios (and their floors and baselines)
 #   --smoke         a few transactions per scenario against the current
 #                   server ($PGHOST...), to keep the scripts working (make test)
 set -euo pipefail
@@ -66,6 +67,15 @@ naive_dry|update_hot|"
 if $smoke; then
     seconds=0
     clients=2
+fi
+if [ -n "${BENCH_ONLY:-}" ]; then
+    keep=" $BENCH_ONLY "
+    while IFS='|' read -r name floor naive; do
+        case "$keep" in *" $name "*) keep="$keep $floor $naive " ;; esac
+    done <<< "$scenarios"
+    scenarios=$(while IFS='|' read -r name floor naive; do
+        case "$keep" in *" $name "*) echo "$name|$floor|$naive" ;; esac
+    done <<< "$scenarios")
 fi
 
 # run NAME CLIENTS -> "tps p50 p99"

@@ -10,45 +10,11 @@
 
 #include "credits.h"
 
-static SPIPlanPtr model_plan = NULL;
-static SPIPlanPtr any_model_plan = NULL;
-static SPIPlanPtr fallback_plan = NULL;
-
-/*
- * Look up an active model (any model, active or not, with any).  The caller is connected to SPI and owns the
- * model string; the provider is copied to the caller's memory context.
- */
+/* Look up an active model (any model, active or not, with any). */
 bool
 catalog_lookup_model(const char *model, bool any, ModelInfo *info)
 {
-	Datum		arg = CStringGetTextDatum(model);
-	bool		isnull;
-
-	if (model_plan == NULL)
-	{
-		Oid			argtypes[1] = {TEXTOID};
-
-		model_plan = spi_prepare_saved(
-			"SELECT m.provider, m.input_price, m.output_price, m.request_price, m.is_fallback"
-			"  FROM credits.models m"
-			" WHERE m.model OPERATOR(pg_catalog.=) $1 AND m.active",
-			1, argtypes);
-		any_model_plan = spi_prepare_saved(
-			"SELECT m.provider, m.input_price, m.output_price, m.request_price, m.is_fallback"
-			"  FROM credits.models m"
-			" WHERE m.model OPERATOR(pg_catalog.=) $1",
-			1, argtypes);
-	}
-	if (spi_run(any ? any_model_plan : model_plan, &arg, true, 1) == 0)
-		return false;
-
-	info->model = model;
-	info->provider = spi_string(0, 1);
-	info->input_price = DatumGetCredit(spi_value(0, 2, &isnull));
-	info->output_price = DatumGetCredit(spi_value(0, 3, &isnull));
-	info->request_price = DatumGetCredit(spi_value(0, 4, &isnull));
-	info->is_fallback = DatumGetBool(spi_value(0, 5, &isnull));
-	return true;
+	return cache_model(model, any, info);
 }
 
 /* As catalog_lookup_model, but an unknown or inactive model is UC002. */
@@ -66,20 +32,7 @@ catalog_get_model(const char *model, ModelInfo *info)
 char *
 catalog_fallback_model(const char *provider)
 {
-	Datum		arg = CStringGetTextDatum(provider);
-
-	if (fallback_plan == NULL)
-	{
-		Oid			argtypes[1] = {TEXTOID};
-
-		fallback_plan = spi_prepare_saved(
-			"SELECT m.model FROM credits.models m"
-			" WHERE m.provider OPERATOR(pg_catalog.=) $1 AND m.is_fallback AND m.active",
-			1, argtypes);
-	}
-	if (spi_run(fallback_plan, &arg, true, 1) == 0)
-		return NULL;
-	return spi_string(0, 1);
+	return cache_fallback(provider);
 }
 
 /*

@@ -74,6 +74,14 @@ extern void catalog_get_model(const char *model, ModelInfo *info);
 extern char *catalog_fallback_model(const char *provider);
 extern Credit catalog_cost(const ModelInfo *info, int64 input_tokens, int64 output_tokens);
 
+/* cache.c: backend-local copies of the configuration tables */
+extern bool cache_model(const char *model, bool any, ModelInfo *info);
+extern char *cache_fallback(const char *provider);
+extern bool cache_org_exists(const char *org_id);
+extern bool cache_provider_enabled(const char *org_id, const char *provider);
+extern int	cache_thresholds(const char *org_id, int *thresholds);
+extern bool cache_member(const char *org_id, const char *user_id, bool *has_cap, Credit *cap);
+
 /* ledger.c */
 typedef struct LedgerEntry
 {
@@ -99,7 +107,17 @@ typedef struct LedgerEntry
 extern void ledger_entry_init(LedgerEntry *e, const char *org_id, const char *kind);
 extern void ledger_lock_request(const char *org_id, const char *request_id);
 extern bool ledger_find_request(const char *org_id, const char *request_id, LedgerEntry *entry);
-extern int64 ledger_append(const LedgerEntry *entry);
+/* an INSERT of one entry, parameters $1 .. $16 from ledger_params() */
+#define LEDGER_NPARAMS 16
+#define LEDGER_INSERT \
+	"INSERT INTO credits.ledger (org_id, kind, period_start, user_id, model," \
+	"  input_tokens, output_tokens, cost, charged, shortfall, from_allowance," \
+	"  from_topup, reserved_change, available_after, request_id, hold_id)" \
+	" VALUES ($1, $2, $3, $4, $5, $6, $7, credits._micro($8), credits._micro($9)," \
+	"  credits._micro($10), credits._micro($11), credits._micro($12)," \
+	"  credits._micro($13), credits._micro($14), $15, $16)" \
+	" RETURNING entry_id"
+extern void ledger_params(const LedgerEntry *entry, Datum *args, char *nulls, Oid *types);
 
 /* pool.c: the only module that knows how an org's balance is stored */
 typedef struct OrgState
@@ -127,7 +145,6 @@ typedef struct PoolState
 	Credit		topup_used;
 	Credit		reserved;
 	int			alert_level;
-	ArrayType  *thresholds;
 	/* the member being charged, read under the lock by pool_limit() */
 	const char *user_id;
 	bool		has_cap;
@@ -145,6 +162,7 @@ typedef struct PoolCharge
 	Credit		shortfall;
 } PoolCharge;
 
+extern void pool_check_org(const char *org_id);
 extern void pool_get_org(const char *org_id, OrgState *org);
 extern void pool_get_member(const char *org_id, const char *user_id, bool active_only,
 							MemberState *member);
@@ -160,9 +178,8 @@ extern void pool_reserve(PoolState *ps, Credit amount, TimestampTz expires_at, L
 extern void pool_release(PoolState *ps, Credit amount, LedgerEntry *e);
 
 /* events.c */
-extern int	events_thresholds(const char *org_id, ArrayType *thresholds, int old_level,
-							  TimestampTz period_start, Credit spent, Credit total,
-							  Credit available);
+extern int	events_thresholds(const char *org_id, int old_level, TimestampTz period_start,
+							  Credit spent, Credit total, Credit available);
 
 /* debit.c */
 extern Datum debit_result(FunctionCallInfo fcinfo, const LedgerEntry *entry, bool replayed);

@@ -70,7 +70,6 @@ credits_credit_debit(PG_FUNCTION_ARGS)
 	int64		input_tokens = arg_tokens(fcinfo, 3, "input_tokens");
 	int64		output_tokens = arg_tokens(fcinfo, 4, "output_tokens");
 	char	   *request_id = PG_ARGISNULL(5) ? NULL : arg_id(fcinfo, 5, "request_id");
-	OrgState	org;
 	MemberState member;
 	ModelInfo	info;
 	PoolState	ps;
@@ -80,7 +79,7 @@ credits_credit_debit(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 
-	pool_get_org(org_id, &org);
+	pool_check_org(org_id);
 	pool_get_member(org_id, user_id, true, &member);
 	catalog_get_model(model, &info);
 	check_provider_enabled(org_id, &info);

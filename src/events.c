@@ -18,8 +18,8 @@ static SPIPlanPtr threshold_plan = NULL;
 static int
 cmp_int(const void *a, const void *b)
 {
-	int			x = DatumGetInt32(*(const Datum *) a);
-	int			y = DatumGetInt32(*(const Datum *) b);
+	int			x = *(const int *) a;
+	int			y = *(const int *) b;
 
 	return (x > y) - (x < y);
 }
@@ -58,23 +58,21 @@ emit_threshold(const char *org_id, int threshold, TimestampTz period_start,
  * a threshold t is crossed when spent * 100 >= t * total.
  */
 int
-events_thresholds(const char *org_id, ArrayType *thresholds, int old_level,
-				  TimestampTz period_start, Credit spent, Credit total, Credit available)
+events_thresholds(const char *org_id, int old_level, TimestampTz period_start,
+				  Credit spent, Credit total, Credit available)
 {
-	Datum	   *elems;
-	bool	   *nulls;
+	int			thresholds[16];
 	int			n;
 	int			level = old_level;
 
 	if (total <= 0)
 		return old_level;
 
-	/* the table's CHECK keeps NULLs out of the array */
-	deconstruct_array(thresholds, INT4OID, 4, true, TYPALIGN_INT, &elems, &nulls, &n);
-	qsort(elems, n, sizeof(Datum), cmp_int);
+	n = cache_thresholds(org_id, thresholds);
+	qsort(thresholds, n, sizeof(int), cmp_int);
 	for (int i = 0; i < n; i++)
 	{
-		int			t = DatumGetInt32(elems[i]);
+		int			t = thresholds[i];
 
 		if (t <= old_level)
 			continue;

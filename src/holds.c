@@ -216,7 +216,6 @@ credits_credit_reserve(PG_FUNCTION_ARGS)
 	int64		max_output_tokens = arg_tokens(fcinfo, 4, "max_output_tokens");
 	char	   *request_id = PG_ARGISNULL(5) ? NULL : arg_id(fcinfo, 5, "request_id");
 	TimestampTz expires_at = hold_expiry(fcinfo, 6);
-	OrgState	org;
 	MemberState member;
 	ModelInfo	info;
 	ModelInfo	fallback;
@@ -235,7 +234,7 @@ credits_credit_reserve(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 
-	pool_get_org(org_id, &org);
+	pool_check_org(org_id);
 	pool_get_member(org_id, user_id, true, &member);
 	catalog_get_model(model, &info);
 	check_provider_enabled(org_id, &info);

@@ -17,7 +17,6 @@
 #define CREDITS_LOCK_REQUEST	0xC7ED
 
 static SPIPlanPtr find_plan = NULL;
-static SPIPlanPtr append_plan = NULL;
 
 /* An entry of this kind with no user, model, tokens, amounts or keys. */
 void
@@ -116,33 +115,23 @@ text_or_null(const char *s, char *null)
 	return s == NULL ? (Datum) 0 : CStringGetTextDatum(s);
 }
 
-/* Append an entry; returns its entry_id.  Zero amounts of the rarely used
- * columns are stored as NULL, which costs no space. */
-int64
-ledger_append(const LedgerEntry *e)
+/*
+ * The parameters $1 .. $16 of LEDGER_INSERT (credits.h) for an entry.  Zero
+ * amounts of the rarely used columns are stored as NULL, which costs no space.
+ */
+void
+ledger_params(const LedgerEntry *e, Datum *args, char *nulls, Oid *types)
 {
-	Datum		args[16];
-	char		nulls[16];
-	bool		isnull;
-	int			rc;
+	static const Oid argtypes[LEDGER_NPARAMS] = {TEXTOID, TEXTOID, TIMESTAMPTZOID, TEXTOID,
+		TEXTOID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID,
+	INT8OID, TEXTOID, INT8OID};
 
-	if (append_plan == NULL)
+	if (types != NULL)
 	{
-		Oid			argtypes[16] = {TEXTOID, TEXTOID, TIMESTAMPTZOID, TEXTOID, TEXTOID,
-			INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID,
-		INT8OID, TEXTOID, INT8OID};
-
-		append_plan = spi_prepare_saved(
-			"INSERT INTO credits.ledger (org_id, kind, period_start, user_id, model,"
-			"  input_tokens, output_tokens, cost, charged, shortfall, from_allowance,"
-			"  from_topup, reserved_change, available_after, request_id, hold_id)"
-			" VALUES ($1, $2, $3, $4, $5, $6, $7, credits._micro($8), credits._micro($9),"
-			"  credits._micro($10), credits._micro($11), credits._micro($12),"
-			"  credits._micro($13), credits._micro($14), $15, $16)"
-			" RETURNING entry_id",
-			16, argtypes);
+		memcpy(types, argtypes, sizeof(argtypes));
+		return;
 	}
-	memset(nulls, ' ', sizeof(nulls));
+	memset(nulls, ' ', LEDGER_NPARAMS);
 	args[0] = CStringGetTextDatum(e->org_id);
 	args[1] = CStringGetTextDatum(e->kind);
 	args[2] = TimestampTzGetDatum(e->period_start);
@@ -163,9 +152,4 @@ ledger_append(const LedgerEntry *e)
 	args[14] = text_or_null(e->request_id, &nulls[14]);
 	args[15] = Int64GetDatum(e->hold_id);
 	nulls[15] = e->hold_id == 0 ? 'n' : ' ';
-
-	rc = SPI_execute_plan(append_plan, args, nulls, false, 0);
-	if (rc != SPI_OK_INSERT_RETURNING || SPI_processed != 1)
-		elog(ERROR, "could not append to credits.ledger: %s", SPI_result_code_string(rc));
-	return DatumGetInt64(spi_value(0, 1, &isnull));
 }

@@ -26,14 +26,11 @@
 static SPIPlanPtr org_plan = NULL;
 static SPIPlanPtr org_due_plan = NULL;
 static SPIPlanPtr member_plan = NULL;
-static SPIPlanPtr provider_plan = NULL;
 static SPIPlanPtr lock_plan = NULL;
 static SPIPlanPtr maintain_plan = NULL;
 static SPIPlanPtr member_used_plan = NULL;
 static SPIPlanPtr draw_plan = NULL;
-static SPIPlanPtr update_pool_plan = NULL;
-static SPIPlanPtr update_member_plan = NULL;
-static SPIPlanPtr insert_member_plan = NULL;
+static SPIPlanPtr write_plan = NULL;
 
 static Credit
 credit_min(Credit a, Credit b)
@@ -43,6 +40,18 @@ credit_min(Credit a, Credit b)
 
 /* ---------- reading, without locks ---------- */
 
+/* UC004 unless the org exists (and is the session's org, if one is set). */
+void
+pool_check_org(const char *org_id)
+{
+	check_tenant(org_id);
+	if (!cache_org_exists(org_id))
+		ereport(ERROR,
+				(errcode(ERRCODE_CREDITS_UNKNOWN_ORG),
+				 errmsg("unknown org \"%s\"", org_id),
+				 errhint("Create it with credits.create_org().")));
+}
+
 /* The org's available credits now; an unknown org is UC004. */
 void
 pool_get_org(const char *org_id, OrgState *org)
@@ -50,7 +59,7 @@ pool_get_org(const char *org_id, OrgState *org)
 	Datum		arg = CStringGetTextDatum(org_id);
 	bool		isnull;
 
-	check_tenant(org_id);
+	pool_check_org(org_id);
 	if (org_plan == NULL)
 	{
 		Oid			argtypes[1] = {TEXTOID};
@@ -68,8 +77,7 @@ pool_get_org(const char *org_id, OrgState *org)
 	if (spi_run(org_plan, &arg, true, 1) == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_CREDITS_UNKNOWN_ORG),
-				 errmsg("unknown org \"%s\"", org_id),
-				 errhint("Create it with credits.create_org().")));
+				 errmsg("unknown org \"%s\"", org_id)));
 
 	org->org_id = org_id;
 	org->available = DatumGetCredit(spi_value(0, 1, &isnull));
@@ -91,8 +99,9 @@ pool_get_org(const char *org_id, OrgState *org)
 }
 
 /*
- * A member's cap and period usage.  With active_only, anything but an active
- * member is UC005; otherwise an unknown member has no cap.
+ * A member's cap and, for a capped member, period usage and open holds.
+ * With active_only, anything but an active member is UC005; otherwise an
+ * unknown member has no cap.
  */
 void
 pool_get_member(const char *org_id, const char *user_id, bool active_only,
@@ -100,32 +109,10 @@ pool_get_member(const char *org_id, const char *user_id, bool active_only,
 {
 	Datum		args[2];
 	bool		isnull;
-	Datum		cap;
 
-	if (member_plan == NULL)
-	{
-		Oid			argtypes[2] = {TEXTOID, TEXTOID};
-
-		/* usage of a period that has ended counts as 0 */
-		member_plan = spi_prepare_saved(
-			"SELECT m.cap, m.active,"
-			"       CASE WHEN p.period_end OPERATOR(pg_catalog.<=) pg_catalog.now()"
-			"            THEN '0'::credits.credit"
-			"            ELSE COALESCE(u.used, '0'::credits.credit) END,"
-			"       COALESCE(u.reserved, '0'::credits.credit)"
-			"  FROM credits.members m"
-			"  JOIN credits.pools p ON p.org_id OPERATOR(pg_catalog.=) m.org_id"
-			"  LEFT JOIN credits.member_usage u"
-			"    ON u.org_id OPERATOR(pg_catalog.=) m.org_id"
-			"   AND u.user_id OPERATOR(pg_catalog.=) m.user_id"
-			" WHERE m.org_id OPERATOR(pg_catalog.=) $1"
-			"   AND m.user_id OPERATOR(pg_catalog.=) $2",
-			2, argtypes);
-	}
-	args[0] = CStringGetTextDatum(org_id);
-	args[1] = CStringGetTextDatum(user_id);
-	if (spi_run(member_plan, args, true, 1) == 0 ||
-		!DatumGetBool(spi_value(0, 2, &isnull)))
+	member->used = 0;
+	member->reserved = 0;
+	if (!cache_member(org_id, user_id, &member->has_cap, &member->cap))
 	{
 		if (active_only)
 			ereport(ERROR,
@@ -134,16 +121,33 @@ pool_get_member(const char *org_id, const char *user_id, bool active_only,
 					 errhint("Add the user with credits.add_member().")));
 		member->has_cap = false;
 		member->cap = 0;
-		member->used = 0;
-		member->reserved = 0;
 		return;
 	}
+	if (!member->has_cap)
+		return;
 
-	cap = spi_value(0, 1, &isnull);
-	member->has_cap = !isnull;
-	member->cap = isnull ? 0 : DatumGetCredit(cap);
-	member->used = DatumGetCredit(spi_value(0, 3, &isnull));
-	member->reserved = DatumGetCredit(spi_value(0, 4, &isnull));
+	if (member_plan == NULL)
+	{
+		Oid			argtypes[2] = {TEXTOID, TEXTOID};
+
+		/* usage of a period that has ended counts as 0 */
+		member_plan = spi_prepare_saved(
+			"SELECT CASE WHEN p.period_end OPERATOR(pg_catalog.<=) pg_catalog.now()"
+			"            THEN '0'::credits.credit ELSE u.used END,"
+			"       u.reserved"
+			"  FROM credits.member_usage u"
+			"  JOIN credits.pools p ON p.org_id OPERATOR(pg_catalog.=) u.org_id"
+			" WHERE u.org_id OPERATOR(pg_catalog.=) $1"
+			"   AND u.user_id OPERATOR(pg_catalog.=) $2",
+			2, argtypes);
+	}
+	args[0] = CStringGetTextDatum(org_id);
+	args[1] = CStringGetTextDatum(user_id);
+	if (spi_run(member_plan, args, true, 1) > 0)
+	{
+		member->used = DatumGetCredit(spi_value(0, 1, &isnull));
+		member->reserved = DatumGetCredit(spi_value(0, 2, &isnull));
+	}
 }
 
 /* Has the member used (or reserved with open holds) all of a personal cap? */
@@ -157,21 +161,7 @@ member_cap_reached(const MemberState *member)
 void
 check_provider_enabled(const char *org_id, const ModelInfo *model)
 {
-	Datum		args[2];
-
-	if (provider_plan == NULL)
-	{
-		Oid			argtypes[2] = {TEXTOID, TEXTOID};
-
-		provider_plan = spi_prepare_saved(
-			"SELECT 1 FROM credits.org_providers op"
-			" WHERE op.org_id OPERATOR(pg_catalog.=) $1"
-			"   AND op.provider OPERATOR(pg_catalog.=) $2",
-			2, argtypes);
-	}
-	args[0] = CStringGetTextDatum(org_id);
-	args[1] = CStringGetTextDatum(model->provider);
-	if (spi_run(provider_plan, args, true, 1) == 0)
+	if (!cache_provider_enabled(org_id, model->provider))
 		ereport(ERROR,
 				(errcode(ERRCODE_CREDITS_PROVIDER_DISABLED),
 				 errmsg("provider \"%s\" of model \"%s\" is not enabled for org \"%s\"",
@@ -194,14 +184,13 @@ lock_row(const char *org_id, PoolState *ps, bool *due)
 
 		lock_plan = spi_prepare_saved(
 			"SELECT p.period_start, p.allowance, p.allowance_used, p.topup, p.topup_used,"
-			"       p.reserved, p.alert_level, o.thresholds,"
+			"       p.reserved, p.alert_level,"
 			"       p.period_end OPERATOR(pg_catalog.<=) pg_catalog.now()"
 			"       OR p.next_grant_expiry OPERATOR(pg_catalog.<=) pg_catalog.now()"
 			"       OR p.next_hold_expiry OPERATOR(pg_catalog.<=) pg_catalog.now()"
 			"  FROM credits.pools p"
-			"  JOIN credits.orgs o ON o.org_id OPERATOR(pg_catalog.=) p.org_id"
 			" WHERE p.org_id OPERATOR(pg_catalog.=) $1"
-			"   FOR UPDATE OF p",
+			"   FOR UPDATE",
 			1, argtypes);
 	}
 	if (spi_run(lock_plan, &arg, false, 1) == 0)
@@ -215,8 +204,7 @@ lock_row(const char *org_id, PoolState *ps, bool *due)
 	ps->topup_used = DatumGetCredit(spi_value(0, 5, &isnull));
 	ps->reserved = DatumGetCredit(spi_value(0, 6, &isnull));
 	ps->alert_level = DatumGetInt32(spi_value(0, 7, &isnull));
-	ps->thresholds = DatumGetArrayTypePCopy(spi_value(0, 8, &isnull));
-	*due = DatumGetBool(spi_value(0, 9, &isnull)) && !isnull;
+	*due = DatumGetBool(spi_value(0, 8, &isnull)) && !isnull;
 	ps->user_id = NULL;
 	ps->has_cap = false;
 	ps->cap_left = 0;
@@ -303,63 +291,86 @@ pool_limit(PoolState *ps, const char *user_id, const MemberState *member)
 }
 
 /*
- * Add to the member's period usage and open reservations (ps->user_id).
- * Under the pool lock, so the row's absence cannot race.
- */
-static void
-member_update(PoolState *ps, Credit used, Credit reserved)
-{
-	Datum		args[4];
-
-	if (used == 0 && reserved == 0)
-		return;
-	if (update_member_plan == NULL)
-	{
-		Oid			argtypes[4] = {TEXTOID, TEXTOID, INT8OID, INT8OID};
-
-		update_member_plan = spi_prepare_saved(
-			"UPDATE credits.member_usage u"
-			"   SET used = u.used OPERATOR(credits.+) credits._micro($3),"
-			"       reserved = u.reserved OPERATOR(credits.+) credits._micro($4)"
-			" WHERE u.org_id OPERATOR(pg_catalog.=) $1"
-			"   AND u.user_id OPERATOR(pg_catalog.=) $2",
-			4, argtypes);
-		insert_member_plan = spi_prepare_saved(
-			"INSERT INTO credits.member_usage (org_id, user_id, used, reserved)"
-			" VALUES ($1, $2, credits._micro($3), credits._micro($4))",
-			4, argtypes);
-	}
-	args[0] = CStringGetTextDatum(ps->org_id);
-	args[1] = CStringGetTextDatum(ps->user_id);
-	args[2] = Int64GetDatum(used);
-	args[3] = Int64GetDatum(reserved);
-	if (spi_run(update_member_plan, args, false, 0) == 0)
-		spi_run(insert_member_plan, args, false, 0);
-}
-
-/*
- * Announce crossed thresholds, append the entry to the ledger and write the
- * pool back.  calls and shortfall count charges; hold_expiry (or 0) is a new
- * hold's expiry.
+ * Announce crossed thresholds, then in one statement append the entry to
+ * the ledger, write the pool back and add to the member's period usage and
+ * open reservations (ps->user_id, when there is one).  calls and shortfall
+ * count charges; hold_expiry (or 0) is a new hold's expiry.
  */
 static void
 pool_write(PoolState *ps, LedgerEntry *e, int calls, Credit shortfall,
-		   TimestampTz hold_expiry)
+		   TimestampTz hold_expiry, Credit member_used, Credit member_reserved)
 {
-	Datum		args[9];
-	char		nulls[9];
+	Datum		args[LEDGER_NPARAMS + 11];
+	char		nulls[LEDGER_NPARAMS + 11];
+	Datum	   *p = args + LEDGER_NPARAMS;
+	char	   *pn = nulls + LEDGER_NPARAMS;
+	bool		isnull;
 	int			rc;
 
 	e->period_start = ps->period_start;
 	e->available_after = pool_available(ps);
-	ps->alert_level = events_thresholds(ps->org_id, ps->thresholds, ps->alert_level,
-										ps->period_start,
+	ps->alert_level = events_thresholds(ps->org_id, ps->alert_level, ps->period_start,
 										credit_add(credit_add(ps->allowance_used, ps->topup_used),
 												   ps->reserved),
 										credit_add(credit_add(ps->allowance, ps->topup_used),
 												   ps->topup),
 										e->available_after);
-	e->entry_id = ledger_append(e);
+
+	if (write_plan == NULL)
+	{
+		Oid			argtypes[LEDGER_NPARAMS + 11];
+		Oid			more[11] = {INT8OID, INT8OID, INT8OID, INT8OID, INT4OID, INT4OID, INT8OID,
+		TIMESTAMPTZOID, TEXTOID, INT8OID, INT8OID};
+
+		ledger_params(NULL, NULL, NULL, argtypes);
+		memcpy(argtypes + LEDGER_NPARAMS, more, sizeof(more));
+		/* amounts are passed as micro-credits: credits._micro() reinterprets them */
+		write_plan = spi_prepare_saved(
+			"WITH pool AS ("
+			"  UPDATE credits.pools p"
+			"     SET allowance_used = credits._micro($17),"
+			"         topup = credits._micro($18),"
+			"         topup_used = credits._micro($19),"
+			"         reserved = credits._micro($20),"
+			"         alert_level = $21,"
+			"         calls = p.calls OPERATOR(pg_catalog.+) $22,"
+			"         shortfall = p.shortfall OPERATOR(credits.+) credits._micro($23),"
+			"         next_hold_expiry = LEAST(p.next_hold_expiry, $24)"
+			"   WHERE p.org_id OPERATOR(pg_catalog.=) $1"
+			"  RETURNING 1),"
+			" member AS ("
+			"  INSERT INTO credits.member_usage AS u (org_id, user_id, used, reserved)"
+			"  SELECT $1, $25, credits._micro($26), credits._micro($27)"
+			"   WHERE $25 IS NOT NULL"
+			"     AND ($26 OPERATOR(pg_catalog.<>) 0 OR $27 OPERATOR(pg_catalog.<>) 0)"
+			"  ON CONFLICT (org_id, user_id) DO UPDATE"
+			"     SET used = u.used OPERATOR(credits.+) EXCLUDED.used,"
+			"         reserved = u.reserved OPERATOR(credits.+) EXCLUDED.reserved"
+			"  RETURNING 1) "
+			LEDGER_INSERT,
+			LEDGER_NPARAMS + 11, argtypes);
+	}
+	ledger_params(e, args, nulls, NULL);
+	memset(pn, ' ', 11);
+	p[0] = Int64GetDatum(ps->allowance_used);
+	p[1] = Int64GetDatum(ps->topup);
+	p[2] = Int64GetDatum(ps->topup_used);
+	p[3] = Int64GetDatum(ps->reserved);
+	p[4] = Int32GetDatum(ps->alert_level);
+	p[5] = Int32GetDatum(calls);
+	p[6] = Int64GetDatum(shortfall);
+	p[7] = TimestampTzGetDatum(hold_expiry);
+	pn[7] = hold_expiry == 0 ? 'n' : ' ';
+	p[8] = ps->user_id ? CStringGetTextDatum(ps->user_id) : (Datum) 0;
+	pn[8] = ps->user_id ? ' ' : 'n';
+	p[9] = Int64GetDatum(member_used);
+	p[10] = Int64GetDatum(member_reserved);
+
+	rc = SPI_execute_plan(write_plan, args, nulls, false, 0);
+	if (rc != SPI_OK_INSERT_RETURNING || SPI_processed != 1)
+		elog(ERROR, "could not write the pool of org \"%s\": %s", ps->org_id,
+			 SPI_result_code_string(rc));
+	e->entry_id = DatumGetInt64(spi_value(0, 1, &isnull));
 
 	if (e->from_topup > 0)
 	{
@@ -377,41 +388,6 @@ pool_write(PoolState *ps, LedgerEntry *e, int calls, Credit shortfall,
 		dargs[2] = Int64GetDatum(e->from_topup);
 		spi_run(draw_plan, dargs, false, 0);
 	}
-
-	if (update_pool_plan == NULL)
-	{
-		Oid			argtypes[9] = {TEXTOID, INT8OID, INT8OID, INT8OID, INT8OID, INT4OID,
-		INT4OID, INT8OID, TIMESTAMPTZOID};
-
-		/* amounts are passed as micro-credits: credits._micro() reinterprets them */
-		update_pool_plan = spi_prepare_saved(
-			"UPDATE credits.pools p"
-			"   SET allowance_used = credits._micro($2),"
-			"       topup = credits._micro($3),"
-			"       topup_used = credits._micro($4),"
-			"       reserved = credits._micro($5),"
-			"       alert_level = $6,"
-			"       calls = p.calls OPERATOR(pg_catalog.+) $7,"
-			"       shortfall = p.shortfall OPERATOR(credits.+) credits._micro($8),"
-			"       next_hold_expiry = LEAST(p.next_hold_expiry, $9)"
-			" WHERE p.org_id OPERATOR(pg_catalog.=) $1",
-			9, argtypes);
-	}
-	memset(nulls, ' ', sizeof(nulls));
-	args[0] = CStringGetTextDatum(ps->org_id);
-	args[1] = Int64GetDatum(ps->allowance_used);
-	args[2] = Int64GetDatum(ps->topup);
-	args[3] = Int64GetDatum(ps->topup_used);
-	args[4] = Int64GetDatum(ps->reserved);
-	args[5] = Int32GetDatum(ps->alert_level);
-	args[6] = Int32GetDatum(calls);
-	args[7] = Int64GetDatum(shortfall);
-	args[8] = TimestampTzGetDatum(hold_expiry);
-	if (hold_expiry == 0)
-		nulls[8] = 'n';
-	rc = SPI_execute_plan(update_pool_plan, args, nulls, false, 0);
-	if (rc != SPI_OK_UPDATE || SPI_processed != 1)
-		elog(ERROR, "could not update the pool of org \"%s\"", ps->org_id);
 }
 
 /*
@@ -461,9 +437,7 @@ pool_charge(PoolState *ps, const MemberState *member, PoolCharge *c, LedgerEntry
 	e->charged = c->charged;
 	e->shortfall = c->shortfall;
 	e->reserved_change = -c->release;
-	pool_write(ps, e, 1, c->shortfall, 0);
-
-	member_update(ps, c->charged, -c->release);
+	pool_write(ps, e, 1, c->shortfall, 0, c->charged, -c->release);
 }
 
 /* Reserve amount for a new hold (the entry carries its hold_id). */
@@ -473,8 +447,7 @@ pool_reserve(PoolState *ps, Credit amount, TimestampTz expires_at, LedgerEntry *
 	Assert(amount >= 0 && amount <= Max(pool_available(ps), 0));
 	ps->reserved = credit_add(ps->reserved, amount);
 	e->reserved_change = amount;
-	pool_write(ps, e, 0, 0, expires_at);
-	member_update(ps, 0, amount);
+	pool_write(ps, e, 0, 0, expires_at, 0, amount);
 }
 
 /* Give back amount of a hold's reservation. */
@@ -483,6 +456,5 @@ pool_release(PoolState *ps, Credit amount, LedgerEntry *e)
 {
 	ps->reserved = credit_sub(ps->reserved, amount);
 	e->reserved_change = -amount;
-	pool_write(ps, e, 0, 0, 0);
-	member_update(ps, 0, -amount);
+	pool_write(ps, e, 0, 0, 0, 0, -amount);
 }

@@ -7,13 +7,19 @@
 #include "postgres.h"
 
 #include "executor/spi.h"
+#include "nodes/parsenodes.h"
 
 #include "credits.h"
 
+/*
+ * Prepare and keep a plan.  It is always a generic plan: every query here is
+ * a handful of index lookups whose best plan does not depend on the values,
+ * and planning anew for each call (a custom plan) costs more than the query.
+ */
 SPIPlanPtr
 spi_prepare_saved(const char *sql, int nargs, Oid *argtypes)
 {
-	SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
+	SPIPlanPtr	plan = SPI_prepare_cursor(sql, nargs, argtypes, CURSOR_OPT_GENERIC_PLAN);
 
 	if (plan == NULL)
 		elog(ERROR, "SPI_prepare failed for \"%s\": %s", sql,

@@ -1,7 +1,9 @@
 -- ---------------------------------------------------------------------------
 -- The credits.credit type: a signed 64-bit count of micro-credits.
 -- It shares int8's representation, so comparisons, hashing, sorting and
--- binary I/O reuse PostgreSQL's int8 functions.
+-- binary I/O are PostgreSQL's int8 functions, called through thin C entry
+-- points of this module (a LANGUAGE internal alias would be looked up by
+-- name on every use).
 -- ---------------------------------------------------------------------------
 
 CREATE TYPE credits.credit;
@@ -11,9 +13,9 @@ CREATE FUNCTION credits.credit_in(cstring) RETURNS credits.credit
 CREATE FUNCTION credits.credit_out(credits.credit) RETURNS cstring
     AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 CREATE FUNCTION credits.credit_recv(internal) RETURNS credits.credit
-    AS 'int8recv' LANGUAGE internal IMMUTABLE STRICT PARALLEL SAFE;
+    AS 'MODULE_PATHNAME', 'credit_recv' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 CREATE FUNCTION credits.credit_send(credits.credit) RETURNS bytea
-    AS 'int8send' LANGUAGE internal IMMUTABLE STRICT PARALLEL SAFE;
+    AS 'MODULE_PATHNAME', 'credit_send' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 
 CREATE TYPE credits.credit (
     INPUT = credits.credit_in,
@@ -31,29 +33,29 @@ COMMENT ON TYPE credits.credit IS
 
 -- comparisons (int8's own functions)
 CREATE FUNCTION credits.credit_eq(credits.credit, credits.credit) RETURNS boolean
-    AS 'int8eq' LANGUAGE internal IMMUTABLE STRICT LEAKPROOF PARALLEL SAFE;
+    AS 'MODULE_PATHNAME', 'credit_eq' LANGUAGE C IMMUTABLE STRICT LEAKPROOF PARALLEL SAFE;
 CREATE FUNCTION credits.credit_ne(credits.credit, credits.credit) RETURNS boolean
-    AS 'int8ne' LANGUAGE internal IMMUTABLE STRICT LEAKPROOF PARALLEL SAFE;
+    AS 'MODULE_PATHNAME', 'credit_ne' LANGUAGE C IMMUTABLE STRICT LEAKPROOF PARALLEL SAFE;
 CREATE FUNCTION credits.credit_lt(credits.credit, credits.credit) RETURNS boolean
-    AS 'int8lt' LANGUAGE internal IMMUTABLE STRICT LEAKPROOF PARALLEL SAFE;
+    AS 'MODULE_PATHNAME', 'credit_lt' LANGUAGE C IMMUTABLE STRICT LEAKPROOF PARALLEL SAFE;
 CREATE FUNCTION credits.credit_le(credits.credit, credits.credit) RETURNS boolean
-    AS 'int8le' LANGUAGE internal IMMUTABLE STRICT LEAKPROOF PARALLEL SAFE;
+    AS 'MODULE_PATHNAME', 'credit_le' LANGUAGE C IMMUTABLE STRICT LEAKPROOF PARALLEL SAFE;
 CREATE FUNCTION credits.credit_gt(credits.credit, credits.credit) RETURNS boolean
-    AS 'int8gt' LANGUAGE internal IMMUTABLE STRICT LEAKPROOF PARALLEL SAFE;
+    AS 'MODULE_PATHNAME', 'credit_gt' LANGUAGE C IMMUTABLE STRICT LEAKPROOF PARALLEL SAFE;
 CREATE FUNCTION credits.credit_ge(credits.credit, credits.credit) RETURNS boolean
-    AS 'int8ge' LANGUAGE internal IMMUTABLE STRICT LEAKPROOF PARALLEL SAFE;
+    AS 'MODULE_PATHNAME', 'credit_ge' LANGUAGE C IMMUTABLE STRICT LEAKPROOF PARALLEL SAFE;
 CREATE FUNCTION credits.credit_cmp(credits.credit, credits.credit) RETURNS integer
-    AS 'btint8cmp' LANGUAGE internal IMMUTABLE STRICT LEAKPROOF PARALLEL SAFE;
+    AS 'MODULE_PATHNAME', 'credit_cmp' LANGUAGE C IMMUTABLE STRICT LEAKPROOF PARALLEL SAFE;
 CREATE FUNCTION credits.credit_sortsupport(internal) RETURNS void
-    AS 'btint8sortsupport' LANGUAGE internal IMMUTABLE STRICT PARALLEL SAFE;
+    AS 'MODULE_PATHNAME', 'credit_sortsupport' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 CREATE FUNCTION credits.credit_hash(credits.credit) RETURNS integer
-    AS 'hashint8' LANGUAGE internal IMMUTABLE STRICT LEAKPROOF PARALLEL SAFE;
+    AS 'MODULE_PATHNAME', 'credit_hash' LANGUAGE C IMMUTABLE STRICT LEAKPROOF PARALLEL SAFE;
 CREATE FUNCTION credits.credit_hash_extended(credits.credit, bigint) RETURNS bigint
-    AS 'hashint8extended' LANGUAGE internal IMMUTABLE STRICT LEAKPROOF PARALLEL SAFE;
+    AS 'MODULE_PATHNAME', 'credit_hash_extended' LANGUAGE C IMMUTABLE STRICT LEAKPROOF PARALLEL SAFE;
 CREATE FUNCTION credits.credit_smaller(credits.credit, credits.credit) RETURNS credits.credit
-    AS 'int8smaller' LANGUAGE internal IMMUTABLE STRICT PARALLEL SAFE;
+    AS 'MODULE_PATHNAME', 'credit_smaller' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 CREATE FUNCTION credits.credit_larger(credits.credit, credits.credit) RETURNS credits.credit
-    AS 'int8larger' LANGUAGE internal IMMUTABLE STRICT PARALLEL SAFE;
+    AS 'MODULE_PATHNAME', 'credit_larger' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 
 CREATE OPERATOR credits.= (
     LEFTARG = credits.credit, RIGHTARG = credits.credit, PROCEDURE = credits.credit_eq,

@@ -15,7 +15,7 @@ COMMENT ON FUNCTION credits._check_amount(credits.credit, text) IS
 -- The C code passes amounts to its queries as bigint micro-credits (a type
 -- whose OID is fixed); this reinterprets them, at no cost.
 CREATE FUNCTION credits._micro(bigint) RETURNS credits.credit
-    AS 'int8up' LANGUAGE internal IMMUTABLE STRICT PARALLEL SAFE;
+    AS 'MODULE_PATHNAME', 'credit_from_micro' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION credits._micro(bigint) IS
     'internal: a count of micro-credits as a credit amount';
 

@@ -224,6 +224,30 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, credits, pg_t
       FROM pools p LEFT JOIN members_allowance m USING (org_id)
      WHERE p.allowance < coalesce(m.total, 0)
     UNION ALL
+    -- each entry is well formed
+    SELECT l.org_id, 'ledger_entry:' || l.entry_id,
+           'known kind; charged = from_allowance + from_topup <= cost - shortfall',
+           l.kind || ' ' || l.charged || ' ' || l.from_allowance || ' ' || l.from_topup
+             || ' ' || l.cost || ' ' || l.shortfall
+      FROM ledger l
+     WHERE l.kind NOT IN ('debit', 'hold', 'settle', 'release', 'recharge', 'topup',
+                          'expire', 'reset', 'adjust')
+        OR (l.kind IN ('debit', 'settle')
+            AND (l.charged <> l.from_allowance + l.from_topup
+                 OR l.charged + l.shortfall > l.cost
+                 OR l.charged < 0 OR l.shortfall < 0))
+    UNION ALL
+    -- pool and member figures are never negative
+    SELECT p.org_id, 'pool_figures_not_negative', '>= 0',
+           p.allowance_used || ' ' || p.topup || ' ' || p.topup_used || ' ' || p.reserved
+      FROM pools p
+     WHERE p.allowance_used < 0 OR p.allowance_used > p.allowance OR p.topup < 0
+        OR p.topup_used < 0 OR p.reserved < 0
+    UNION ALL
+    SELECT u.org_id, 'member_usage_not_negative:' || u.user_id, '>= 0', u.used || ' ' || u.reserved
+      FROM credits.member_usage u JOIN pools p USING (org_id)
+     WHERE u.used < 0 OR u.reserved < 0
+    UNION ALL
     -- 3. a request_id is charged at most once per org
     SELECT l.org_id, 'request_id_once:' || l.request_id, '1', count(*)::text
       FROM ledger l

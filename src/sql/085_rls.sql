@@ -34,3 +34,16 @@ COMMENT ON POLICY tenant_isolation ON credits.grant_draws IS
 
 -- the view reads the tables with the caller's privileges, so the policies apply
 ALTER VIEW credits.pool_status SET (security_invoker = true);
+
+DO $$
+DECLARE
+    t text;
+BEGIN
+    FOREACH t IN ARRAY ARRAY['models', 'orgs', 'org_providers', 'members'] LOOP
+        EXECUTE pg_catalog.format(
+            'CREATE TRIGGER %I AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON credits.%I'
+            ' FOR EACH STATEMENT EXECUTE FUNCTION credits._config_changed()',
+            t || '_config_changed', t);
+    END LOOP;
+END
+$$;

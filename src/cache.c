@@ -1,0 +1,370 @@
+/*
+ * cache.c
+ *	  Backend-local cache of the configuration every call reads: the model
+ *	  catalog, each org's existence, thresholds and enabled providers, and
+ *	  each member's status and cap.
+ *
+ * A statement-level trigger on models, orgs, org_providers and members
+ * (credits._config_changed) sends a relcache invalidation for its table; at
+ * commit every backend receives it and drops what it cached from that
+ * table, so a change is seen by the next transaction of every backend, as a
+ * READ COMMITTED query would see it.  Balances are never cached.
+ */
+#include "postgres.h"
+
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "commands/trigger.h"
+#include "executor/spi.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/hsearch.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+
+#include "credits.h"
+
+#define KEYLEN	(2 * CREDITS_MAX_ID_LEN + 2)
+
+typedef struct ModelEntry
+{
+	char		key[KEYLEN];	/* model */
+	ModelInfo	info;
+	bool		active;
+} ModelEntry;
+
+typedef struct FallbackEntry
+{
+	char		key[KEYLEN];	/* provider */
+	char		model[KEYLEN];
+} FallbackEntry;
+
+typedef struct OrgEntry
+{
+	char		key[KEYLEN];	/* org_id */
+	bool		exists;
+	int			nthresholds;
+	int			thresholds[16];
+	List	   *providers;		/* enabled providers (char *) */
+} OrgEntry;
+
+typedef struct MemberEntry
+{
+	char		key[KEYLEN];	/* org_id, '\x01', user_id */
+	bool		active;
+	bool		has_cap;
+	Credit		cap;
+} MemberEntry;
+
+/* each cached table lives in its own memory context, dropped as a whole */
+static HTAB *models = NULL;
+static HTAB *fallbacks = NULL;
+static HTAB *orgs = NULL;
+static HTAB *members = NULL;
+static MemoryContext models_cxt = NULL;
+static MemoryContext orgs_cxt = NULL;
+static MemoryContext members_cxt = NULL;
+static Oid	models_relid = InvalidOid;
+static Oid	orgs_relid = InvalidOid;
+static Oid	org_providers_relid = InvalidOid;
+static Oid	members_relid = InvalidOid;
+static bool callback_registered = false;
+
+static SPIPlanPtr models_plan = NULL;
+static SPIPlanPtr org_plan = NULL;
+static SPIPlanPtr member_plan = NULL;
+
+static void
+drop_cache(MemoryContext *cxt)
+{
+	if (*cxt != NULL)
+	{
+		MemoryContextDelete(*cxt);
+		*cxt = NULL;
+	}
+}
+
+static void
+cache_callback(Datum arg, Oid relid)
+{
+	if (relid == InvalidOid || relid == models_relid)
+	{
+		drop_cache(&models_cxt);
+		models = NULL;
+		fallbacks = NULL;
+	}
+	if (relid == InvalidOid || relid == orgs_relid || relid == org_providers_relid)
+	{
+		drop_cache(&orgs_cxt);
+		orgs = NULL;
+	}
+	if (relid == InvalidOid || relid == members_relid)
+	{
+		drop_cache(&members_cxt);
+		members = NULL;
+	}
+}
+
+static HTAB *
+new_table(MemoryContext *cxt, const char *name, Size entrysize)
+{
+	HASHCTL		ctl;
+
+	if (!callback_registered)
+	{
+		CacheRegisterRelcacheCallback(cache_callback, (Datum) 0);
+		callback_registered = true;
+	}
+	if (*cxt == NULL)
+		*cxt = AllocSetContextCreate(TopMemoryContext, "credits cache", ALLOCSET_SMALL_SIZES);
+	ctl.keysize = KEYLEN;
+	ctl.entrysize = entrysize;
+	ctl.hcxt = *cxt;
+	return hash_create(name, 64, &ctl, HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+}
+
+/* Remember the OIDs of the cached tables, for the invalidation callback. */
+static void
+remember_relids(void)
+{
+	Oid			nsp = get_namespace_oid("credits", false);
+
+	models_relid = get_relname_relid("models", nsp);
+	orgs_relid = get_relname_relid("orgs", nsp);
+	org_providers_relid = get_relname_relid("org_providers", nsp);
+	members_relid = get_relname_relid("members", nsp);
+}
+
+static void
+load_models(void)
+{
+	uint64		n;
+	HTAB	   *m;
+	HTAB	   *f;
+
+	if (models_plan == NULL)
+		models_plan = spi_prepare_saved(
+			"SELECT m.model, m.provider, m.input_price, m.output_price, m.request_price,"
+			"       m.is_fallback, m.active"
+			"  FROM credits.models m", 0, NULL);
+	remember_relids();
+	n = spi_run(models_plan, NULL, true, 0);
+
+	drop_cache(&models_cxt);
+	m = new_table(&models_cxt, "credits models", sizeof(ModelEntry));
+	f = new_table(&models_cxt, "credits fallbacks", sizeof(FallbackEntry));
+	for (uint64 i = 0; i < n; i++)
+	{
+		char	   *model = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+		char	   *provider = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2);
+		ModelEntry *e = hash_search(m, model, HASH_ENTER, NULL);
+		bool		isnull;
+
+		e->info.model = e->key;
+		e->info.provider = MemoryContextStrdup(models_cxt, provider);
+		e->info.input_price = DatumGetCredit(spi_value(i, 3, &isnull));
+		e->info.output_price = DatumGetCredit(spi_value(i, 4, &isnull));
+		e->info.request_price = DatumGetCredit(spi_value(i, 5, &isnull));
+		e->info.is_fallback = DatumGetBool(spi_value(i, 6, &isnull));
+		e->active = DatumGetBool(spi_value(i, 7, &isnull));
+		if (e->info.is_fallback && e->active)
+		{
+			FallbackEntry *fe = hash_search(f, provider, HASH_ENTER, NULL);
+
+			strlcpy(fe->model, model, KEYLEN);
+		}
+	}
+	models = m;
+	fallbacks = f;
+}
+
+/*
+ * The accessors copy what they return into the caller's memory: an
+ * invalidation may drop the cache at any later lock acquisition.  Entries
+ * are only created after their query ran, for the same reason.
+ */
+
+/* A model (active, or any with any), or false. */
+bool
+cache_model(const char *model, bool any, ModelInfo *info)
+{
+	ModelEntry *e;
+
+	if (models == NULL)
+		load_models();
+	e = hash_search(models, model, HASH_FIND, NULL);
+	if (e == NULL || (!e->active && !any))
+		return false;
+	*info = e->info;
+	info->model = pstrdup(e->key);
+	info->provider = pstrdup(e->info.provider);
+	return true;
+}
+
+/* The provider's active fallback model, or NULL. */
+char *
+cache_fallback(const char *provider)
+{
+	FallbackEntry *e;
+
+	if (fallbacks == NULL)
+		load_models();
+	e = hash_search(fallbacks, provider, HASH_FIND, NULL);
+	return e ? pstrdup(e->model) : NULL;
+}
+
+static OrgEntry *
+org_entry(const char *org_id)
+{
+	OrgEntry	loaded;
+	OrgEntry   *e;
+	Datum		arg;
+	uint64		n;
+	MemoryContext old;
+
+	if (orgs != NULL && (e = hash_search(orgs, org_id, HASH_FIND, NULL)) != NULL)
+		return e;
+
+	if (org_plan == NULL)
+	{
+		Oid			argtypes[1] = {TEXTOID};
+
+		org_plan = spi_prepare_saved(
+			"SELECT o.thresholds, op.provider"
+			"  FROM credits.orgs o"
+			"  LEFT JOIN credits.org_providers op ON op.org_id OPERATOR(pg_catalog.=) o.org_id"
+			" WHERE o.org_id OPERATOR(pg_catalog.=) $1",
+			1, argtypes);
+	}
+	remember_relids();
+	arg = CStringGetTextDatum(org_id);
+	n = spi_run(org_plan, &arg, true, 0);
+
+	/* no lock is taken from here on: the cache cannot be dropped under us */
+	if (orgs == NULL)
+		orgs = new_table(&orgs_cxt, "credits orgs", sizeof(OrgEntry));
+	memset(&loaded, 0, sizeof(loaded));
+	loaded.exists = n > 0;
+	old = MemoryContextSwitchTo(orgs_cxt);
+	for (uint64 i = 0; i < n; i++)
+	{
+		char	   *provider = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2);
+
+		if (i == 0)
+		{
+			bool		isnull;
+			ArrayType  *a = DatumGetArrayTypeP(spi_value(0, 1, &isnull));
+			Datum	   *elems;
+			bool	   *nulls;
+			int			count;
+
+			deconstruct_array(a, INT4OID, 4, true, TYPALIGN_INT, &elems, &nulls, &count);
+			loaded.nthresholds = Min(count, lengthof(loaded.thresholds));
+			for (int j = 0; j < loaded.nthresholds; j++)
+				loaded.thresholds[j] = DatumGetInt32(elems[j]);
+		}
+		if (provider != NULL)
+			loaded.providers = lappend(loaded.providers, pstrdup(provider));
+	}
+	MemoryContextSwitchTo(old);
+
+	e = hash_search(orgs, org_id, HASH_ENTER, NULL);
+	memcpy((char *) e + KEYLEN, (char *) &loaded + KEYLEN, sizeof(OrgEntry) - KEYLEN);
+	return e;
+}
+
+bool
+cache_org_exists(const char *org_id)
+{
+	return org_entry(org_id)->exists;
+}
+
+bool
+cache_provider_enabled(const char *org_id, const char *provider)
+{
+	ListCell   *lc;
+
+	foreach(lc, org_entry(org_id)->providers)
+	{
+		if (strcmp((char *) lfirst(lc), provider) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* The org's thresholds (percent) into thresholds[16]; returns how many. */
+int
+cache_thresholds(const char *org_id, int *thresholds)
+{
+	OrgEntry   *e = org_entry(org_id);
+
+	memcpy(thresholds, e->thresholds, sizeof(int) * e->nthresholds);
+	return e->nthresholds;
+}
+
+/* Is the user an active member; with a cap? */
+bool
+cache_member(const char *org_id, const char *user_id, bool *has_cap, Credit *cap)
+{
+	char		key[KEYLEN];
+	MemberEntry *e;
+
+	snprintf(key, sizeof(key), "%s\x01%s", org_id, user_id);
+	if (members == NULL || (e = hash_search(members, key, HASH_FIND, NULL)) == NULL)
+	{
+		Datum		args[2];
+		bool		active = false;
+		bool		capped = false;
+		Credit		amount = 0;
+
+		if (member_plan == NULL)
+		{
+			Oid			argtypes[2] = {TEXTOID, TEXTOID};
+
+			member_plan = spi_prepare_saved(
+				"SELECT m.active, m.cap FROM credits.members m"
+				" WHERE m.org_id OPERATOR(pg_catalog.=) $1"
+				"   AND m.user_id OPERATOR(pg_catalog.=) $2",
+				2, argtypes);
+		}
+		remember_relids();
+		args[0] = CStringGetTextDatum(org_id);
+		args[1] = CStringGetTextDatum(user_id);
+		if (spi_run(member_plan, args, true, 1) > 0)
+		{
+			bool		isnull;
+			Datum		d;
+
+			active = DatumGetBool(spi_value(0, 1, &isnull));
+			d = spi_value(0, 2, &isnull);
+			capped = !isnull;
+			amount = isnull ? 0 : DatumGetCredit(d);
+		}
+		if (members == NULL)
+			members = new_table(&members_cxt, "credits members", sizeof(MemberEntry));
+		e = hash_search(members, key, HASH_ENTER, NULL);
+		e->active = active;
+		e->has_cap = capped;
+		e->cap = amount;
+	}
+	*has_cap = e->has_cap;
+	*cap = e->cap;
+	return e->active;
+}
+
+/*
+ * credits._config_changed(): statement-level trigger on the cached tables;
+ * every backend drops what it cached from the table once this commits.
+ */
+PG_FUNCTION_INFO_V1(credits_config_changed);
+Datum
+credits_config_changed(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		elog(ERROR, "credits._config_changed() must be called as a trigger");
+	CacheInvalidateRelcache(trigdata->tg_relation);
+	return PointerGetDatum(NULL);
+}
