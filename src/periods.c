@@ -139,6 +139,11 @@ credits_billing_period(PG_FUNCTION_ARGS)
 	zone = PG_GETARG_TEXT_PP(2);
 	as_of = PG_GETARG_TIMESTAMPTZ(3);
 
+	if (TIMESTAMP_NOT_FINITE(anchor) || TIMESTAMP_NOT_FINITE(as_of))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must be a finite timestamp",
+						TIMESTAMP_NOT_FINITE(anchor) ? "billing_anchor" : "as_of")));
 	check_time_zone(zone);
 	k = period_index(anchor, period, zone, as_of);
 

@@ -17,15 +17,21 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
+#include "access/stratnum.h"
+#include "access/table.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
 
 #include "credits.h"
 
-static SPIPlanPtr org_plan = NULL;
 static SPIPlanPtr org_due_plan = NULL;
-static SPIPlanPtr member_plan = NULL;
 static SPIPlanPtr lock_plan = NULL;
 static SPIPlanPtr maintain_plan = NULL;
 static SPIPlanPtr member_used_plan = NULL;
@@ -52,38 +58,101 @@ pool_check_org(const char *org_id)
 				 errhint("Create it with credits.create_org().")));
 }
 
+/*
+ * Direct index lookups for the read path: a pools or member_usage row by
+ * its primary key, read with the statement's snapshot.  No executor, no
+ * plan: allowed_models and resolve_model run before every AI request.
+ */
+typedef struct RowReader
+{
+	const char *table;
+	const char *index;
+	int			ncols;
+	const char *cols[8];
+	Oid			relid;			/* the columns' numbers are for this table */
+	AttrNumber	attnums[8];
+} RowReader;
+
+static RowReader pools_reader = {"pools", "pools_pkey", 7,
+	{"allowance", "allowance_used", "topup", "reserved", "period_end",
+	"next_grant_expiry", "next_hold_expiry"}};
+static RowReader usage_reader = {"member_usage", "member_usage_pkey", 2,
+	{"used", "reserved"}};
+
+static bool
+read_row(RowReader *r, int nkeys, const char **keys, Datum *values, bool *nulls)
+{
+	Oid			nsp = get_namespace_oid("credits", false);
+	Oid			relid = get_relname_relid(r->table, nsp);
+	Oid			indexid = get_relname_relid(r->index, nsp);
+	Relation	rel;
+	Relation	idx;
+	ScanKeyData skeys[2];
+	SysScanDesc scan;
+	HeapTuple	tuple;
+	bool		found = false;
+
+	if (!OidIsValid(relid) || !OidIsValid(indexid))
+		elog(ERROR, "credits.%s is missing", r->table);
+	if (r->relid != relid)
+	{
+		for (int i = 0; i < r->ncols; i++)
+			r->attnums[i] = get_attnum(relid, r->cols[i]);
+		r->relid = relid;
+	}
+
+	rel = table_open(relid, AccessShareLock);
+	idx = index_open(indexid, AccessShareLock);
+	for (int i = 0; i < nkeys; i++)
+		ScanKeyEntryInitialize(&skeys[i], 0, i + 1, BTEqualStrategyNumber, InvalidOid,
+							   idx->rd_indcollation[i], F_TEXTEQ,
+							   CStringGetTextDatum(keys[i]));
+	scan = systable_beginscan(rel, indexid, true,
+							  ActiveSnapshotSet() ? GetActiveSnapshot() : GetTransactionSnapshot(),
+							  nkeys, skeys);
+	tuple = systable_getnext(scan);
+	if (HeapTupleIsValid(tuple))
+	{
+		for (int i = 0; i < r->ncols; i++)
+			values[i] = heap_getattr(tuple, r->attnums[i], RelationGetDescr(rel), &nulls[i]);
+		found = true;
+	}
+	systable_endscan(scan);
+	index_close(idx, AccessShareLock);
+	table_close(rel, AccessShareLock);
+	return found;
+}
+
+/* Is a timestamp column at or before now (NULL: no)? */
+static bool
+due(Datum value, bool isnull)
+{
+	return !isnull && DatumGetTimestampTz(value) <= GetCurrentTransactionStartTimestamp();
+}
+
 /* The org's available credits now; an unknown org is UC004. */
 void
 pool_get_org(const char *org_id, OrgState *org)
 {
-	Datum		arg = CStringGetTextDatum(org_id);
-	bool		isnull;
+	Datum		v[7];
+	bool		n[7];
 
 	pool_check_org(org_id);
-	if (org_plan == NULL)
-	{
-		Oid			argtypes[1] = {TEXTOID};
-
-		org_plan = spi_prepare_saved(
-			"SELECT p.allowance OPERATOR(credits.-) p.allowance_used"
-			"       OPERATOR(credits.+) p.topup OPERATOR(credits.-) p.reserved,"
-			"       p.period_end OPERATOR(pg_catalog.<=) pg_catalog.now()"
-			"       OR p.next_grant_expiry OPERATOR(pg_catalog.<=) pg_catalog.now()"
-			"       OR p.next_hold_expiry OPERATOR(pg_catalog.<=) pg_catalog.now()"
-			"  FROM credits.pools p"
-			" WHERE p.org_id OPERATOR(pg_catalog.=) $1",
-			1, argtypes);
-	}
-	if (spi_run(org_plan, &arg, true, 1) == 0)
+	if (!read_row(&pools_reader, 1, &org_id, v, n))
 		ereport(ERROR,
 				(errcode(ERRCODE_CREDITS_UNKNOWN_ORG),
 				 errmsg("unknown org \"%s\"", org_id)));
 
 	org->org_id = org_id;
-	org->available = DatumGetCredit(spi_value(0, 1, &isnull));
-	if (DatumGetBool(spi_value(0, 2, &isnull)) && !isnull)
+	org->available = credit_sub(credit_add(credit_sub(DatumGetCredit(v[0]), DatumGetCredit(v[1])),
+										   DatumGetCredit(v[2])),
+								DatumGetCredit(v[3]));
+	if (due(v[4], n[4]) || due(v[5], n[5]) || due(v[6], n[6]))
 	{
 		/* not brought up to date yet: the view computes what it will be */
+		Datum		arg = CStringGetTextDatum(org_id);
+		bool		isnull;
+
 		if (org_due_plan == NULL)
 		{
 			Oid			argtypes[1] = {TEXTOID};
@@ -107,9 +176,6 @@ void
 pool_get_member(const char *org_id, const char *user_id, bool active_only,
 				MemberState *member)
 {
-	Datum		args[2];
-	bool		isnull;
-
 	member->used = 0;
 	member->reserved = 0;
 	if (!cache_member(org_id, user_id, &member->has_cap, &member->cap))
@@ -126,27 +192,19 @@ pool_get_member(const char *org_id, const char *user_id, bool active_only,
 	if (!member->has_cap)
 		return;
 
-	if (member_plan == NULL)
 	{
-		Oid			argtypes[2] = {TEXTOID, TEXTOID};
+		const char *keys[2] = {org_id, user_id};
+		Datum		v[7];
+		bool		n[7];
 
-		/* usage of a period that has ended counts as 0 */
-		member_plan = spi_prepare_saved(
-			"SELECT CASE WHEN p.period_end OPERATOR(pg_catalog.<=) pg_catalog.now()"
-			"            THEN '0'::credits.credit ELSE u.used END,"
-			"       u.reserved"
-			"  FROM credits.member_usage u"
-			"  JOIN credits.pools p ON p.org_id OPERATOR(pg_catalog.=) u.org_id"
-			" WHERE u.org_id OPERATOR(pg_catalog.=) $1"
-			"   AND u.user_id OPERATOR(pg_catalog.=) $2",
-			2, argtypes);
-	}
-	args[0] = CStringGetTextDatum(org_id);
-	args[1] = CStringGetTextDatum(user_id);
-	if (spi_run(member_plan, args, true, 1) > 0)
-	{
-		member->used = DatumGetCredit(spi_value(0, 1, &isnull));
-		member->reserved = DatumGetCredit(spi_value(0, 2, &isnull));
+		if (read_row(&usage_reader, 2, keys, v, n))
+		{
+			member->used = DatumGetCredit(v[0]);
+			member->reserved = DatumGetCredit(v[1]);
+			/* usage of a period that has ended counts as 0 */
+			if (read_row(&pools_reader, 1, &org_id, v, n) && due(v[4], n[4]))
+				member->used = 0;
+		}
 	}
 }
 

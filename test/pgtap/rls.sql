@@ -1,0 +1,153 @@
+-- Tenant isolation: with credits.org_id set, a role subject to row-level
+-- security reads (and, as an admin, changes) only that org's rows, in every
+-- table and view, and the credits functions refuse other orgs (42501).
+BEGIN;
+SELECT plan(35);
+SET LOCAL search_path = public, credits;
+
+SELECT org_id FROM credits.create_org('ta', allowance_per_user => 100);
+SELECT org_id FROM credits.create_org('tb', allowance_per_user => 100);
+SELECT credits.enable_provider(o, 'openai') FROM unnest(ARRAY['ta', 'tb']) o;
+SELECT credits.add_member(o, 'u-' || o) FROM unnest(ARRAY['ta', 'tb']) o;
+SELECT (SELECT charged FROM credits.credit_debit(o, 'u-' || o, 'gpt-4o', 20000, 1000, 'r-' || o))
+  FROM unnest(ARRAY['ta', 'tb']) o;
+SELECT (SELECT hold_id FROM credits.credit_reserve(o, 'u-' || o, 'gpt-4o', 1000, 1000))
+  FROM unnest(ARRAY['ta', 'tb']) o;
+SELECT (SELECT available FROM credits.recharge(o, 10, note => 'grant ' || o))
+  FROM unnest(ARRAY['ta', 'tb']) o;
+SELECT credits.reset_due(now() - interval '1 day');
+
+CREATE ROLE rls_reader_t NOLOGIN;
+CREATE ROLE rls_admin_t NOLOGIN;
+CREATE ROLE rls_app_t NOLOGIN;
+GRANT credits_reader TO rls_reader_t;
+GRANT credits_admin TO rls_admin_t;
+GRANT credits_app TO rls_app_t;
+
+-- every table with an org_id, and the view, seen by a reader
+CREATE TEMP TABLE seen (tbl text, orgs text);
+GRANT ALL ON seen TO PUBLIC;
+CREATE FUNCTION pg_temp.seen_orgs() RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    t text;
+    o text;
+BEGIN
+    DELETE FROM seen;
+    FOREACH t IN ARRAY ARRAY['orgs', 'org_providers', 'members', 'member_usage', 'pools',
+                             'grants', 'holds', 'ledger', 'events', 'pool_status'] LOOP
+        EXECUTE format('SELECT string_agg(DISTINCT org_id, '','' ORDER BY org_id) FROM credits.%I', t)
+           INTO o;
+        INSERT INTO seen VALUES (t, coalesce(o, ''));
+    END LOOP;
+    INSERT INTO seen
+    SELECT 'grant_draws', coalesce(string_agg(DISTINCT g.org_id, ',' ORDER BY g.org_id), '')
+      FROM credits.grant_draws d JOIN credits.grants g USING (grant_id);
+END
+$$;
+GRANT EXECUTE ON FUNCTION pg_temp.seen_orgs() TO PUBLIC;
+
+-- without the setting, nothing is filtered
+SET LOCAL ROLE rls_reader_t;
+SELECT pg_temp.seen_orgs();
+RESET ROLE;
+SELECT is((SELECT count(*) FROM seen WHERE tbl <> 'grant_draws' AND orgs = 'ta,tb')::int, 10,
+          'unset: a reader sees every org in every table and in pool_status');
+
+-- with it, only that org
+SET LOCAL credits.org_id = 'ta';
+SET LOCAL ROLE rls_reader_t;
+SELECT pg_temp.seen_orgs();
+RESET ROLE;
+SELECT results_eq($$SELECT tbl, orgs FROM seen WHERE tbl <> 'grant_draws' ORDER BY tbl$$,
+    $$VALUES ('events'::text, 'ta'::text), ('grants', 'ta'), ('holds', 'ta'), ('ledger', 'ta'),
+             ('member_usage', 'ta'), ('members', 'ta'), ('org_providers', 'ta'), ('orgs', 'ta'),
+             ('pool_status', 'ta'), ('pools', 'ta')$$,
+    'credits.org_id = ta: a reader sees only ta''s rows in every table and in pool_status');
+SELECT ok((SELECT orgs FROM seen WHERE tbl = 'grant_draws') IN ('', 'ta'),
+          'grant_draws: only draws on ta''s grants');
+SET LOCAL ROLE rls_reader_t;
+SELECT is((SELECT count(*) FROM credits.periods WHERE org_id = 'tb')::int, 0,
+          'periods of another org are hidden');
+SELECT is((SELECT count(*) FROM credits.ledger WHERE org_id = 'tb')::int, 0,
+          'a reader cannot even name another org''s ledger rows');
+SELECT throws_ok($$SELECT * FROM credits.usage('tb')$$, '42501', NULL,
+                 'usage() of another org: 42501');
+SELECT lives_ok($$SELECT * FROM credits.usage('ta')$$, 'usage() of the session''s org works');
+RESET ROLE;
+
+-- the application functions refuse other orgs
+SET LOCAL ROLE rls_app_t;
+SELECT throws_ok($$SELECT * FROM credits.credit_debit('tb', 'u-tb', 'gpt-4o', 1)$$, '42501', NULL,
+                 'credit_debit for another org: 42501');
+SELECT throws_ok($$SELECT * FROM credits.credit_reserve('tb', 'u-tb', 'gpt-4o', 1, 1)$$, '42501', NULL,
+                 'credit_reserve for another org: 42501');
+SELECT throws_ok($$SELECT * FROM credits.allowed_models('tb')$$, '42501', NULL,
+                 'allowed_models for another org: 42501');
+SELECT throws_ok($$SELECT credits.resolve_model('tb', 'u-tb', 'gpt-4o')$$, '42501', NULL,
+                 'resolve_model for another org: 42501');
+SELECT throws_ok($$SELECT credits.credit_release((SELECT max(hold_id) FROM credits.holds))$$,
+                 '42501', NULL, 'a reader-less app cannot even look up holds');
+SELECT lives_ok($$SELECT * FROM credits.credit_debit('ta', 'u-ta', 'gpt-4o', 1)$$,
+                'credit_debit for the session''s org works');
+SELECT lives_ok($$SELECT * FROM credits.allowed_models('ta')$$,
+                'allowed_models for the session''s org works');
+RESET ROLE;
+SELECT throws_ok(
+    $$SELECT credits.credit_settle((SELECT hold_id FROM credits.holds WHERE org_id = 'tb' AND status = 'open'), 1, 1)$$,
+    '42501', NULL, 'settling another org''s hold: 42501');
+SELECT throws_ok(
+    $$SELECT credits.credit_release((SELECT hold_id FROM credits.holds WHERE org_id = 'tb' AND status = 'open'))$$,
+    '42501', NULL, 'releasing another org''s hold: 42501');
+
+-- admins are confined too
+SET LOCAL ROLE rls_admin_t;
+SELECT throws_ok($$SELECT credits.add_member('tb', 'x')$$, '42501', NULL, 'add_member to another org: 42501');
+SELECT throws_ok($$SELECT * FROM credits.recharge('tb')$$, '42501', NULL, 'recharge of another org: 42501');
+SELECT throws_ok($$SELECT credits.set_plan('tb', 5)$$, '42501', NULL, 'set_plan of another org: 42501');
+SELECT throws_ok($$SELECT credits.enable_provider('tb', 'google')$$, '42501', NULL,
+                 'enable_provider for another org: 42501');
+SELECT throws_ok($$SELECT * FROM credits.create_org('tc')$$, '42501', NULL,
+                 'create_org of another org: 42501');
+SELECT throws_ok($$INSERT INTO credits.members (org_id, user_id) VALUES ('tb', 'y')$$, '42501', NULL,
+                 'plain INSERT of another org''s member: 42501 (row-level security)');
+SELECT is((SELECT count(*) FROM credits.members WHERE org_id = 'tb')::int, 0,
+          'an admin does not see another org''s members');
+SELECT lives_ok($$UPDATE credits.members SET cap = 1 WHERE org_id = 'tb'$$,
+                'an UPDATE of another org''s members ...');
+RESET ROLE;
+SELECT is((SELECT cap FROM credits.members WHERE org_id = 'tb' AND user_id = 'u-tb'), NULL::credit,
+          '... changes nothing');
+SET LOCAL ROLE rls_admin_t;
+SELECT lives_ok($$SELECT credits.add_member('ta', 'new-ta')$$, 'add_member to the session''s org works');
+SELECT lives_ok($$SELECT * FROM credits.recharge('ta')$$, 'recharge of the session''s org works');
+SELECT is((SELECT count(*) FROM credits.pool_status)::int, 1, 'an admin''s pool_status shows one org');
+RESET ROLE;
+
+-- the owner (and superusers) are not filtered
+SELECT is((SELECT count(DISTINCT org_id) FROM credits.ledger WHERE org_id IN ('ta', 'tb'))::int, 2,
+          'the tables'' owner sees every org');
+
+-- and without the setting, everything works again
+RESET credits.org_id;
+SET LOCAL ROLE rls_app_t;
+SELECT lives_ok($$SELECT * FROM credits.credit_debit('tb', 'u-tb', 'gpt-4o', 1)$$,
+                'unset again: any org');
+RESET ROLE;
+SET LOCAL ROLE rls_reader_t;
+SELECT is((SELECT count(DISTINCT org_id) FROM credits.pool_status WHERE org_id IN ('ta', 'tb'))::int, 2,
+          'unset again: a reader sees every org');
+RESET ROLE;
+
+-- the policies exist on every table with an org_id, and RLS is enabled there
+SELECT is((SELECT count(*) FROM pg_policies WHERE schemaname = 'credits' AND policyname = 'tenant_isolation')::int,
+          11, 'a tenant_isolation policy on each of the 11 tables');
+SELECT is((SELECT count(*) FROM pg_class
+            WHERE relnamespace = 'credits'::regnamespace AND relkind = 'r' AND relrowsecurity)::int,
+          11, 'row-level security enabled on those 11 tables');
+SELECT ok((SELECT 'security_invoker=true' = ANY(reloptions) FROM pg_class
+            WHERE oid = 'credits.pool_status'::regclass),
+          'pool_status reads with the caller''s privileges');
+SELECT is_empty($$SELECT * FROM credits.verify()$$, 'verify() is clean');
+
+SELECT * FROM finish();
+ROLLBACK;
