@@ -35,6 +35,9 @@ all install installcheck:
 	@exit 1
 endif
 
+# every object depends on the shared header (PGXS tracks no header dependencies)
+$(OBJS): src/credits.h
+
 # The install script is assembled from the ordered pieces under src/sql/.
 $(EXTENSION)--$(EXTVERSION).sql: $(sort $(wildcard src/sql/*.sql))
 	cat $^ > $@

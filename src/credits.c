@@ -20,6 +20,9 @@ static char *credits_org_id = NULL;
 /* credits.hold_ttl: default lifetime of a hold, in seconds */
 int			credits_hold_ttl = 15 * 60;
 
+/* credits.stripe: the escrow stripe of this session's debits (-1: by pid) */
+int			credits_stripe = -1;
+
 void		_PG_init(void);
 
 /*
@@ -68,6 +71,18 @@ _PG_init(void)
 							INT_MAX,
 							PGC_USERSET,
 							GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("credits.stripe",
+							"Escrow stripe this session's debits are charged to.",
+							"-1 (the default) picks it from the backend's process ID. "
+							"For tests and diagnosis.",
+							&credits_stripe,
+							-1,
+							-1,
+							CREDITS_STRIPES - 1,
+							PGC_USERSET,
+							GUC_NOT_IN_SAMPLE,
 							NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("credits");

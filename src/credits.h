@@ -37,6 +37,7 @@ typedef int64 Credit;
 
 /* credits.c: settings */
 extern int	credits_hold_ttl;
+extern int	credits_stripe;
 extern void check_tenant(const char *org_id);
 
 /* credit.c */
@@ -145,6 +146,7 @@ typedef struct PoolState
 	Credit		topup_used;
 	Credit		reserved;
 	int			alert_level;
+	int64		folded_calls;	/* debits folded in from the stripes */
 	/* the member being charged, read under the lock by pool_limit() */
 	const char *user_id;
 	bool		has_cap;
@@ -169,6 +171,10 @@ extern void pool_get_member(const char *org_id, const char *user_id, bool active
 extern bool member_cap_reached(const MemberState *member);
 extern void check_provider_enabled(const char *org_id, const ModelInfo *model);
 
+/* escrow stripes of each org's allowance (see 030_orgs.sql) */
+#define CREDITS_STRIPES 8
+
+extern bool pool_fast_debit(const char *org_id, LedgerEntry *e);
 extern void pool_lock(const char *org_id, PoolState *ps);
 extern Credit pool_available(const PoolState *ps);
 extern Credit pool_limit(PoolState *ps, const char *user_id, const MemberState *member);

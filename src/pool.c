@@ -18,14 +18,18 @@
 #include "postgres.h"
 
 #include "access/genam.h"
+#include "access/xact.h"
 #include "access/stratnum.h"
 #include "access/table.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
+#include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/resowner.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 
@@ -37,6 +41,8 @@ static SPIPlanPtr maintain_plan = NULL;
 static SPIPlanPtr member_used_plan = NULL;
 static SPIPlanPtr draw_plan = NULL;
 static SPIPlanPtr write_plan = NULL;
+static SPIPlanPtr stripes_plan = NULL;
+static SPIPlanPtr fast_plan = NULL;
 
 static Credit
 credit_min(Credit a, Credit b)
@@ -78,9 +84,15 @@ static RowReader pools_reader = {"pools", "pools_pkey", 7,
 	"next_grant_expiry", "next_hold_expiry"}};
 static RowReader usage_reader = {"member_usage", "member_usage_pkey", 2,
 	{"used", "reserved"}};
+static RowReader stripes_reader = {"pool_stripes", "pool_stripes_pkey", 1, {"used"}};
 
+/*
+ * Read the row(s) of r's table whose first nkeys key columns are keys.  One
+ * row: its columns into values/nulls.  With sum, the first column (a credit)
+ * of all matching rows is added up into *sum instead.
+ */
 static bool
-read_row(RowReader *r, int nkeys, const char **keys, Datum *values, bool *nulls)
+scan_rows(RowReader *r, int nkeys, const char **keys, Datum *values, bool *nulls, Credit *sum)
 {
 	Oid			nsp = get_namespace_oid("credits", false);
 	Oid			relid = get_relname_relid(r->table, nsp);
@@ -110,17 +122,34 @@ read_row(RowReader *r, int nkeys, const char **keys, Datum *values, bool *nulls)
 	scan = systable_beginscan(rel, indexid, true,
 							  ActiveSnapshotSet() ? GetActiveSnapshot() : GetTransactionSnapshot(),
 							  nkeys, skeys);
-	tuple = systable_getnext(scan);
-	if (HeapTupleIsValid(tuple))
+	while (HeapTupleIsValid(tuple = systable_getnext(scan)))
 	{
-		for (int i = 0; i < r->ncols; i++)
-			values[i] = heap_getattr(tuple, r->attnums[i], RelationGetDescr(rel), &nulls[i]);
 		found = true;
+		if (sum == NULL)
+		{
+			for (int i = 0; i < r->ncols; i++)
+				values[i] = heap_getattr(tuple, r->attnums[i], RelationGetDescr(rel), &nulls[i]);
+			break;
+		}
+		else
+		{
+			bool		isnull;
+			Datum		d = heap_getattr(tuple, r->attnums[0], RelationGetDescr(rel), &isnull);
+
+			if (!isnull)
+				*sum = credit_add(*sum, DatumGetCredit(d));
+		}
 	}
 	systable_endscan(scan);
 	index_close(idx, AccessShareLock);
 	table_close(rel, AccessShareLock);
 	return found;
+}
+
+static bool
+read_row(RowReader *r, int nkeys, const char **keys, Datum *values, bool *nulls)
+{
+	return scan_rows(r, nkeys, keys, values, nulls, NULL);
 }
 
 /* Is a timestamp column at or before now (NULL: no)? */
@@ -147,6 +176,13 @@ pool_get_org(const char *org_id, OrgState *org)
 	org->available = credit_sub(credit_add(credit_sub(DatumGetCredit(v[0]), DatumGetCredit(v[1])),
 										   DatumGetCredit(v[2])),
 								DatumGetCredit(v[3]));
+	{
+		/* what the escrow stripes used is used too */
+		Credit		striped = 0;
+
+		(void) scan_rows(&stripes_reader, 1, &org_id, NULL, NULL, &striped);
+		org->available = credit_sub(org->available, striped);
+	}
 	if (due(v[4], n[4]) || due(v[5], n[5]) || due(v[6], n[6]))
 	{
 		/* not brought up to date yet: the view computes what it will be */
@@ -263,6 +299,24 @@ lock_row(const char *org_id, PoolState *ps, bool *due)
 	ps->reserved = DatumGetCredit(spi_value(0, 6, &isnull));
 	ps->alert_level = DatumGetInt32(spi_value(0, 7, &isnull));
 	*due = DatumGetBool(spi_value(0, 8, &isnull)) && !isnull;
+	ps->folded_calls = 0;
+
+	/* the stripes, locked in order: what they used is the pool's too */
+	if (stripes_plan == NULL)
+	{
+		Oid			argtypes[1] = {TEXTOID};
+
+		stripes_plan = spi_prepare_saved(
+			"SELECT s.used, s.calls FROM credits.pool_stripes s"
+			" WHERE s.org_id OPERATOR(pg_catalog.=) $1"
+			" ORDER BY s.stripe FOR UPDATE",
+			1, argtypes);
+	}
+	for (uint64 i = 0, n = spi_run(stripes_plan, &arg, false, 0); i < n; i++)
+	{
+		ps->allowance_used = credit_add(ps->allowance_used, DatumGetCredit(spi_value(i, 1, &isnull)));
+		ps->folded_calls += DatumGetInt64(spi_value(i, 2, &isnull));
+	}
 	ps->user_id = NULL;
 	ps->has_cap = false;
 	ps->cap_left = 0;
@@ -349,17 +403,48 @@ pool_limit(PoolState *ps, const char *user_id, const MemberState *member)
 }
 
 /*
+ * What each stripe may spend without the pool crossing the org's next
+ * threshold or going below 0: thresholds and exhaustion are then only ever
+ * reached under the pool lock, where they are seen exactly.  Only allowance
+ * is escrowed (grants are drawn in order under the lock).
+ */
+static Credit
+escrow_share(const PoolState *ps)
+{
+	int			thresholds[16];
+	int			n = cache_thresholds(ps->org_id, thresholds);
+	Credit		escrow = Min(Max(credit_sub(ps->allowance, ps->allowance_used), 0),
+							 Max(pool_available(ps), 0));
+	int128		spent = (int128) ps->allowance_used + ps->topup_used + ps->reserved;
+	int128		total = (int128) ps->allowance + ps->topup_used + ps->topup;
+
+	for (int i = 0; i < n; i++)
+	{
+		int			t = thresholds[i];
+		int128		headroom;
+
+		if (t <= ps->alert_level)
+			continue;
+		/* crossed when spent * 100 >= t * total */
+		headroom = (t * total + 99) / 100 - 1 - spent;
+		escrow = (Credit) Min((int128) escrow, Max(headroom, 0));
+	}
+	return escrow / CREDITS_STRIPES;
+}
+
+/*
  * Announce crossed thresholds, then in one statement append the entry to
- * the ledger, write the pool back and add to the member's period usage and
- * open reservations (ps->user_id, when there is one).  calls and shortfall
- * count charges; hold_expiry (or 0) is a new hold's expiry.
+ * the ledger, write the pool back (with what the stripes folded in), add to
+ * the member's period usage and open reservations (ps->user_id, when there
+ * is one), and escrow the stripes anew.  calls and shortfall count charges;
+ * hold_expiry (or 0) is a new hold's expiry.
  */
 static void
 pool_write(PoolState *ps, LedgerEntry *e, int calls, Credit shortfall,
 		   TimestampTz hold_expiry, Credit member_used, Credit member_reserved)
 {
-	Datum		args[LEDGER_NPARAMS + 11];
-	char		nulls[LEDGER_NPARAMS + 11];
+	Datum		args[LEDGER_NPARAMS + 13];
+	char		nulls[LEDGER_NPARAMS + 13];
 	Datum	   *p = args + LEDGER_NPARAMS;
 	char	   *pn = nulls + LEDGER_NPARAMS;
 	bool		isnull;
@@ -376,9 +461,9 @@ pool_write(PoolState *ps, LedgerEntry *e, int calls, Credit shortfall,
 
 	if (write_plan == NULL)
 	{
-		Oid			argtypes[LEDGER_NPARAMS + 11];
-		Oid			more[11] = {INT8OID, INT8OID, INT8OID, INT8OID, INT4OID, INT4OID, INT8OID,
-		TIMESTAMPTZOID, TEXTOID, INT8OID, INT8OID};
+		Oid			argtypes[LEDGER_NPARAMS + 13];
+		Oid			more[13] = {INT8OID, INT8OID, INT8OID, INT8OID, INT4OID, INT8OID, INT8OID,
+		TIMESTAMPTZOID, TEXTOID, INT8OID, INT8OID, INT8OID, INT4OID};
 
 		ledger_params(NULL, NULL, NULL, argtypes);
 		memcpy(argtypes + LEDGER_NPARAMS, more, sizeof(more));
@@ -404,18 +489,27 @@ pool_write(PoolState *ps, LedgerEntry *e, int calls, Credit shortfall,
 			"  ON CONFLICT (org_id, user_id) DO UPDATE"
 			"     SET used = u.used OPERATOR(credits.+) EXCLUDED.used,"
 			"         reserved = u.reserved OPERATOR(credits.+) EXCLUDED.reserved"
+			"  RETURNING 1),"
+			/* the stripes were folded into the pool row: escrow anew */
+			" stripes AS ("
+			"  INSERT INTO credits.pool_stripes AS s (org_id, stripe, funds, used, calls, period_start)"
+			"  SELECT $1, g, credits._micro($28), '0'::credits.credit, 0, $3"
+			"    FROM pg_catalog.generate_series(0, $29 OPERATOR(pg_catalog.-) 1) g"
+			"  ON CONFLICT (org_id, stripe) DO UPDATE"
+			"     SET funds = EXCLUDED.funds, used = EXCLUDED.used, calls = 0,"
+			"         period_start = EXCLUDED.period_start"
 			"  RETURNING 1) "
 			LEDGER_INSERT,
-			LEDGER_NPARAMS + 11, argtypes);
+			LEDGER_NPARAMS + 13, argtypes);
 	}
 	ledger_params(e, args, nulls, NULL);
-	memset(pn, ' ', 11);
+	memset(pn, ' ', 13);
 	p[0] = Int64GetDatum(ps->allowance_used);
 	p[1] = Int64GetDatum(ps->topup);
 	p[2] = Int64GetDatum(ps->topup_used);
 	p[3] = Int64GetDatum(ps->reserved);
 	p[4] = Int32GetDatum(ps->alert_level);
-	p[5] = Int32GetDatum(calls);
+	p[5] = Int64GetDatum(calls + ps->folded_calls);
 	p[6] = Int64GetDatum(shortfall);
 	p[7] = TimestampTzGetDatum(hold_expiry);
 	pn[7] = hold_expiry == 0 ? 'n' : ' ';
@@ -423,6 +517,8 @@ pool_write(PoolState *ps, LedgerEntry *e, int calls, Credit shortfall,
 	pn[8] = ps->user_id ? ' ' : 'n';
 	p[9] = Int64GetDatum(member_used);
 	p[10] = Int64GetDatum(member_reserved);
+	p[11] = Int64GetDatum(escrow_share(ps));
+	p[12] = Int32GetDatum(CREDITS_STRIPES);
 
 	rc = SPI_execute_plan(write_plan, args, nulls, false, 0);
 	if (rc != SPI_OK_INSERT_RETURNING || SPI_processed != 1)
@@ -515,4 +611,131 @@ pool_release(PoolState *ps, Credit amount, LedgerEntry *e)
 	ps->reserved = credit_sub(ps->reserved, amount);
 	e->reserved_change = -amount;
 	pool_write(ps, e, 0, 0, 0, 0, -amount);
+}
+
+/*
+ * The fast path of a debit: charge the whole cost (e->cost) to this
+ * backend's escrow stripe, if its funds cover it and the pool is not due for
+ * maintenance.  Locks that stripe row only.  Returns false, having changed
+ * nothing, when the slow path (pool_lock and pool_charge) must do it.
+ *
+ * The entry's available_after is the pool's available credits as committed
+ * when the statement started, less this charge.
+ */
+bool
+pool_fast_debit(const char *org_id, LedgerEntry *e)
+{
+	Datum		args[LEDGER_NPARAMS + 1];
+	char		nulls[LEDGER_NPARAMS + 1];
+	bool		isnull;
+	volatile bool done = false;
+	int			rc;
+
+	check_tenant(org_id);
+	if (fast_plan == NULL)
+	{
+		Oid			argtypes[LEDGER_NPARAMS + 1];
+
+		ledger_params(NULL, NULL, NULL, argtypes);
+		argtypes[LEDGER_NPARAMS] = INT4OID;
+		fast_plan = spi_prepare_saved(
+			"WITH s AS ("
+			"  UPDATE credits.pool_stripes st"
+			"     SET funds = st.funds OPERATOR(credits.-) credits._micro($8),"
+			"         used = st.used OPERATOR(credits.+) credits._micro($8),"
+			"         calls = st.calls OPERATOR(pg_catalog.+) 1"
+			"   WHERE st.org_id OPERATOR(pg_catalog.=) $1"
+			"     AND st.stripe OPERATOR(pg_catalog.=) $17"
+			"     AND st.funds OPERATOR(credits.>=) credits._micro($8)"
+			"     AND NOT EXISTS (SELECT 1 FROM credits.pools p"
+			"                      WHERE p.org_id OPERATOR(pg_catalog.=) $1"
+			"                        AND (p.period_end OPERATOR(pg_catalog.<=) pg_catalog.now()"
+			"                             OR p.next_grant_expiry OPERATOR(pg_catalog.<=) pg_catalog.now()"
+			"                             OR p.next_hold_expiry OPERATOR(pg_catalog.<=) pg_catalog.now()))"
+			"  RETURNING st.period_start),"
+			" member AS ("
+			"  INSERT INTO credits.member_usage AS u (org_id, user_id, used)"
+			"  SELECT $1, $4, credits._micro($8) FROM s"
+			"  ON CONFLICT (org_id, user_id) DO UPDATE"
+			"     SET used = u.used OPERATOR(credits.+) EXCLUDED.used"
+			"  RETURNING 1),"
+			/* the pool as committed, less this charge: row + stripes */
+			" pool AS ("
+			"  SELECT p.allowance OPERATOR(credits.-) p.allowance_used"
+			"         OPERATOR(credits.+) p.topup OPERATOR(credits.-) p.reserved"
+			"         OPERATOR(credits.-) COALESCE((SELECT credits.sum(x.used)"
+			"                                         FROM credits.pool_stripes x"
+			"                                        WHERE x.org_id OPERATOR(pg_catalog.=) $1),"
+			"                                      '0'::credits.credit)"
+			"         OPERATOR(credits.-) credits._micro($8) AS available"
+			"    FROM credits.pools p WHERE p.org_id OPERATOR(pg_catalog.=) $1)"
+			" INSERT INTO credits.ledger (org_id, kind, period_start, user_id, model,"
+			"  input_tokens, output_tokens, cost, charged, shortfall, from_allowance,"
+			"  from_topup, available_after, request_id)"
+			" SELECT $1, $2, s.period_start, $4, $5, $6, $7, credits._micro($8),"
+			"  credits._micro($8), '0'::credits.credit, credits._micro($8), '0'::credits.credit,"
+			"  pool.available, $15"
+			"  FROM s, pool"
+			" RETURNING entry_id, period_start, available_after",
+			LEDGER_NPARAMS + 1, argtypes);
+	}
+	ledger_params(e, args, nulls, NULL);
+	args[LEDGER_NPARAMS] = Int32GetDatum(credits_stripe >= 0 ? credits_stripe % CREDITS_STRIPES
+										 : MyProcPid % CREDITS_STRIPES);
+	nulls[LEDGER_NPARAMS] = ' ';
+
+	/*
+	 * In a subtransaction: when the stripe was changed concurrently, UPDATE
+	 * waits, locks its new version and re-checks it; if the funds no longer
+	 * cover the cost the row is skipped but stays locked.  Holding a stripe
+	 * while waiting for the pool lock (the slow path) could deadlock with a
+	 * slow path that holds the pool and waits for that stripe, so a failed
+	 * attempt is rolled back, which releases the lock.
+	 */
+	{
+		MemoryContext cxt = CurrentMemoryContext;
+		ResourceOwner owner = CurrentResourceOwner;
+
+		BeginInternalSubTransaction(NULL);
+		MemoryContextSwitchTo(cxt);
+		PG_TRY();
+		{
+			rc = SPI_execute_plan(fast_plan, args, nulls, false, 0);
+			if (rc != SPI_OK_INSERT_RETURNING)
+				elog(ERROR, "could not charge org \"%s\": %s", org_id, SPI_result_code_string(rc));
+			done = SPI_processed > 0;
+			if (done)
+			{
+				e->entry_id = DatumGetInt64(spi_value(0, 1, &isnull));
+				e->period_start = DatumGetTimestampTz(spi_value(0, 2, &isnull));
+				e->available_after = DatumGetCredit(spi_value(0, 3, &isnull));
+				ReleaseCurrentSubTransaction();
+			}
+			else
+				RollbackAndReleaseCurrentSubTransaction();
+			MemoryContextSwitchTo(cxt);
+			CurrentResourceOwner = owner;
+		}
+		PG_CATCH();
+		{
+			ErrorData  *edata;
+
+			MemoryContextSwitchTo(cxt);
+			edata = CopyErrorData();
+			FlushErrorState();
+			RollbackAndReleaseCurrentSubTransaction();
+			MemoryContextSwitchTo(cxt);
+			CurrentResourceOwner = owner;
+			ReThrowError(edata);
+		}
+		PG_END_TRY();
+	}
+	if (!done)
+		return false;
+
+	e->charged = e->cost;
+	e->from_allowance = e->cost;
+	e->shortfall = 0;
+	e->from_topup = 0;
+	return true;
 }

@@ -99,6 +99,56 @@ COMMENT ON COLUMN credits.pools.next_hold_expiry IS
     'earliest expiry of an open hold: the next call after it releases the hold';
 COMMENT ON COLUMN credits.pools.reserved IS 'credits held by open holds';
 
+-- Escrow stripes: an org's hot balance, split.  A debit that fits in its
+-- backend's stripe (stripe = pid % 8) is charged there, locking that stripe
+-- row only, so concurrent debits of one org commit in parallel.  Anything
+-- else locks the pool row and every stripe, folds the stripes back into the
+-- pool (allowance_used += used), does its work exactly as a single balance
+-- would, and escrows again: each stripe gets a share of what may be spent
+-- without crossing the org's next threshold, never more than is available.
+-- So the pool never goes below 0, thresholds and exhaustion are seen under
+-- the global lock, and every figure is exact: pool = pools row + stripes.
+CREATE TABLE credits.pool_stripes (
+    org_id       text NOT NULL REFERENCES credits.orgs ON DELETE CASCADE,
+    stripe       integer NOT NULL,
+    funds        credits.credit NOT NULL DEFAULT 0,
+    used         credits.credit NOT NULL DEFAULT 0,
+    calls        bigint NOT NULL DEFAULT 0,
+    period_start timestamptz NOT NULL,
+    PRIMARY KEY (org_id, stripe)
+);
+COMMENT ON TABLE credits.pool_stripes IS
+    'escrow stripes of each org''s allowance, for concurrent debits (maintained by the extension)';
+COMMENT ON COLUMN credits.pool_stripes.funds IS 'allowance escrowed to this stripe, not yet used';
+COMMENT ON COLUMN credits.pool_stripes.used IS
+    'allowance used through this stripe since the pool last folded it in';
+COMMENT ON COLUMN credits.pool_stripes.calls IS 'debits through this stripe since then';
+
+-- Fold the org's stripes into its pool row and empty them; the pool row is
+-- then the whole truth until the next escrow.  Locks the pool, then the
+-- stripes in order.
+CREATE FUNCTION credits._consolidate(org text) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, credits, pg_temp AS $$
+DECLARE
+    used_ credits.credit;
+    calls_ bigint;
+BEGIN
+    PERFORM 1 FROM credits.pools p WHERE p.org_id = org FOR UPDATE;
+    SELECT coalesce(credits.sum(s.used), 0), coalesce(sum(s.calls), 0) INTO used_, calls_
+      FROM (SELECT * FROM credits.pool_stripes s WHERE s.org_id = org
+             ORDER BY s.stripe FOR UPDATE) s;
+    UPDATE credits.pool_stripes s SET funds = 0, used = 0, calls = 0
+     WHERE s.org_id = org AND (s.funds <> 0 OR s.used <> 0 OR s.calls <> 0);
+    IF used_ <> 0 OR calls_ <> 0 THEN
+        UPDATE credits.pools p SET allowance_used = p.allowance_used + used_,
+                                   calls = p.calls + calls_
+         WHERE p.org_id = org;
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION credits._consolidate(text) IS
+    'internal: fold the org''s escrow stripes back into its pool row';
+
 CREATE VIEW credits.pool_status AS
 SELECT p.org_id, p.period_start, p.period_end, p.allowance, p.allowance_used, p.topup,
        p.reserved,
@@ -225,6 +275,7 @@ SELECT pg_catalog.pg_extension_config_dump('credits.org_providers', '');
 SELECT pg_catalog.pg_extension_config_dump('credits.members', '');
 SELECT pg_catalog.pg_extension_config_dump('credits.member_usage', '');
 SELECT pg_catalog.pg_extension_config_dump('credits.pools', '');
+SELECT pg_catalog.pg_extension_config_dump('credits.pool_stripes', '');
 
 -- ---------------------------------------------------------------------------
 -- Admin functions

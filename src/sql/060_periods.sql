@@ -223,6 +223,7 @@ DECLARE
     result credits.pool_status;
 BEGIN
     PERFORM credits._maintain(o.org_id, now());
+    PERFORM credits._consolidate(o.org_id);
     SELECT * INTO p FROM credits.pools WHERE pools.org_id = o.org_id FOR UPDATE;
 
     IF amount IS NULL THEN

@@ -93,7 +93,7 @@ DECLARE
     p credits.pools;
     n integer := 0;
 BEGIN
-    PERFORM 1 FROM credits.pools WHERE org_id = org FOR UPDATE;
+    PERFORM credits._consolidate(org);
     FOR h IN SELECT * FROM credits.holds
               WHERE org_id = org AND status = 'open' AND expires_at <= as_of
               ORDER BY hold_id FOR UPDATE
@@ -133,6 +133,7 @@ BEGIN
     IF NOT FOUND THEN
         RETURN false;
     END IF;
+    PERFORM credits._consolidate(org);
     IF p.period_end <= as_of THEN
         RETURN credits._rollover(org, as_of);
     END IF;

@@ -17,7 +17,9 @@ BEGIN
     period_start := p.period_start;
     period_end := p.period_end;
     allowance := p.allowance;
-    allowance_used := p.allowance_used;
+    allowance_used := p.allowance_used
+        + coalesce((SELECT credits.sum(s.used) FROM credits.pool_stripes s
+                     WHERE s.org_id = p.org_id), 0);
     topup := p.topup;
     reserved := p.reserved;
     IF p.next_hold_expiry <= as_of THEN
@@ -94,8 +96,17 @@ CREATE FUNCTION credits.verify(org_id text DEFAULT NULL)
     RETURNS TABLE(org_id text, check_name text, expected text, actual text)
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, credits, pg_temp AS $$
     WITH pools AS (
-        SELECT p.*, p.allowance - p.allowance_used + p.topup - p.reserved AS available
+        -- a pool is its row plus its escrow stripes
+        SELECT p.org_id, p.period_start, p.period_end, p.allowance,
+               p.allowance_used + coalesce(s.used, 0) AS allowance_used, p.topup,
+               p.topup_used, p.reserved,
+               p.allowance - p.allowance_used - coalesce(s.used, 0) + p.topup - p.reserved
+                 AS available,
+               coalesce(s.funds, 0) AS escrowed, coalesce(s.negative, false) AS negative_stripe
           FROM credits.pools p
+          LEFT JOIN (SELECT x.org_id, credits.sum(x.used) AS used, credits.sum(x.funds) AS funds,
+                            bool_or(x.funds < 0 OR x.used < 0) AS negative
+                       FROM credits.pool_stripes x GROUP BY x.org_id) s USING (org_id)
          WHERE $1 IS NULL OR p.org_id = $1
     ),
     ledger AS (
@@ -161,6 +172,10 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, credits, pg_t
     -- 1. available >= 0
     SELECT p.org_id, 'available_not_negative', '>= 0', p.available::text
       FROM pools p WHERE p.available < 0
+    UNION ALL
+    -- escrowed credits are part of what is available, never negative
+    SELECT p.org_id, 'escrow_within_available', '<= ' || p.available::text, p.escrowed::text
+      FROM pools p WHERE p.escrowed > p.available OR p.negative_stripe
     UNION ALL
     -- 2. pool figures equal what the ledger implies
     SELECT p.org_id, 'allowance_used_matches_ledger', l.from_allowance::text, p.allowance_used::text

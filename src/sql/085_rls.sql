@@ -13,7 +13,8 @@ DECLARE
     t text;
 BEGIN
     FOREACH t IN ARRAY ARRAY['orgs', 'org_providers', 'members', 'member_usage', 'pools',
-                             'periods', 'grants', 'holds', 'ledger', 'events'] LOOP
+                             'pool_stripes', 'periods', 'grants', 'holds', 'ledger',
+                             'events'] LOOP
         EXECUTE pg_catalog.format('ALTER TABLE credits.%I ENABLE ROW LEVEL SECURITY', t);
         EXECUTE pg_catalog.format(
             'CREATE POLICY tenant_isolation ON credits.%I'

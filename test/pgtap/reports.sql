@@ -150,6 +150,9 @@ SELECT is((SELECT proargnames FROM pg_proc WHERE oid = 'credits.verify(text)'::r
 -- ---------------------------------------------------------------------------
 -- verify(): deliberate corruption, as a superuser, one kind at a time
 -- ---------------------------------------------------------------------------
+-- the corruptions below edit pools rows: fold the escrow stripes in first,
+-- so that each row holds its pool's whole figures
+SELECT credits._consolidate(org_id) FROM credits.pools;
 CREATE TEMP TABLE pools_ok AS SELECT * FROM credits.pools;
 CREATE TEMP TABLE usage_ok AS SELECT * FROM credits.member_usage;
 

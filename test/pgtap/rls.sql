@@ -34,7 +34,8 @@ DECLARE
 BEGIN
     DELETE FROM seen;
     FOREACH t IN ARRAY ARRAY['orgs', 'org_providers', 'members', 'member_usage', 'pools',
-                             'grants', 'holds', 'ledger', 'events', 'pool_status'] LOOP
+                             'pool_stripes', 'grants', 'holds', 'ledger', 'events',
+                             'pool_status'] LOOP
         EXECUTE format('SELECT string_agg(DISTINCT org_id, '','' ORDER BY org_id) FROM credits.%I', t)
            INTO o;
         INSERT INTO seen VALUES (t, coalesce(o, ''));
@@ -50,7 +51,7 @@ GRANT EXECUTE ON FUNCTION pg_temp.seen_orgs() TO PUBLIC;
 SET LOCAL ROLE rls_reader_t;
 SELECT pg_temp.seen_orgs();
 RESET ROLE;
-SELECT is((SELECT count(*) FROM seen WHERE tbl <> 'grant_draws' AND orgs = 'ta,tb')::int, 10,
+SELECT is((SELECT count(*) FROM seen WHERE tbl <> 'grant_draws' AND orgs = 'ta,tb')::int, 11,
           'unset: a reader sees every org in every table and in pool_status');
 
 -- with it, only that org
@@ -61,7 +62,7 @@ RESET ROLE;
 SELECT results_eq($$SELECT tbl, orgs FROM seen WHERE tbl <> 'grant_draws' ORDER BY tbl$$,
     $$VALUES ('events'::text, 'ta'::text), ('grants', 'ta'), ('holds', 'ta'), ('ledger', 'ta'),
              ('member_usage', 'ta'), ('members', 'ta'), ('org_providers', 'ta'), ('orgs', 'ta'),
-             ('pool_status', 'ta'), ('pools', 'ta')$$,
+             ('pool_status', 'ta'), ('pool_stripes', 'ta'), ('pools', 'ta')$$,
     'credits.org_id = ta: a reader sees only ta''s rows in every table and in pool_status');
 SELECT ok((SELECT orgs FROM seen WHERE tbl = 'grant_draws') IN ('', 'ta'),
           'grant_draws: only draws on ta''s grants');
@@ -140,10 +141,10 @@ RESET ROLE;
 
 -- the policies exist on every table with an org_id, and RLS is enabled there
 SELECT is((SELECT count(*) FROM pg_policies WHERE schemaname = 'credits' AND policyname = 'tenant_isolation')::int,
-          11, 'a tenant_isolation policy on each of the 11 tables');
+          12, 'a tenant_isolation policy on each of the 12 tables');
 SELECT is((SELECT count(*) FROM pg_class
             WHERE relnamespace = 'credits'::regnamespace AND relkind = 'r' AND relrowsecurity)::int,
-          11, 'row-level security enabled on those 11 tables');
+          12, 'row-level security enabled on those 12 tables');
 SELECT ok((SELECT 'security_invoker=true' = ANY(reloptions) FROM pg_class
             WHERE oid = 'credits.pool_status'::regclass),
           'pool_status reads with the caller''s privileges');
