@@ -27,6 +27,11 @@ SELECT credits.enable_provider('many', 'openai');
 SELECT credits.enable_provider('many', 'anthropic');
 SELECT credits.add_member('many', 'u' || i, cap => CASE WHEN i = 1 THEN 2 END)
   FROM generate_series(1, 8) i;
+-- a second org with a large pool: most of its debits take the escrow
+-- stripes' fast path, and its thresholds are crossed under load
+SELECT org_id FROM credits.create_org('big', allowance_per_user => 40);
+SELECT credits.enable_provider('big', 'openai');
+SELECT credits.add_member('big', 'u' || i) FROM generate_series(1, 8) i;
 CREATE TABLE calls (request int, entry_id bigint, model text, cost credits.credit,
                     charged credits.credit, shortfall credits.credit,
                     available credits.credit, replayed boolean);
@@ -73,7 +78,14 @@ cat > "$dir/grant.sql" <<'PGB'
 SELECT available FROM credits.recharge('many', 1);
 PGB
 
+cat > "$dir/big.sql" <<'PGB'
+\set u random(1, 8)
+\set tin random(0, 2000)
+SELECT charged FROM credits.credit_debit('big', 'u' || :u, 'gpt-4o', :tin, 10);
+PGB
+
 pgbench -n -c 16 -j 2 -t 250 -f "$dir/debit.sql@10" -f "$dir/hold.sql@5" -f "$dir/grant.sql@1" \
+    -f "$dir/big.sql@10" \
     "$db" > "$dir/pgbench.out" 2>&1 || { cat "$dir/pgbench.out"; exit 1; }
 grep -E "transactions actually processed|failed" "$dir/pgbench.out" || true
 
@@ -88,9 +100,31 @@ WITH pool AS (SELECT * FROM credits.pool_status WHERE org_id = 'many'),
      ledger AS (SELECT * FROM credits.ledger WHERE org_id = 'many')
 SELECT 'transactions: ' || (SELECT count(*) FROM calls) || ' debits + '
        || (SELECT count(*) FROM credits.holds WHERE org_id = 'many') || ' holds + '
-       || (SELECT count(*) FROM credits.grants WHERE org_id = 'many') || ' grants <> 4000'
+       || (SELECT count(*) FROM credits.grants WHERE org_id = 'many') || ' grants + '
+       || (SELECT count(*) FROM credits.ledger WHERE org_id = 'big') || ' big debits <> 4000'
  WHERE (SELECT count(*) FROM calls) + (SELECT count(*) FROM credits.holds WHERE org_id = 'many')
-       + (SELECT count(*) FROM credits.grants WHERE org_id = 'many') <> 4000
+       + (SELECT count(*) FROM credits.grants WHERE org_id = 'many')
+       + (SELECT count(*) FROM credits.ledger WHERE org_id = 'big' AND kind = 'debit') <> 4000
+UNION ALL
+SELECT 'big: sum(charged) ' || (SELECT credits.sum(charged) FROM credits.ledger WHERE org_id = 'big')
+       || ' <> allowance_used ' || s.allowance_used
+  FROM credits.pool_status s WHERE s.org_id = 'big'
+   AND s.allowance_used <> (SELECT credits.sum(charged) FROM credits.ledger WHERE org_id = 'big')
+UNION ALL
+SELECT 'big: available ' || available FROM credits.pool_status WHERE org_id = 'big' AND available < 0
+UNION ALL
+SELECT 'big: the stripes were not used' WHERE NOT EXISTS (
+    SELECT 1 FROM credits.pool_stripes WHERE org_id = 'big' AND calls > 0)
+   AND (SELECT calls FROM credits.pools WHERE org_id = 'big') = 0
+UNION ALL
+SELECT 'big: thresholds announced ' || count(*) || ' times, not once each'
+  FROM credits.events WHERE org_id = 'big' AND kind = 'threshold'
+HAVING count(*) <> count(DISTINCT payload->>'threshold')
+UNION ALL
+SELECT 'big: the pool did not run dry exactly'
+ WHERE (SELECT available FROM credits.pool_status WHERE org_id = 'big') <> 0
+UNION ALL
+SELECT 'big: verify: ' || check_name FROM credits.verify('big')
 UNION ALL
 SELECT 'sum(charged) ' || (SELECT credits.sum(charged) FROM ledger)
        || ' <> allowance_used + topup_used ' || (p.allowance_used + p.topup_used)
@@ -157,5 +191,5 @@ if [ -n "$failures" ]; then
     echo "$failures"
     exit 1
 fi
-psql -X -q -At -d "$db" -c "SELECT 'debits ' || count(*) || ', replayed ' || count(*) FILTER (WHERE replayed) || ', ledger entries ' || (SELECT count(*) FROM credits.ledger WHERE org_id = 'many') || ', holds by status ' || (SELECT string_agg(status || ' ' || n, ', ') FROM (SELECT status, count(*) n FROM credits.holds GROUP BY 1 ORDER BY 1) h) FROM calls"
+psql -X -q -At -d "$db" -c "SELECT 'debits ' || count(*) || ', replayed ' || count(*) FILTER (WHERE replayed) || ', ledger entries ' || (SELECT count(*) FROM credits.ledger WHERE org_id = 'many') || ', holds by status ' || (SELECT string_agg(status || ' ' || n, ', ') FROM (SELECT status, count(*) n FROM credits.holds GROUP BY 1 ORDER BY 1) h) || '; big: ' || (SELECT count(*) FROM credits.ledger WHERE org_id = 'big') || ' entries, ' || (SELECT count(*) FROM credits.events WHERE org_id = 'big') || ' events' FROM calls"
 dropdb "$db"
