@@ -4,7 +4,8 @@
 # Starts a throwaway cluster with durability on (fsync, synchronous_commit),
 # loads the extension, the naive PL/pgSQL baseline (bench/naive.sql) and a
 # data set (bench/setup.sql), and runs each scenario of bench/scenarios for a
-# fixed time at 1, 8 and 32 clients (pgbench -j 2).  Prints a table of TPS,
+# fixed time at 1, 8 and 32 clients (pgbench -j 2, prepared statements, as
+# an application driver sends them).  Prints a table of TPS,
 # p50/p99 latency, the ratio to the scenario's floor (measured in the same
 # run) and to the naive baseline, and writes it as CSV to bench/results/.
 #
@@ -91,9 +92,9 @@ run() {
     esac
     rm -f "$work"/log*
     if $smoke; then
-        pgbench -n -c "$c" -j "$j" -t 5 "${args[@]}" "$db" > "$work/out" 2>&1 || { cat "$work/out" >&2; return 1; }
+        pgbench -n -M prepared -c "$c" -j "$j" -t 5 "${args[@]}" "$db" > "$work/out" 2>&1 || { cat "$work/out" >&2; return 1; }
     else
-        pgbench -n -c "$c" -j "$j" -T "$seconds" -l --log-prefix="$work/log" "${args[@]}" "$db" \
+        pgbench -n -M prepared -c "$c" -j "$j" -T "$seconds" -l --log-prefix="$work/log" "${args[@]}" "$db" \
             > "$work/out" 2>&1 || { cat "$work/out" >&2; return 1; }
     fi
     grep -q "number of failed transactions: 0 " "$work/out" || { cat "$work/out" >&2; return 1; }
