@@ -17,22 +17,14 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
-PG_CONFIG=${PG_CONFIG:-pg_config}
-PGVER=$("$PG_CONFIG" --version | sed -E 's/^PostgreSQL ([0-9]+).*/\1/')
 smoke=false
 [ "${1:-}" = "--smoke" ] && smoke=true
-
-if ! $smoke && [ -z "${CREDITS_IN_VENV:-}" ]; then
-    if [ "$(id -u)" -eq 0 ] && [ -d "/etc/postgresql/$PGVER/regress" ]; then
-        pg_dropcluster --stop "$PGVER" regress 2>/dev/null || true
-        rm -rf "/etc/postgresql/$PGVER/regress"
-    fi
-    exec pg_virtualenv -v "$PGVER" \
-        -o fsync=on -o synchronous_commit=on -o full_page_writes=on \
-        -o shared_buffers=512MB -o max_connections=100 \
-        -o checkpoint_timeout=30min -o max_wal_size=4GB \
-        env CREDITS_IN_VENV=1 PG_CONFIG="$PG_CONFIG" bash "$0" "$@"
-fi
+. "$here/../scripts/virtualenv.sh"
+$smoke || in_virtualenv "$0" \
+    -o fsync=on -o synchronous_commit=on -o full_page_writes=on \
+    -o shared_buffers=512MB -o max_connections=100 \
+    -o checkpoint_timeout=30min -o max_wal_size=4GB \
+    -- "$@"
 
 export PATH="$("$PG_CONFIG" --bindir):$PATH"
 seconds=${BENCH_SECONDS:-10}

@@ -12,24 +12,14 @@
 set -uo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
-PG_CONFIG=${PG_CONFIG:-pg_config}
-PGVER=$("$PG_CONFIG" --version | sed -E 's/^PostgreSQL ([0-9]+).*/\1/')
-
-if [ -z "${CREDITS_IN_VENV:-}" ]; then
-    if [ "$(id -u)" -eq 0 ] && [ -d "/etc/postgresql/$PGVER/regress" ]; then
-        # a killed earlier run leaves its cluster behind; as root
-        # pg_virtualenv always uses this one name
-        pg_dropcluster --stop "$PGVER" regress 2>/dev/null || true
-        rm -rf "/etc/postgresql/$PGVER/regress"
-    fi
-    exec pg_virtualenv -v "$PGVER" \
-        -o shared_preload_libraries=pg_cron \
-        -o cron.database_name=postgres \
-        -o cron.use_background_workers=on \
-        -o max_worker_processes=32 \
-        -o max_connections=120 \
-        env CREDITS_IN_VENV=1 PG_CONFIG="$PG_CONFIG" bash "$0" "$@"
-fi
+. "$here/scripts/virtualenv.sh"
+in_virtualenv "$0" \
+    -o shared_preload_libraries=pg_cron \
+    -o cron.database_name=postgres \
+    -o cron.use_background_workers=on \
+    -o max_worker_processes=32 \
+    -o max_connections=120 \
+    -- "$@"
 
 cd "$here"
 pgxs=$(cd "$(dirname "$("$PG_CONFIG" --pgxs)")/../.." && pwd)   # .../lib/pgxs
