@@ -172,7 +172,7 @@ extern bool member_cap_reached(const MemberState *member);
 extern void check_provider_enabled(const char *org_id, const ModelInfo *model);
 
 /* escrow stripes of each org's allowance (see 030_orgs.sql) */
-#define CREDITS_STRIPES 8
+#define CREDITS_STRIPES 32
 
 extern bool pool_fast_debit(const char *org_id, LedgerEntry *e);
 extern void pool_lock(const char *org_id, PoolState *ps);

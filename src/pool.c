@@ -6,14 +6,21 @@
  * an org's available credits and every change to them goes through here, and
  * every change is appended to the ledger in the same transaction.
  *
- * Writers lock the org's pool row (pool_lock) and keep it until their
- * transaction ends, so each charge of an org sees the one before; whatever
- * they read after taking the lock comes from a fresh snapshot (in READ
- * COMMITTED each SPI query of a volatile function takes one).  A pool whose
- * period ended, or whose grants or holds expired, is brought up to date by
- * the writer that locks it (credits._maintain), so correctness never depends
- * on a scheduled job.  Readers take no lock: they compute the same
- * up-to-date figures without writing them (credits.pool_status).
+ * An org's pool is its pools row plus its escrow stripes (pool_stripes, see
+ * 030_orgs.sql).  A debit that fits in its backend's stripe is charged there
+ * (pool_fast_debit), locking that stripe only.  Everything else is the slow
+ * path: it locks the pools row, then every stripe in order (pool_lock),
+ * folds the stripes into its figures, works as a single balance would
+ * (pool_charge, pool_reserve, pool_release) and writes the row back with the
+ * stripes escrowed anew, in one statement with the ledger entry
+ * (pool_write).  Locks are kept until the transaction ends, so each charge
+ * of an org sees the one before; whatever is read after taking them comes
+ * from a fresh snapshot (in READ COMMITTED each SPI query of a volatile
+ * function takes one).  A pool whose period ended, or whose grants or holds
+ * expired, is brought up to date by the writer that locks it
+ * (credits._maintain), so correctness never depends on a scheduled job.
+ * Readers take no lock and read with direct index lookups; a pool that is
+ * due is computed as it will be, without writing (credits.pool_status).
  */
 #include "postgres.h"
 
@@ -42,7 +49,9 @@ static SPIPlanPtr member_used_plan = NULL;
 static SPIPlanPtr draw_plan = NULL;
 static SPIPlanPtr write_plan = NULL;
 static SPIPlanPtr stripes_plan = NULL;
-static SPIPlanPtr fast_plan = NULL;
+static SPIPlanPtr fast_entry_plan = NULL;
+static SPIPlanPtr fast_stripe_plan = NULL;
+static SPIPlanPtr fast_member_plan = NULL;
 
 static Credit
 credit_min(Credit a, Credit b)
@@ -79,9 +88,9 @@ typedef struct RowReader
 	AttrNumber	attnums[8];
 } RowReader;
 
-static RowReader pools_reader = {"pools", "pools_pkey", 7,
+static RowReader pools_reader = {"pools", "pools_pkey", 8,
 	{"allowance", "allowance_used", "topup", "reserved", "period_end",
-	"next_grant_expiry", "next_hold_expiry"}};
+	"next_grant_expiry", "next_hold_expiry", "period_start"}};
 static RowReader usage_reader = {"member_usage", "member_usage_pkey", 2,
 	{"used", "reserved"}};
 static RowReader stripes_reader = {"pool_stripes", "pool_stripes_pkey", 1, {"used"}};
@@ -163,8 +172,8 @@ due(Datum value, bool isnull)
 void
 pool_get_org(const char *org_id, OrgState *org)
 {
-	Datum		v[7];
-	bool		n[7];
+	Datum		v[8];
+	bool		n[8];
 
 	pool_check_org(org_id);
 	if (!read_row(&pools_reader, 1, &org_id, v, n))
@@ -230,8 +239,8 @@ pool_get_member(const char *org_id, const char *user_id, bool active_only,
 
 	{
 		const char *keys[2] = {org_id, user_id};
-		Datum		v[7];
-		bool		n[7];
+		Datum		v[8];
+		bool		n[8];
 
 		if (read_row(&usage_reader, 2, keys, v, n))
 		{
@@ -616,126 +625,119 @@ pool_release(PoolState *ps, Credit amount, LedgerEntry *e)
 /*
  * The fast path of a debit: charge the whole cost (e->cost) to this
  * backend's escrow stripe, if its funds cover it and the pool is not due for
- * maintenance.  Locks that stripe row only.  Returns false, having changed
- * nothing, when the slow path (pool_lock and pool_charge) must do it.
+ * maintenance.  Returns false, having changed nothing, when the slow path
+ * (pool_lock and pool_charge) must do it.
+ *
+ * The ledger entry is written first and the stripe locked last (then the
+ * member's usage, in the slow path's lock order), so the stripe is held for
+ * as little as possible before the commit.  All of it runs in a
+ * subtransaction: a stripe that turns out to be short is skipped by its
+ * UPDATE, but stays locked if it was changed concurrently (UPDATE waits,
+ * locks the new version, re-checks it); rolling back releases it, and the
+ * entry, so a session never waits for the pool lock while holding a stripe.
  *
  * The entry's available_after is the pool's available credits as committed
- * when the statement started, less this charge.
+ * when the call started, less this charge.
  */
 bool
 pool_fast_debit(const char *org_id, LedgerEntry *e)
 {
-	Datum		args[LEDGER_NPARAMS + 1];
-	char		nulls[LEDGER_NPARAMS + 1];
-	bool		isnull;
+	Datum		v[8];
+	bool		n[8];
+	Credit		striped = 0;
+	Datum		args[LEDGER_NPARAMS];
+	char		nulls[LEDGER_NPARAMS];
+	Datum		sargs[4];
 	volatile bool done = false;
-	int			rc;
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
 
 	check_tenant(org_id);
-	if (fast_plan == NULL)
-	{
-		Oid			argtypes[LEDGER_NPARAMS + 1];
-
-		ledger_params(NULL, NULL, NULL, argtypes);
-		argtypes[LEDGER_NPARAMS] = INT4OID;
-		fast_plan = spi_prepare_saved(
-			"WITH s AS ("
-			"  UPDATE credits.pool_stripes st"
-			"     SET funds = st.funds OPERATOR(credits.-) credits._micro($8),"
-			"         used = st.used OPERATOR(credits.+) credits._micro($8),"
-			"         calls = st.calls OPERATOR(pg_catalog.+) 1"
-			"   WHERE st.org_id OPERATOR(pg_catalog.=) $1"
-			"     AND st.stripe OPERATOR(pg_catalog.=) $17"
-			"     AND st.funds OPERATOR(credits.>=) credits._micro($8)"
-			"     AND NOT EXISTS (SELECT 1 FROM credits.pools p"
-			"                      WHERE p.org_id OPERATOR(pg_catalog.=) $1"
-			"                        AND (p.period_end OPERATOR(pg_catalog.<=) pg_catalog.now()"
-			"                             OR p.next_grant_expiry OPERATOR(pg_catalog.<=) pg_catalog.now()"
-			"                             OR p.next_hold_expiry OPERATOR(pg_catalog.<=) pg_catalog.now()))"
-			"  RETURNING st.period_start),"
-			" member AS ("
-			"  INSERT INTO credits.member_usage AS u (org_id, user_id, used)"
-			"  SELECT $1, $4, credits._micro($8) FROM s"
-			"  ON CONFLICT (org_id, user_id) DO UPDATE"
-			"     SET used = u.used OPERATOR(credits.+) EXCLUDED.used"
-			"  RETURNING 1),"
-			/* the pool as committed, less this charge: row + stripes */
-			" pool AS ("
-			"  SELECT p.allowance OPERATOR(credits.-) p.allowance_used"
-			"         OPERATOR(credits.+) p.topup OPERATOR(credits.-) p.reserved"
-			"         OPERATOR(credits.-) COALESCE((SELECT credits.sum(x.used)"
-			"                                         FROM credits.pool_stripes x"
-			"                                        WHERE x.org_id OPERATOR(pg_catalog.=) $1),"
-			"                                      '0'::credits.credit)"
-			"         OPERATOR(credits.-) credits._micro($8) AS available"
-			"    FROM credits.pools p WHERE p.org_id OPERATOR(pg_catalog.=) $1)"
-			" INSERT INTO credits.ledger (org_id, kind, period_start, user_id, model,"
-			"  input_tokens, output_tokens, cost, charged, shortfall, from_allowance,"
-			"  from_topup, available_after, request_id)"
-			" SELECT $1, $2, s.period_start, $4, $5, $6, $7, credits._micro($8),"
-			"  credits._micro($8), '0'::credits.credit, credits._micro($8), '0'::credits.credit,"
-			"  pool.available, $15"
-			"  FROM s, pool"
-			" RETURNING entry_id, period_start, available_after",
-			LEDGER_NPARAMS + 1, argtypes);
-	}
-	ledger_params(e, args, nulls, NULL);
-	args[LEDGER_NPARAMS] = Int32GetDatum(credits_stripe >= 0 ? credits_stripe % CREDITS_STRIPES
-										 : MyProcPid % CREDITS_STRIPES);
-	nulls[LEDGER_NPARAMS] = ' ';
-
-	/*
-	 * In a subtransaction: when the stripe was changed concurrently, UPDATE
-	 * waits, locks its new version and re-checks it; if the funds no longer
-	 * cover the cost the row is skipped but stays locked.  Holding a stripe
-	 * while waiting for the pool lock (the slow path) could deadlock with a
-	 * slow path that holds the pool and waits for that stripe, so a failed
-	 * attempt is rolled back, which releases the lock.
-	 */
-	{
-		MemoryContext cxt = CurrentMemoryContext;
-		ResourceOwner owner = CurrentResourceOwner;
-
-		BeginInternalSubTransaction(NULL);
-		MemoryContextSwitchTo(cxt);
-		PG_TRY();
-		{
-			rc = SPI_execute_plan(fast_plan, args, nulls, false, 0);
-			if (rc != SPI_OK_INSERT_RETURNING)
-				elog(ERROR, "could not charge org \"%s\": %s", org_id, SPI_result_code_string(rc));
-			done = SPI_processed > 0;
-			if (done)
-			{
-				e->entry_id = DatumGetInt64(spi_value(0, 1, &isnull));
-				e->period_start = DatumGetTimestampTz(spi_value(0, 2, &isnull));
-				e->available_after = DatumGetCredit(spi_value(0, 3, &isnull));
-				ReleaseCurrentSubTransaction();
-			}
-			else
-				RollbackAndReleaseCurrentSubTransaction();
-			MemoryContextSwitchTo(cxt);
-			CurrentResourceOwner = owner;
-		}
-		PG_CATCH();
-		{
-			ErrorData  *edata;
-
-			MemoryContextSwitchTo(cxt);
-			edata = CopyErrorData();
-			FlushErrorState();
-			RollbackAndReleaseCurrentSubTransaction();
-			MemoryContextSwitchTo(cxt);
-			CurrentResourceOwner = owner;
-			ReThrowError(edata);
-		}
-		PG_END_TRY();
-	}
-	if (!done)
+	if (!read_row(&pools_reader, 1, &org_id, v, n) ||
+		due(v[4], n[4]) || due(v[5], n[5]) || due(v[6], n[6]))
 		return false;
+	(void) scan_rows(&stripes_reader, 1, &org_id, NULL, NULL, &striped);
 
+	e->period_start = DatumGetTimestampTz(v[7]);
 	e->charged = e->cost;
 	e->from_allowance = e->cost;
 	e->shortfall = 0;
 	e->from_topup = 0;
-	return true;
+	e->reserved_change = 0;
+	e->available_after =
+		credit_sub(credit_sub(credit_add(credit_sub(DatumGetCredit(v[0]), DatumGetCredit(v[1])),
+										 DatumGetCredit(v[2])),
+							  credit_add(DatumGetCredit(v[3]), striped)),
+				   e->cost);
+
+	if (fast_entry_plan == NULL)
+	{
+		Oid			argtypes[LEDGER_NPARAMS];
+		Oid			stypes[4] = {TEXTOID, INT4OID, INT8OID, TIMESTAMPTZOID};
+		Oid			mtypes[3] = {TEXTOID, TEXTOID, INT8OID};
+
+		ledger_params(NULL, NULL, NULL, argtypes);
+		fast_entry_plan = spi_prepare_saved(LEDGER_INSERT, LEDGER_NPARAMS, argtypes);
+		fast_stripe_plan = spi_prepare_saved(
+			"UPDATE credits.pool_stripes s"
+			"   SET funds = s.funds OPERATOR(credits.-) credits._micro($3),"
+			"       used = s.used OPERATOR(credits.+) credits._micro($3),"
+			"       calls = s.calls OPERATOR(pg_catalog.+) 1"
+			" WHERE s.org_id OPERATOR(pg_catalog.=) $1"
+			"   AND s.stripe OPERATOR(pg_catalog.=) $2"
+			"   AND s.funds OPERATOR(credits.>=) credits._micro($3)"
+			"   AND s.period_start OPERATOR(pg_catalog.=) $4",
+			4, stypes);
+		fast_member_plan = spi_prepare_saved(
+			"INSERT INTO credits.member_usage AS u (org_id, user_id, used)"
+			" VALUES ($1, $2, credits._micro($3))"
+			" ON CONFLICT (org_id, user_id) DO UPDATE"
+			"   SET used = u.used OPERATOR(credits.+) EXCLUDED.used",
+			3, mtypes);
+	}
+	ledger_params(e, args, nulls, NULL);
+	sargs[0] = CStringGetTextDatum(org_id);
+	sargs[1] = Int32GetDatum(credits_stripe >= 0 ? credits_stripe % CREDITS_STRIPES
+							 : MyProcPid % CREDITS_STRIPES);
+	sargs[2] = Int64GetDatum(e->cost);
+	sargs[3] = TimestampTzGetDatum(e->period_start);
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		bool		isnull;
+
+		if (SPI_execute_plan(fast_entry_plan, args, nulls, false, 0) != SPI_OK_INSERT_RETURNING)
+			elog(ERROR, "could not append to credits.ledger");
+		e->entry_id = DatumGetInt64(spi_value(0, 1, &isnull));
+		/* the stripe last but one: it is held until the commit */
+		done = spi_run(fast_stripe_plan, sargs, false, 0) == 1;
+		if (done)
+		{
+			Datum		margs[3] = {sargs[0], CStringGetTextDatum(e->user_id), sargs[2]};
+
+			if (e->cost != 0)
+				spi_run(fast_member_plan, margs, false, 0);
+			ReleaseCurrentSubTransaction();
+		}
+		else
+			RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+		ReThrowError(edata);
+	}
+	PG_END_TRY();
+	return done;
 }

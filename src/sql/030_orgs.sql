@@ -100,7 +100,7 @@ COMMENT ON COLUMN credits.pools.next_hold_expiry IS
 COMMENT ON COLUMN credits.pools.reserved IS 'credits held by open holds';
 
 -- Escrow stripes: an org's hot balance, split.  A debit that fits in its
--- backend's stripe (stripe = pid % 8) is charged there, locking that stripe
+-- backend's stripe (stripe = pid % 32) is charged there, locking that stripe
 -- row only, so concurrent debits of one org commit in parallel.  Anything
 -- else locks the pool row and every stripe, folds the stripes back into the
 -- pool (allowance_used += used), does its work exactly as a single balance

@@ -7,8 +7,8 @@
 #    times, often concurrently (every argument of a call is derived from its
 #    request_id, so repeats are true replays); each result is logged;
 #  - credit_reserve, then credit_settle (with up to twice the estimated
-#    output), credit_release, or nothing: abandoned holds with a 1-second TTL
-#    that expire lazily under load and finally through expire_holds();
+#    output), credit_release, or nothing: abandoned holds, with a 1-second
+#    TTL, that expire lazily under load and finally through expire_holds();
 #  - now and then a small purchased grant (recharge with an amount).
 # Afterwards the test asserts exact equalities between the log, the ledger,
 # the pool, the holds and verify().
@@ -66,7 +66,8 @@ cat > "$dir/hold.sql" <<'PGB'
 \set act random(1, 3)
 SELECT hold_id FROM credits.credit_reserve('many', 'u' || :u,
          (ARRAY['gpt-4o', 'gpt-4o-mini', 'claude-sonnet-4-5', 'claude-haiku-4-5'])[:m],
-         :tin, :tmax, NULL, '1 second') \gset
+         :tin, :tmax, NULL,
+         CASE WHEN :act = 3 THEN interval '1 second' ELSE interval '1 hour' END) \gset
 \if :act = 1
 SELECT charged FROM credits.credit_settle(:hold_id, :tin, :tout);
 \elif :act = 2
