@@ -147,6 +147,8 @@ typedef struct PoolState
 	Credit		reserved;
 	int			alert_level;
 	int64		folded_calls;	/* debits folded in from the stripes */
+	bool		stripes_locked; /* the stripes were not empty: folded, locked */
+	bool		escrow;			/* escrow the stripes anew (a debit) */
 	/* the member being charged, read under the lock by pool_limit() */
 	const char *user_id;
 	bool		has_cap;

@@ -113,6 +113,7 @@ credits_credit_debit(PG_FUNCTION_ARGS)
 	{
 		pool_lock(org_id, &ps);
 		(void) pool_limit(&ps, user_id, &member);
+		ps.escrow = true;		/* so that the next debits take the fast path */
 		pool_charge(&ps, &member, &charge, &e);
 	}
 

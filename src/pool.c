@@ -94,6 +94,7 @@ static RowReader pools_reader = {"pools", "pools_pkey", 8,
 static RowReader usage_reader = {"member_usage", "member_usage_pkey", 2,
 	{"used", "reserved"}};
 static RowReader stripes_reader = {"pool_stripes", "pool_stripes_pkey", 1, {"used"}};
+static RowReader stripes_funds_reader = {"pool_stripes", "pool_stripes_pkey", 1, {"funds"}};
 
 /*
  * Read the row(s) of r's table whose first nkeys key columns are keys.  One
@@ -101,7 +102,8 @@ static RowReader stripes_reader = {"pool_stripes", "pool_stripes_pkey", 1, {"use
  * of all matching rows is added up into *sum instead.
  */
 static bool
-scan_rows(RowReader *r, int nkeys, const char **keys, Datum *values, bool *nulls, Credit *sum)
+scan_rows_snapshot(RowReader *r, int nkeys, const char **keys, Datum *values, bool *nulls,
+				   Credit *sum, Snapshot snapshot)
 {
 	Oid			nsp = get_namespace_oid("credits", false);
 	Oid			relid = get_relname_relid(r->table, nsp);
@@ -128,9 +130,9 @@ scan_rows(RowReader *r, int nkeys, const char **keys, Datum *values, bool *nulls
 		ScanKeyEntryInitialize(&skeys[i], 0, i + 1, BTEqualStrategyNumber, InvalidOid,
 							   idx->rd_indcollation[i], F_TEXTEQ,
 							   CStringGetTextDatum(keys[i]));
-	scan = systable_beginscan(rel, indexid, true,
-							  ActiveSnapshotSet() ? GetActiveSnapshot() : GetTransactionSnapshot(),
-							  nkeys, skeys);
+	if (snapshot == NULL)
+		snapshot = ActiveSnapshotSet() ? GetActiveSnapshot() : GetTransactionSnapshot();
+	scan = systable_beginscan(rel, indexid, true, snapshot, nkeys, skeys);
 	while (HeapTupleIsValid(tuple = systable_getnext(scan)))
 	{
 		found = true;
@@ -153,6 +155,12 @@ scan_rows(RowReader *r, int nkeys, const char **keys, Datum *values, bool *nulls
 	index_close(idx, AccessShareLock);
 	table_close(rel, AccessShareLock);
 	return found;
+}
+
+static bool
+scan_rows(RowReader *r, int nkeys, const char **keys, Datum *values, bool *nulls, Credit *sum)
+{
+	return scan_rows_snapshot(r, nkeys, keys, values, nulls, sum, NULL);
 }
 
 static bool
@@ -310,22 +318,42 @@ lock_row(const char *org_id, PoolState *ps, bool *due)
 	*due = DatumGetBool(spi_value(0, 8, &isnull)) && !isnull;
 	ps->folded_calls = 0;
 
-	/* the stripes, locked in order: what they used is the pool's too */
-	if (stripes_plan == NULL)
+	/*
+	 * The stripes, locked in order: what they used is the pool's too.  Empty
+	 * stripes (as committed now: only a holder of the pool lock escrows, and
+	 * we hold it) are left alone, so that holds and settles of an org whose
+	 * stripes a slow path emptied do not lock and write them all.
+	 */
 	{
-		Oid			argtypes[1] = {TEXTOID};
+		Credit		funds = 0;
+		Credit		used = 0;
 
-		stripes_plan = spi_prepare_saved(
-			"SELECT s.used, s.calls FROM credits.pool_stripes s"
-			" WHERE s.org_id OPERATOR(pg_catalog.=) $1"
-			" ORDER BY s.stripe FOR UPDATE",
-			1, argtypes);
+		(void) scan_rows_snapshot(&stripes_funds_reader, 1, &org_id, NULL, NULL, &funds,
+								  GetLatestSnapshot());
+		(void) scan_rows_snapshot(&stripes_reader, 1, &org_id, NULL, NULL, &used,
+								  GetLatestSnapshot());
+		ps->stripes_locked = funds != 0 || used != 0;
 	}
-	for (uint64 i = 0, n = spi_run(stripes_plan, &arg, false, 0); i < n; i++)
+	if (ps->stripes_locked)
 	{
-		ps->allowance_used = credit_add(ps->allowance_used, DatumGetCredit(spi_value(i, 1, &isnull)));
-		ps->folded_calls += DatumGetInt64(spi_value(i, 2, &isnull));
+		if (stripes_plan == NULL)
+		{
+			Oid			argtypes[1] = {TEXTOID};
+
+			stripes_plan = spi_prepare_saved(
+				"SELECT s.used, s.calls FROM credits.pool_stripes s"
+				" WHERE s.org_id OPERATOR(pg_catalog.=) $1"
+				" ORDER BY s.stripe FOR UPDATE",
+				1, argtypes);
+		}
+		for (uint64 i = 0, n = spi_run(stripes_plan, &arg, false, 0); i < n; i++)
+		{
+			ps->allowance_used = credit_add(ps->allowance_used,
+											DatumGetCredit(spi_value(i, 1, &isnull)));
+			ps->folded_calls += DatumGetInt64(spi_value(i, 2, &isnull));
+		}
 	}
+	ps->escrow = false;
 	ps->user_id = NULL;
 	ps->has_cap = false;
 	ps->cap_left = 0;
@@ -452,8 +480,8 @@ static void
 pool_write(PoolState *ps, LedgerEntry *e, int calls, Credit shortfall,
 		   TimestampTz hold_expiry, Credit member_used, Credit member_reserved)
 {
-	Datum		args[LEDGER_NPARAMS + 13];
-	char		nulls[LEDGER_NPARAMS + 13];
+	Datum		args[LEDGER_NPARAMS + 14];
+	char		nulls[LEDGER_NPARAMS + 14];
 	Datum	   *p = args + LEDGER_NPARAMS;
 	char	   *pn = nulls + LEDGER_NPARAMS;
 	bool		isnull;
@@ -470,9 +498,9 @@ pool_write(PoolState *ps, LedgerEntry *e, int calls, Credit shortfall,
 
 	if (write_plan == NULL)
 	{
-		Oid			argtypes[LEDGER_NPARAMS + 13];
-		Oid			more[13] = {INT8OID, INT8OID, INT8OID, INT8OID, INT4OID, INT8OID, INT8OID,
-		TIMESTAMPTZOID, TEXTOID, INT8OID, INT8OID, INT8OID, INT4OID};
+		Oid			argtypes[LEDGER_NPARAMS + 14];
+		Oid			more[14] = {INT8OID, INT8OID, INT8OID, INT8OID, INT4OID, INT8OID, INT8OID,
+		TIMESTAMPTZOID, TEXTOID, INT8OID, INT8OID, INT8OID, INT4OID, BOOLOID};
 
 		ledger_params(NULL, NULL, NULL, argtypes);
 		memcpy(argtypes + LEDGER_NPARAMS, more, sizeof(more));
@@ -499,20 +527,32 @@ pool_write(PoolState *ps, LedgerEntry *e, int calls, Credit shortfall,
 			"     SET used = u.used OPERATOR(credits.+) EXCLUDED.used,"
 			"         reserved = u.reserved OPERATOR(credits.+) EXCLUDED.reserved"
 			"  RETURNING 1),"
-			/* the stripes were folded into the pool row: escrow anew */
+			/*
+			 * Folded stripes ($30) are emptied, or escrowed anew ($29 of them,
+			 * for a debit); stripes left alone keep what a free debit of the
+			 * fast path may have counted meanwhile.
+			 */
+			" emptied AS ("
+			"  UPDATE credits.pool_stripes s"
+			"     SET funds = '0'::credits.credit, used = '0'::credits.credit, calls = 0"
+			"   WHERE s.org_id OPERATOR(pg_catalog.=) $1 AND $30"
+			"     AND $29 OPERATOR(pg_catalog.=) 0"
+			"  RETURNING 1),"
 			" stripes AS ("
 			"  INSERT INTO credits.pool_stripes AS s (org_id, stripe, funds, used, calls, period_start)"
 			"  SELECT $1, g, credits._micro($28), '0'::credits.credit, 0, $3"
 			"    FROM pg_catalog.generate_series(0, $29 OPERATOR(pg_catalog.-) 1) g"
 			"  ON CONFLICT (org_id, stripe) DO UPDATE"
-			"     SET funds = EXCLUDED.funds, used = EXCLUDED.used, calls = 0,"
+			"     SET funds = EXCLUDED.funds,"
+			"         used = CASE WHEN $30 THEN EXCLUDED.used ELSE s.used END,"
+			"         calls = CASE WHEN $30 THEN 0 ELSE s.calls END,"
 			"         period_start = EXCLUDED.period_start"
 			"  RETURNING 1) "
 			LEDGER_INSERT,
-			LEDGER_NPARAMS + 13, argtypes);
+			LEDGER_NPARAMS + 14, argtypes);
 	}
 	ledger_params(e, args, nulls, NULL);
-	memset(pn, ' ', 13);
+	memset(pn, ' ', 14);
 	p[0] = Int64GetDatum(ps->allowance_used);
 	p[1] = Int64GetDatum(ps->topup);
 	p[2] = Int64GetDatum(ps->topup_used);
@@ -526,8 +566,9 @@ pool_write(PoolState *ps, LedgerEntry *e, int calls, Credit shortfall,
 	pn[8] = ps->user_id ? ' ' : 'n';
 	p[9] = Int64GetDatum(member_used);
 	p[10] = Int64GetDatum(member_reserved);
-	p[11] = Int64GetDatum(escrow_share(ps));
-	p[12] = Int32GetDatum(CREDITS_STRIPES);
+	p[11] = Int64GetDatum(ps->escrow ? escrow_share(ps) : 0);
+	p[12] = Int32GetDatum(ps->escrow ? CREDITS_STRIPES : 0);
+	p[13] = BoolGetDatum(ps->stripes_locked);
 
 	rc = SPI_execute_plan(write_plan, args, nulls, false, 0);
 	if (rc != SPI_OK_INSERT_RETURNING || SPI_processed != 1)
