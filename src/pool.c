@@ -486,6 +486,7 @@ pool_write(PoolState *ps, LedgerEntry *e, int calls, Credit shortfall,
 	char	   *pn = nulls + LEDGER_NPARAMS;
 	bool		isnull;
 	int			rc;
+	Credit		share;
 
 	e->period_start = ps->period_start;
 	e->available_after = pool_available(ps);
@@ -566,8 +567,10 @@ pool_write(PoolState *ps, LedgerEntry *e, int calls, Credit shortfall,
 	pn[8] = ps->user_id ? ' ' : 'n';
 	p[9] = Int64GetDatum(member_used);
 	p[10] = Int64GetDatum(member_reserved);
-	p[11] = Int64GetDatum(ps->escrow ? escrow_share(ps) : 0);
-	p[12] = Int32GetDatum(ps->escrow ? CREDITS_STRIPES : 0);
+	/* nothing to escrow (a pool running dry): the stripes stay empty */
+	share = ps->escrow ? escrow_share(ps) : 0;
+	p[11] = Int64GetDatum(share);
+	p[12] = Int32GetDatum(share > 0 ? CREDITS_STRIPES : 0);
 	p[13] = BoolGetDatum(ps->stripes_locked);
 
 	rc = SPI_execute_plan(write_plan, args, nulls, false, 0);

@@ -27,6 +27,7 @@ q "SELECT credits.enable_provider('cron', 'openai')" >/dev/null
 q "SELECT credits.add_member('cron', 'alice')" >/dev/null
 q "SELECT hold_id FROM credits.credit_reserve('cron', 'alice', 'gpt-4o', 1000, 1000, ttl => '1 second')" >/dev/null
 
+sleep 2   # the org's current period and the hold have ended before any job runs
 q "SELECT credits.schedule_jobs()" >/dev/null
 q "SELECT credits.schedule_jobs()" >/dev/null   # idempotent
 jobs=$(q "SELECT string_agg(jobname || ' ' || schedule || ' ' || command, '; ' ORDER BY jobname)
@@ -39,7 +40,9 @@ start=$(q "SELECT count(*) FROM credits.periods WHERE org_id = 'cron'")
 for i in $(seq 1 75); do
     ok=$(q "SELECT count(*) FROM cron.job_run_details d JOIN cron.job j USING (jobid)
              WHERE j.jobname = 'credits-reset-due' AND d.status = 'succeeded'")
-    if [ "$ok" -gt 0 ]; then
+    expired_ok=$(q "SELECT count(*) FROM cron.job_run_details d JOIN cron.job j USING (jobid)
+                     WHERE j.jobname = 'credits-expire-holds' AND d.status = 'succeeded'")
+    if [ "$ok" -gt 0 ] && [ "$expired_ok" -gt 0 ]; then
         break
     fi
     sleep 1
