@@ -32,6 +32,7 @@ typedef struct ModelEntry
 	char		key[KEYLEN];	/* model */
 	ModelInfo	info;
 	bool		active;
+	char	   *display_name;
 } ModelEntry;
 
 typedef struct FallbackEntry
@@ -146,7 +147,7 @@ load_models(void)
 	if (models_plan == NULL)
 		models_plan = spi_prepare_saved(
 			"SELECT m.model, m.provider, m.input_price, m.output_price, m.request_price,"
-			"       m.is_fallback, m.active"
+			"       m.is_fallback, m.active, m.display_name"
 			"  FROM credits.models m", 0, NULL);
 	remember_relids();
 	n = spi_run(models_plan, NULL, true, 0);
@@ -168,6 +169,9 @@ load_models(void)
 		e->info.request_price = DatumGetCredit(spi_value(i, 5, &isnull));
 		e->info.is_fallback = DatumGetBool(spi_value(i, 6, &isnull));
 		e->active = DatumGetBool(spi_value(i, 7, &isnull));
+		e->display_name = MemoryContextStrdup(models_cxt,
+											  SPI_getvalue(SPI_tuptable->vals[i],
+														   SPI_tuptable->tupdesc, 8));
 		if (e->info.is_fallback && e->active)
 		{
 			FallbackEntry *fe = hash_search(f, provider, HASH_ENTER, NULL);
@@ -291,6 +295,79 @@ cache_provider_enabled(const char *org_id, const char *provider)
 			return true;
 	}
 	return false;
+}
+
+static int
+cmp_org_model(const void *a, const void *b)
+{
+	const OrgModel *x = a;
+	const OrgModel *y = b;
+	int			c = strcmp(x->provider, y->provider);
+
+	if (c != 0)
+		return c;
+	if (x->is_fallback != y->is_fallback)
+		return x->is_fallback ? 1 : -1;
+	return strcmp(x->model, y->model);
+}
+
+/*
+ * The active models of the org's enabled providers, in the order of
+ * allowed_models (provider, fallback last, model; bytewise, as COLLATE "C"),
+ * copied into the caller's memory; returns how many.
+ */
+int
+cache_org_models(const char *org_id, OrgModel **out)
+{
+	List	   *providers;
+	HASH_SEQ_STATUS status;
+	ModelEntry *e;
+	int			n = 0;
+	int			size;
+	OrgModel   *rows;
+
+	/*
+	 * Both caches loaded, the org's last: loading either may take a lock and
+	 * so drop the other.  No lock is taken below, nothing can drop them then.
+	 */
+	do
+	{
+		if (models == NULL)
+			load_models();
+		providers = org_entry(org_id)->providers;
+	} while (models == NULL);
+
+	size = Max(hash_get_num_entries(models), 1);
+	rows = palloc(sizeof(OrgModel) * size);
+	hash_seq_init(&status, models);
+	while ((e = hash_seq_search(&status)) != NULL)
+	{
+		ListCell   *lc;
+		bool		enabled = false;
+
+		if (!e->active)
+			continue;
+		foreach(lc, providers)
+		{
+			if (strcmp((char *) lfirst(lc), e->info.provider) == 0)
+			{
+				enabled = true;
+				break;
+			}
+		}
+		if (!enabled)
+			continue;
+		rows[n].provider = pstrdup(e->info.provider);
+		rows[n].model = pstrdup(e->key);
+		rows[n].display_name = pstrdup(e->display_name);
+		rows[n].is_fallback = e->info.is_fallback;
+		rows[n].input_price = e->info.input_price;
+		rows[n].output_price = e->info.output_price;
+		n++;
+	}
+	qsort(rows, n, sizeof(OrgModel), cmp_org_model);
+	*out = rows;
+	return n;
 }
 
 /* The org's thresholds (percent) into thresholds[16]; returns how many. */

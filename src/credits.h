@@ -75,7 +75,19 @@ extern void catalog_get_model(const char *model, ModelInfo *info);
 extern char *catalog_fallback_model(const char *provider);
 extern Credit catalog_cost(const ModelInfo *info, int64 input_tokens, int64 output_tokens);
 
+/* a row of allowed_models, before availability */
+typedef struct OrgModel
+{
+	char	   *provider;
+	char	   *model;
+	char	   *display_name;
+	bool		is_fallback;
+	Credit		input_price;
+	Credit		output_price;
+} OrgModel;
+
 /* cache.c: backend-local copies of the configuration tables */
+extern int	cache_org_models(const char *org_id, OrgModel **models);
 extern bool cache_model(const char *model, bool any, ModelInfo *info);
 extern char *cache_fallback(const char *provider);
 extern bool cache_org_exists(const char *org_id);

@@ -16,7 +16,6 @@
 #define REASON_EXHAUSTED	"credits_exhausted"
 #define REASON_CAP			"user_cap_reached"
 
-static SPIPlanPtr models_plan = NULL;
 
 /*
  * Why a premium model is unavailable, or NULL when it is available: the pool
@@ -47,8 +46,8 @@ credits_allowed_models(PG_FUNCTION_ARGS)
 	OrgState	org;
 	MemberState member;
 	const char *premium_reason;
-	Datum		arg;
-	uint64		n;
+	OrgModel   *rows;
+	int			n;
 
 	InitMaterializedSRF(fcinfo, 0);
 
@@ -58,48 +57,24 @@ credits_allowed_models(PG_FUNCTION_ARGS)
 		pool_get_member(org_id, user_id, true, &member);
 	premium_reason = premium_block_reason(&org, user_id ? &member : NULL);
 
-	if (models_plan == NULL)
+	n = cache_org_models(org_id, &rows);
+	for (int i = 0; i < n; i++)
 	{
-		Oid			argtypes[1] = {TEXTOID};
-
-		models_plan = spi_prepare_saved(
-			"SELECT m.provider, m.model, m.display_name, m.is_fallback,"
-			"       m.input_price, m.output_price"
-			"  FROM credits.org_providers op"
-			"  JOIN credits.models m ON m.provider OPERATOR(pg_catalog.=) op.provider"
-			" WHERE op.org_id OPERATOR(pg_catalog.=) $1 AND m.active"
-			" ORDER BY m.provider COLLATE pg_catalog.\"C\", m.is_fallback, m.model COLLATE pg_catalog.\"C\"",
-			1, argtypes);
-	}
-	arg = CStringGetTextDatum(org_id);
-	n = spi_run(models_plan, &arg, true, 0);
-
-	for (uint64 i = 0; i < n; i++)
-	{
-		HeapTuple	row = SPI_tuptable->vals[i];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
 		Datum		values[8];
 		bool		nulls[8] = {false};
-		bool		isnull;
-		bool		is_fallback;
-		const char *reason;
+		const char *reason = rows[i].is_fallback ? NULL : premium_reason;
 
-		values[0] = SPI_getbinval(row, desc, 1, &isnull);	/* provider */
-		values[1] = SPI_getbinval(row, desc, 2, &isnull);	/* model */
-		values[2] = SPI_getbinval(row, desc, 3, &isnull);	/* display_name */
-		nulls[2] = isnull;
-		is_fallback = DatumGetBool(SPI_getbinval(row, desc, 4, &isnull));
-		values[3] = BoolGetDatum(is_fallback);
-		reason = is_fallback ? NULL : premium_reason;
+		values[0] = CStringGetTextDatum(rows[i].provider);
+		values[1] = CStringGetTextDatum(rows[i].model);
+		values[2] = CStringGetTextDatum(rows[i].display_name);
+		values[3] = BoolGetDatum(rows[i].is_fallback);
 		values[4] = BoolGetDatum(reason == NULL);
 		if (reason == NULL)
 			nulls[5] = true;
 		else
 			values[5] = CStringGetTextDatum(reason);
-		values[6] = SPI_getbinval(row, desc, 5, &isnull);	/* input_price */
-		values[7] = SPI_getbinval(row, desc, 6, &isnull);	/* output_price */
-
-		/* text datums point into SPI memory: the tuplestore copies them */
+		values[6] = CreditGetDatum(rows[i].input_price);
+		values[7] = CreditGetDatum(rows[i].output_price);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 
