@@ -5,6 +5,7 @@
  */
 #include "postgres.h"
 
+#include "funcapi.h"
 #include "utils/builtins.h"
 
 #include "credits.h"
@@ -95,4 +96,15 @@ credits_check_amount(PG_FUNCTION_ARGS)
 	char	   *name = PG_ARGISNULL(1) ? "value" : text_to_cstring(PG_GETARG_TEXT_PP(1));
 
 	PG_RETURN_CREDIT(arg_amount(fcinfo, 0, name));
+}
+
+/* The function's composite result: one row of values. */
+Datum
+row_result(FunctionCallInfo fcinfo, Datum *values, bool *nulls)
+{
+	TupleDesc	tupdesc;
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	return HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc), values, nulls));
 }

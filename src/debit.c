@@ -15,12 +15,9 @@
 Datum
 debit_result(FunctionCallInfo fcinfo, const LedgerEntry *e, bool replayed)
 {
-	TupleDesc	tupdesc;
 	Datum		values[8];
 	bool		nulls[8] = {false};
 
-	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "return type must be a row type");
 	values[0] = Int64GetDatum(e->entry_id);
 	values[1] = CStringGetTextDatum(e->model);
 	values[2] = CreditGetDatum(e->cost);
@@ -29,7 +26,7 @@ debit_result(FunctionCallInfo fcinfo, const LedgerEntry *e, bool replayed)
 	values[5] = CreditGetDatum(e->available_after);
 	values[6] = BoolGetDatum(e->available_after == 0);
 	values[7] = BoolGetDatum(replayed);
-	return HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc), values, nulls));
+	return row_result(fcinfo, values, nulls);
 }
 
 /*

@@ -141,12 +141,9 @@ hold_end(int64 hold_id, const char *status)
 static Datum
 hold_result(FunctionCallInfo fcinfo, const Hold *h, bool replayed)
 {
-	TupleDesc	tupdesc;
 	Datum		values[7];
 	bool		nulls[7] = {false};
 
-	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "return type must be a row type");
 	values[0] = Int64GetDatum(h->hold_id);
 	values[1] = CStringGetTextDatum(h->model);
 	values[2] = BoolGetDatum(h->fell_back);
@@ -154,7 +151,7 @@ hold_result(FunctionCallInfo fcinfo, const Hold *h, bool replayed)
 	values[4] = CreditGetDatum(h->available_after);
 	values[5] = TimestampTzGetDatum(h->expires_at);
 	values[6] = BoolGetDatum(replayed);
-	return HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc), values, nulls));
+	return row_result(fcinfo, values, nulls);
 }
 
 /* now() + ttl, or + credits.hold_ttl; the result must lie in the future */

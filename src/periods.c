@@ -126,7 +126,6 @@ credits_billing_period(PG_FUNCTION_ARGS)
 	text	   *zone;
 	TimestampTz as_of;
 	int64		k;
-	TupleDesc	tupdesc;
 	Datum		values[3];
 	bool		nulls[3] = {false, false, false};
 
@@ -147,12 +146,10 @@ credits_billing_period(PG_FUNCTION_ARGS)
 	check_time_zone(zone);
 	k = period_index(anchor, period, zone, as_of);
 
-	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "return type must be a row type");
 	values[0] = Int64GetDatum(k);
 	values[1] = TimestampTzGetDatum(period_start(anchor, period, zone, k));
 	values[2] = TimestampTzGetDatum(period_start(anchor, period, zone, k + 1));
-	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc), values, nulls)));
+	PG_RETURN_DATUM(row_result(fcinfo, values, nulls));
 }
 
 /* credits.valid_period(interval): used by the orgs table's CHECK */
