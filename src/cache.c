@@ -47,6 +47,7 @@ typedef struct OrgEntry
 	bool		exists;
 	int			nthresholds;
 	int			thresholds[16];
+	int			stripes;		/* orgs.stripes, -1 when NULL */
 	List	   *providers;		/* enabled providers (char *) */
 } OrgEntry;
 
@@ -235,7 +236,7 @@ org_entry(const char *org_id)
 		Oid			argtypes[1] = {TEXTOID};
 
 		org_plan = spi_prepare_saved(
-			"SELECT o.thresholds, op.provider"
+			"SELECT o.thresholds, op.provider, o.stripes"
 			"  FROM credits.orgs o"
 			"  LEFT JOIN credits.org_providers op ON op.org_id OPERATOR(pg_catalog.=) o.org_id"
 			" WHERE o.org_id OPERATOR(pg_catalog.=) $1",
@@ -263,6 +264,9 @@ org_entry(const char *org_id)
 			bool	   *nulls;
 			int			count;
 
+			loaded.stripes = DatumGetInt32(spi_value(0, 3, &isnull));
+			if (isnull)
+				loaded.stripes = -1;
 			deconstruct_array(a, INT4OID, 4, true, TYPALIGN_INT, &elems, &nulls, &count);
 			loaded.nthresholds = Min(count, lengthof(loaded.thresholds));
 			for (int j = 0; j < loaded.nthresholds; j++)
@@ -378,6 +382,13 @@ cache_thresholds(const char *org_id, int *thresholds)
 
 	memcpy(thresholds, e->thresholds, sizeof(int) * e->nthresholds);
 	return e->nthresholds;
+}
+
+/* The org's fixed number of escrow stripes, or -1 to let it grow them. */
+int
+cache_org_stripes(const char *org_id)
+{
+	return org_entry(org_id)->stripes;
 }
 
 /* Is the user an active member; with a cap? */

@@ -23,6 +23,9 @@ int			credits_hold_ttl = 15 * 60;
 /* credits.stripe: the escrow stripe of this session's debits (-1: by pid) */
 int			credits_stripe = -1;
 
+/* credits.max_stripes: escrow stripes a contended pool grows to */
+int			credits_max_stripes = 16;
+
 void		_PG_init(void);
 
 /*
@@ -71,6 +74,18 @@ _PG_init(void)
 							INT_MAX,
 							PGC_USERSET,
 							GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("credits.max_stripes",
+							"Escrow stripes a contended org's pool grows to.",
+							"A pool starts as one balance; each debit that has to wait for "
+							"its lock doubles its stripes, up to this. orgs.stripes overrides it.",
+							&credits_max_stripes,
+							16,
+							1,
+							CREDITS_STRIPES,
+							PGC_SUSET,
+							0,
 							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("credits.stripe",

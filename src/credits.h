@@ -38,6 +38,7 @@ typedef int64 Credit;
 /* credits.c: settings */
 extern int	credits_hold_ttl;
 extern int	credits_stripe;
+extern int	credits_max_stripes;
 extern void check_tenant(const char *org_id);
 
 /* credit.c */
@@ -94,6 +95,7 @@ extern char *cache_fallback(const char *provider);
 extern bool cache_org_exists(const char *org_id);
 extern bool cache_provider_enabled(const char *org_id, const char *provider);
 extern int	cache_thresholds(const char *org_id, int *thresholds);
+extern int	cache_org_stripes(const char *org_id);
 extern bool cache_member(const char *org_id, const char *user_id, bool *has_cap, Credit *cap);
 
 /* ledger.c */
@@ -123,14 +125,16 @@ extern void ledger_lock_request(const char *org_id, const char *request_id);
 extern bool ledger_find_request(const char *org_id, const char *request_id, LedgerEntry *entry);
 /* an INSERT of one entry, parameters $1 .. $16 from ledger_params() */
 #define LEDGER_NPARAMS 16
-#define LEDGER_INSERT \
+#define LEDGER_INSERT_INTO \
 	"INSERT INTO credits.ledger (org_id, kind, period_start, user_id, model," \
 	"  input_tokens, output_tokens, cost, charged, shortfall, from_allowance," \
-	"  from_topup, reserved_change, available_after, request_id, hold_id)" \
-	" VALUES ($1, $2, $3, $4, $5, $6, $7, credits._micro($8), credits._micro($9)," \
+	"  from_topup, reserved_change, available_after, request_id, hold_id)"
+#define LEDGER_VALUES \
+	"$1, $2, $3, $4, $5, $6, $7, credits._micro($8), credits._micro($9)," \
 	"  credits._micro($10), credits._micro($11), credits._micro($12)," \
-	"  credits._micro($13), credits._micro($14), $15, $16)" \
-	" RETURNING entry_id"
+	"  credits._micro($13), credits._micro($14), $15, $16"
+#define LEDGER_INSERT \
+	LEDGER_INSERT_INTO " VALUES (" LEDGER_VALUES ") RETURNING entry_id"
 extern void ledger_params(const LedgerEntry *entry, Datum *args, char *nulls, Oid *types);
 
 /* pool.c: the only module that knows how an org's balance is stored */
@@ -161,6 +165,8 @@ typedef struct PoolState
 	int			alert_level;
 	int64		folded_calls;	/* debits folded in from the stripes */
 	bool		stripes_locked; /* the stripes were not empty: folded, locked */
+	int			stripes;		/* pools.stripes: how many the pool is split over */
+	bool		contended;		/* this session had to wait for the pool lock */
 	bool		escrow;			/* escrow the stripes anew (a debit) */
 	/* the member being charged, read under the lock by pool_limit() */
 	const char *user_id;

@@ -34,6 +34,7 @@
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
+#include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/resowner.h"
@@ -43,15 +44,14 @@
 #include "credits.h"
 
 static SPIPlanPtr org_due_plan = NULL;
+static SPIPlanPtr lock_try_plan = NULL;
 static SPIPlanPtr lock_plan = NULL;
 static SPIPlanPtr maintain_plan = NULL;
 static SPIPlanPtr member_used_plan = NULL;
 static SPIPlanPtr draw_plan = NULL;
 static SPIPlanPtr write_plan = NULL;
 static SPIPlanPtr stripes_plan = NULL;
-static SPIPlanPtr fast_entry_plan = NULL;
-static SPIPlanPtr fast_stripe_plan = NULL;
-static SPIPlanPtr fast_member_plan = NULL;
+static SPIPlanPtr fast_plan = NULL;
 
 static Credit
 credit_min(Credit a, Credit b)
@@ -83,18 +83,54 @@ typedef struct RowReader
 	const char *table;
 	const char *index;
 	int			ncols;
-	const char *cols[8];
-	Oid			relid;			/* the columns' numbers are for this table */
-	AttrNumber	attnums[8];
+	const char *cols[10];
+	Oid			relid;			/* cached; reset by relcache invalidation */
+	Oid			indexid;
+	AttrNumber	attnums[10];	/* the columns' numbers in relid */
 } RowReader;
 
-static RowReader pools_reader = {"pools", "pools_pkey", 8,
+static RowReader pools_reader = {"pools", "pools_pkey", 9,
 	{"allowance", "allowance_used", "topup", "reserved", "period_end",
-	"next_grant_expiry", "next_hold_expiry", "period_start"}};
+	"next_grant_expiry", "next_hold_expiry", "period_start", "stripes"}};
 static RowReader usage_reader = {"member_usage", "member_usage_pkey", 2,
 	{"used", "reserved"}};
 static RowReader stripes_reader = {"pool_stripes", "pool_stripes_pkey", 1, {"used"}};
 static RowReader stripes_funds_reader = {"pool_stripes", "pool_stripes_pkey", 1, {"funds"}};
+
+static RowReader *readers[] = {&pools_reader, &usage_reader, &stripes_reader,
+&stripes_funds_reader};
+static bool readers_callback = false;
+
+/* A table or index was changed or dropped: look the OIDs up again. */
+static void
+readers_invalidate(Datum arg, Oid relid)
+{
+	for (int i = 0; i < lengthof(readers); i++)
+	{
+		if (relid == InvalidOid || relid == readers[i]->relid || relid == readers[i]->indexid)
+			readers[i]->relid = readers[i]->indexid = InvalidOid;
+	}
+}
+
+static void
+reader_init(RowReader *r)
+{
+	Oid			nsp = get_namespace_oid("credits", false);
+	Oid			relid = get_relname_relid(r->table, nsp);
+	Oid			indexid = get_relname_relid(r->index, nsp);
+
+	if (!OidIsValid(relid) || !OidIsValid(indexid))
+		elog(ERROR, "credits.%s is missing", r->table);
+	if (!readers_callback)
+	{
+		CacheRegisterRelcacheCallback(readers_invalidate, (Datum) 0);
+		readers_callback = true;
+	}
+	for (int i = 0; i < r->ncols; i++)
+		r->attnums[i] = get_attnum(relid, r->cols[i]);
+	r->relid = relid;
+	r->indexid = indexid;
+}
 
 /*
  * Read the row(s) of r's table whose first nkeys key columns are keys.  One
@@ -105,9 +141,6 @@ static bool
 scan_rows_snapshot(RowReader *r, int nkeys, const char **keys, Datum *values, bool *nulls,
 				   Credit *sum, Snapshot snapshot)
 {
-	Oid			nsp = get_namespace_oid("credits", false);
-	Oid			relid = get_relname_relid(r->table, nsp);
-	Oid			indexid = get_relname_relid(r->index, nsp);
 	Relation	rel;
 	Relation	idx;
 	ScanKeyData skeys[2];
@@ -115,24 +148,18 @@ scan_rows_snapshot(RowReader *r, int nkeys, const char **keys, Datum *values, bo
 	HeapTuple	tuple;
 	bool		found = false;
 
-	if (!OidIsValid(relid) || !OidIsValid(indexid))
-		elog(ERROR, "credits.%s is missing", r->table);
-	if (r->relid != relid)
-	{
-		for (int i = 0; i < r->ncols; i++)
-			r->attnums[i] = get_attnum(relid, r->cols[i]);
-		r->relid = relid;
-	}
+	if (!OidIsValid(r->relid))
+		reader_init(r);
 
-	rel = table_open(relid, AccessShareLock);
-	idx = index_open(indexid, AccessShareLock);
+	rel = table_open(r->relid, AccessShareLock);
+	idx = index_open(r->indexid, AccessShareLock);
 	for (int i = 0; i < nkeys; i++)
 		ScanKeyEntryInitialize(&skeys[i], 0, i + 1, BTEqualStrategyNumber, InvalidOid,
 							   idx->rd_indcollation[i], F_TEXTEQ,
 							   CStringGetTextDatum(keys[i]));
 	if (snapshot == NULL)
 		snapshot = ActiveSnapshotSet() ? GetActiveSnapshot() : GetTransactionSnapshot();
-	scan = systable_beginscan(rel, indexid, true, snapshot, nkeys, skeys);
+	scan = systable_beginscan(rel, r->indexid, true, snapshot, nkeys, skeys);
 	while (HeapTupleIsValid(tuple = systable_getnext(scan)))
 	{
 		found = true;
@@ -180,8 +207,8 @@ due(Datum value, bool isnull)
 void
 pool_get_org(const char *org_id, OrgState *org)
 {
-	Datum		v[8];
-	bool		n[8];
+	Datum		v[10];
+	bool		n[10];
 
 	pool_check_org(org_id);
 	if (!read_row(&pools_reader, 1, &org_id, v, n))
@@ -193,6 +220,7 @@ pool_get_org(const char *org_id, OrgState *org)
 	org->available = credit_sub(credit_add(credit_sub(DatumGetCredit(v[0]), DatumGetCredit(v[1])),
 										   DatumGetCredit(v[2])),
 								DatumGetCredit(v[3]));
+	if (DatumGetInt32(v[8]) > 0)
 	{
 		/* what the escrow stripes used is used too */
 		Credit		striped = 0;
@@ -247,8 +275,8 @@ pool_get_member(const char *org_id, const char *user_id, bool active_only,
 
 	{
 		const char *keys[2] = {org_id, user_id};
-		Datum		v[8];
-		bool		n[8];
+		Datum		v[10];
+		bool		n[10];
 
 		if (read_row(&usage_reader, 2, keys, v, n))
 		{
@@ -282,7 +310,22 @@ check_provider_enabled(const char *org_id, const ModelInfo *model)
 
 /* ---------- writing, under the pool lock ---------- */
 
-/* Lock the org's pool row; returns false when the org is unknown. */
+#define LOCK_QUERY \
+	"SELECT p.period_start, p.allowance, p.allowance_used, p.topup, p.topup_used," \
+	"       p.reserved, p.alert_level," \
+	"       p.period_end OPERATOR(pg_catalog.<=) pg_catalog.now()" \
+	"       OR p.next_grant_expiry OPERATOR(pg_catalog.<=) pg_catalog.now()" \
+	"       OR p.next_hold_expiry OPERATOR(pg_catalog.<=) pg_catalog.now()," \
+	"       p.stripes" \
+	"  FROM credits.pools p" \
+	" WHERE p.org_id OPERATOR(pg_catalog.=) $1"
+
+/*
+ * Lock the org's pool row; returns false when the org is unknown.  A
+ * session that finds the row locked waits for it and notes that the pool is
+ * contended (ps->contended): its debit then splits the pool over more
+ * stripes.
+ */
 static bool
 lock_row(const char *org_id, PoolState *ps, bool *due)
 {
@@ -293,19 +336,16 @@ lock_row(const char *org_id, PoolState *ps, bool *due)
 	{
 		Oid			argtypes[1] = {TEXTOID};
 
-		lock_plan = spi_prepare_saved(
-			"SELECT p.period_start, p.allowance, p.allowance_used, p.topup, p.topup_used,"
-			"       p.reserved, p.alert_level,"
-			"       p.period_end OPERATOR(pg_catalog.<=) pg_catalog.now()"
-			"       OR p.next_grant_expiry OPERATOR(pg_catalog.<=) pg_catalog.now()"
-			"       OR p.next_hold_expiry OPERATOR(pg_catalog.<=) pg_catalog.now()"
-			"  FROM credits.pools p"
-			" WHERE p.org_id OPERATOR(pg_catalog.=) $1"
-			"   FOR UPDATE",
-			1, argtypes);
+		lock_try_plan = spi_prepare_saved(LOCK_QUERY " FOR UPDATE SKIP LOCKED", 1, argtypes);
+		lock_plan = spi_prepare_saved(LOCK_QUERY " FOR UPDATE", 1, argtypes);
 	}
-	if (spi_run(lock_plan, &arg, false, 1) == 0)
-		return false;
+	ps->contended = false;
+	if (spi_run(lock_try_plan, &arg, false, 1) == 0)
+	{
+		if (spi_run(lock_plan, &arg, false, 1) == 0)
+			return false;
+		ps->contended = true;
+	}
 
 	ps->org_id = org_id;
 	ps->period_start = DatumGetTimestampTz(spi_value(0, 1, &isnull));
@@ -316,14 +356,18 @@ lock_row(const char *org_id, PoolState *ps, bool *due)
 	ps->reserved = DatumGetCredit(spi_value(0, 6, &isnull));
 	ps->alert_level = DatumGetInt32(spi_value(0, 7, &isnull));
 	*due = DatumGetBool(spi_value(0, 8, &isnull)) && !isnull;
+	ps->stripes = DatumGetInt32(spi_value(0, 9, &isnull));
 	ps->folded_calls = 0;
 
 	/*
 	 * The stripes, locked in order: what they used is the pool's too.  Empty
 	 * stripes (as committed now: only a holder of the pool lock escrows, and
 	 * we hold it) are left alone, so that holds and settles of an org whose
-	 * stripes a slow path emptied do not lock and write them all.
+	 * stripes a slow path emptied do not lock and write them all.  A pool
+	 * that is one balance (no stripes) has only empty ones.
 	 */
+	ps->stripes_locked = false;
+	if (ps->stripes > 0)
 	{
 		Credit		funds = 0;
 		Credit		used = 0;
@@ -386,7 +430,12 @@ pool_lock(const char *org_id, PoolState *ps)
 				"SELECT credits._maintain($1, pg_catalog.now())", 1, argtypes);
 		}
 		spi_run(maintain_plan, &arg, false, 0);
-		(void) lock_row(org_id, ps, &due);
+		{
+			bool		contended = ps->contended;
+
+			(void) lock_row(org_id, ps, &due);
+			ps->contended = contended;
+		}
 	}
 }
 
@@ -446,7 +495,7 @@ pool_limit(PoolState *ps, const char *user_id, const MemberState *member)
  * is escrowed (grants are drawn in order under the lock).
  */
 static Credit
-escrow_share(const PoolState *ps)
+escrow_share(const PoolState *ps, int stripes)
 {
 	int			thresholds[16];
 	int			n = cache_thresholds(ps->org_id, thresholds);
@@ -466,7 +515,27 @@ escrow_share(const PoolState *ps)
 		headroom = (t * total + 99) / 100 - 1 - spent;
 		escrow = (Credit) Min((int128) escrow, Max(headroom, 0));
 	}
-	return escrow / CREDITS_STRIPES;
+	return escrow / stripes;
+}
+
+/*
+ * How many stripes a debit escrows the pool over: the org's own setting
+ * (orgs.stripes), else as many as before, doubled (up to
+ * credits.max_stripes) when this debit had to wait for the pool lock.  An
+ * org whose debits do not contend stays one balance, which its readers and
+ * its writers see with one row.
+ */
+static int
+escrow_stripes(const PoolState *ps)
+{
+	int			fixed = cache_org_stripes(ps->org_id);
+	int			n = ps->stripes;
+
+	if (fixed >= 0)
+		return fixed;
+	if (ps->contended)
+		n = Max(n * 2, 2);
+	return Min(n, credits_max_stripes);
 }
 
 /*
@@ -480,13 +549,14 @@ static void
 pool_write(PoolState *ps, LedgerEntry *e, int calls, Credit shortfall,
 		   TimestampTz hold_expiry, Credit member_used, Credit member_reserved)
 {
-	Datum		args[LEDGER_NPARAMS + 14];
-	char		nulls[LEDGER_NPARAMS + 14];
+	Datum		args[LEDGER_NPARAMS + 15];
+	char		nulls[LEDGER_NPARAMS + 15];
 	Datum	   *p = args + LEDGER_NPARAMS;
 	char	   *pn = nulls + LEDGER_NPARAMS;
 	bool		isnull;
 	int			rc;
 	Credit		share;
+	int			stripes;
 
 	e->period_start = ps->period_start;
 	e->available_after = pool_available(ps);
@@ -499,9 +569,9 @@ pool_write(PoolState *ps, LedgerEntry *e, int calls, Credit shortfall,
 
 	if (write_plan == NULL)
 	{
-		Oid			argtypes[LEDGER_NPARAMS + 14];
-		Oid			more[14] = {INT8OID, INT8OID, INT8OID, INT8OID, INT4OID, INT8OID, INT8OID,
-		TIMESTAMPTZOID, TEXTOID, INT8OID, INT8OID, INT8OID, INT4OID, BOOLOID};
+		Oid			argtypes[LEDGER_NPARAMS + 15];
+		Oid			more[15] = {INT8OID, INT8OID, INT8OID, INT8OID, INT4OID, INT8OID, INT8OID,
+		TIMESTAMPTZOID, TEXTOID, INT8OID, INT8OID, INT8OID, INT4OID, BOOLOID, INT4OID};
 
 		ledger_params(NULL, NULL, NULL, argtypes);
 		memcpy(argtypes + LEDGER_NPARAMS, more, sizeof(more));
@@ -516,7 +586,8 @@ pool_write(PoolState *ps, LedgerEntry *e, int calls, Credit shortfall,
 			"         alert_level = $21,"
 			"         calls = p.calls OPERATOR(pg_catalog.+) $22,"
 			"         shortfall = p.shortfall OPERATOR(credits.+) credits._micro($23),"
-			"         next_hold_expiry = LEAST(p.next_hold_expiry, $24)"
+			"         next_hold_expiry = LEAST(p.next_hold_expiry, $24),"
+			"         stripes = $31"
 			"   WHERE p.org_id OPERATOR(pg_catalog.=) $1"
 			"  RETURNING 1),"
 			" member AS ("
@@ -529,15 +600,15 @@ pool_write(PoolState *ps, LedgerEntry *e, int calls, Credit shortfall,
 			"         reserved = u.reserved OPERATOR(credits.+) EXCLUDED.reserved"
 			"  RETURNING 1),"
 			/*
-			 * Folded stripes ($30) are emptied, or escrowed anew ($29 of them,
-			 * for a debit); stripes left alone keep what a free debit of the
-			 * fast path may have counted meanwhile.
+			 * Folded stripes ($30) are escrowed anew (the first $29 of them,
+			 * for a debit) or emptied; stripes left alone keep what a free
+			 * debit of the fast path may have counted meanwhile.
 			 */
 			" emptied AS ("
 			"  UPDATE credits.pool_stripes s"
 			"     SET funds = '0'::credits.credit, used = '0'::credits.credit, calls = 0"
 			"   WHERE s.org_id OPERATOR(pg_catalog.=) $1 AND $30"
-			"     AND $29 OPERATOR(pg_catalog.=) 0"
+			"     AND s.stripe OPERATOR(pg_catalog.>=) $29"
 			"  RETURNING 1),"
 			" stripes AS ("
 			"  INSERT INTO credits.pool_stripes AS s (org_id, stripe, funds, used, calls, period_start)"
@@ -550,10 +621,10 @@ pool_write(PoolState *ps, LedgerEntry *e, int calls, Credit shortfall,
 			"         period_start = EXCLUDED.period_start"
 			"  RETURNING 1) "
 			LEDGER_INSERT,
-			LEDGER_NPARAMS + 14, argtypes);
+			LEDGER_NPARAMS + 15, argtypes);
 	}
 	ledger_params(e, args, nulls, NULL);
-	memset(pn, ' ', 14);
+	memset(pn, ' ', 15);
 	p[0] = Int64GetDatum(ps->allowance_used);
 	p[1] = Int64GetDatum(ps->topup);
 	p[2] = Int64GetDatum(ps->topup_used);
@@ -568,10 +639,12 @@ pool_write(PoolState *ps, LedgerEntry *e, int calls, Credit shortfall,
 	p[9] = Int64GetDatum(member_used);
 	p[10] = Int64GetDatum(member_reserved);
 	/* nothing to escrow (a pool running dry): the stripes stay empty */
-	share = ps->escrow ? escrow_share(ps) : 0;
+	stripes = ps->escrow ? escrow_stripes(ps) : ps->stripes;
+	share = ps->escrow && stripes > 0 ? escrow_share(ps, stripes) : 0;
 	p[11] = Int64GetDatum(share);
-	p[12] = Int32GetDatum(share > 0 ? CREDITS_STRIPES : 0);
+	p[12] = Int32GetDatum(share > 0 ? stripes : 0);
 	p[13] = BoolGetDatum(ps->stripes_locked);
+	p[14] = Int32GetDatum(stripes);
 
 	rc = SPI_execute_plan(write_plan, args, nulls, false, 0);
 	if (rc != SPI_OK_INSERT_RETURNING || SPI_processed != 1)
@@ -668,17 +741,17 @@ pool_release(PoolState *ps, Credit amount, LedgerEntry *e)
 
 /*
  * The fast path of a debit: charge the whole cost (e->cost) to this
- * backend's escrow stripe, if its funds cover it and the pool is not due for
- * maintenance.  Returns false, having changed nothing, when the slow path
- * (pool_lock and pool_charge) must do it.
+ * backend's escrow stripe, if the pool is split into stripes, its stripe's
+ * funds cover the cost and the pool is not due for maintenance.  Returns
+ * false, having changed nothing, when the slow path (pool_lock and
+ * pool_charge) must do it.
  *
- * The ledger entry is written first and the stripe locked last (then the
- * member's usage, in the slow path's lock order), so the stripe is held for
- * as little as possible before the commit.  All of it runs in a
- * subtransaction: a stripe that turns out to be short is skipped by its
- * UPDATE, but stays locked if it was changed concurrently (UPDATE waits,
- * locks the new version, re-checks it); rolling back releases it, and the
- * entry, so a session never waits for the pool lock while holding a stripe.
+ * One statement charges the stripe, adds to the member's usage (the slow
+ * path's lock order: stripe, then member) and appends the ledger entry.  It
+ * runs in a subtransaction: a stripe that turns out to be short is skipped
+ * by its UPDATE, but stays locked if it was changed concurrently (UPDATE
+ * waits, locks the new version, re-checks it); rolling back releases it, so
+ * a session never waits for the pool lock while holding a stripe.
  *
  * The entry's available_after is the pool's available credits as committed
  * when the call started, less this charge.
@@ -686,12 +759,12 @@ pool_release(PoolState *ps, Credit amount, LedgerEntry *e)
 bool
 pool_fast_debit(const char *org_id, LedgerEntry *e)
 {
-	Datum		v[8];
-	bool		n[8];
+	Datum		v[10];
+	bool		n[10];
+	int			stripes;
 	Credit		striped = 0;
-	Datum		args[LEDGER_NPARAMS];
-	char		nulls[LEDGER_NPARAMS];
-	Datum		sargs[4];
+	Datum		args[LEDGER_NPARAMS + 1];
+	char		nulls[LEDGER_NPARAMS + 1];
 	volatile bool done = false;
 	MemoryContext cxt = CurrentMemoryContext;
 	ResourceOwner owner = CurrentResourceOwner;
@@ -699,6 +772,9 @@ pool_fast_debit(const char *org_id, LedgerEntry *e)
 	check_tenant(org_id);
 	if (!read_row(&pools_reader, 1, &org_id, v, n) ||
 		due(v[4], n[4]) || due(v[5], n[5]) || due(v[6], n[6]))
+		return false;
+	stripes = DatumGetInt32(v[8]);
+	if (stripes == 0)
 		return false;
 	(void) scan_rows(&stripes_reader, 1, &org_id, NULL, NULL, &striped);
 
@@ -714,55 +790,53 @@ pool_fast_debit(const char *org_id, LedgerEntry *e)
 							  credit_add(DatumGetCredit(v[3]), striped)),
 				   e->cost);
 
-	if (fast_entry_plan == NULL)
+	if (fast_plan == NULL)
 	{
-		Oid			argtypes[LEDGER_NPARAMS];
-		Oid			stypes[4] = {TEXTOID, INT4OID, INT8OID, TIMESTAMPTZOID};
-		Oid			mtypes[3] = {TEXTOID, TEXTOID, INT8OID};
+		Oid			argtypes[LEDGER_NPARAMS + 1];
 
 		ledger_params(NULL, NULL, NULL, argtypes);
-		fast_entry_plan = spi_prepare_saved(LEDGER_INSERT, LEDGER_NPARAMS, argtypes);
-		fast_stripe_plan = spi_prepare_saved(
-			"UPDATE credits.pool_stripes s"
-			"   SET funds = s.funds OPERATOR(credits.-) credits._micro($3),"
-			"       used = s.used OPERATOR(credits.+) credits._micro($3),"
-			"       calls = s.calls OPERATOR(pg_catalog.+) 1"
-			" WHERE s.org_id OPERATOR(pg_catalog.=) $1"
-			"   AND s.stripe OPERATOR(pg_catalog.=) $2"
-			"   AND s.funds OPERATOR(credits.>=) credits._micro($3)"
-			"   AND s.period_start OPERATOR(pg_catalog.=) $4",
-			4, stypes);
-		fast_member_plan = spi_prepare_saved(
-			"INSERT INTO credits.member_usage AS u (org_id, user_id, used)"
-			" VALUES ($1, $2, credits._micro($3))"
-			" ON CONFLICT (org_id, user_id) DO UPDATE"
-			"   SET used = u.used OPERATOR(credits.+) EXCLUDED.used",
-			3, mtypes);
+		argtypes[LEDGER_NPARAMS] = INT4OID;
+		/* $1 org, $3 period, $4 user, $8 cost (the ledger's); $17 stripe */
+		fast_plan = spi_prepare_saved(
+			"WITH stripe AS ("
+			"  UPDATE credits.pool_stripes s"
+			"     SET funds = s.funds OPERATOR(credits.-) credits._micro($8),"
+			"         used = s.used OPERATOR(credits.+) credits._micro($8),"
+			"         calls = s.calls OPERATOR(pg_catalog.+) 1"
+			"   WHERE s.org_id OPERATOR(pg_catalog.=) $1"
+			"     AND s.stripe OPERATOR(pg_catalog.=) $17"
+			"     AND s.funds OPERATOR(credits.>=) credits._micro($8)"
+			"     AND s.period_start OPERATOR(pg_catalog.=) $3"
+			"  RETURNING 1),"
+			" member AS ("
+			"  INSERT INTO credits.member_usage AS u (org_id, user_id, used)"
+			"  SELECT $1, $4, credits._micro($8) FROM stripe"
+			"   WHERE $8 OPERATOR(pg_catalog.<>) 0"
+			"  ON CONFLICT (org_id, user_id) DO UPDATE"
+			"     SET used = u.used OPERATOR(credits.+) EXCLUDED.used"
+			"  RETURNING 1) "
+			LEDGER_INSERT_INTO " SELECT " LEDGER_VALUES " FROM stripe RETURNING entry_id",
+			LEDGER_NPARAMS + 1, argtypes);
 	}
 	ledger_params(e, args, nulls, NULL);
-	sargs[0] = CStringGetTextDatum(org_id);
-	sargs[1] = Int32GetDatum(credits_stripe >= 0 ? credits_stripe % CREDITS_STRIPES
-							 : MyProcPid % CREDITS_STRIPES);
-	sargs[2] = Int64GetDatum(e->cost);
-	sargs[3] = TimestampTzGetDatum(e->period_start);
+	args[LEDGER_NPARAMS] = Int32GetDatum((credits_stripe >= 0 ? credits_stripe : MyProcPid)
+										 % stripes);
+	nulls[LEDGER_NPARAMS] = ' ';
 
 	BeginInternalSubTransaction(NULL);
 	MemoryContextSwitchTo(cxt);
 	PG_TRY();
 	{
 		bool		isnull;
+		int			rc = SPI_execute_plan(fast_plan, args, nulls, false, 0);
 
-		if (SPI_execute_plan(fast_entry_plan, args, nulls, false, 0) != SPI_OK_INSERT_RETURNING)
-			elog(ERROR, "could not append to credits.ledger");
-		e->entry_id = DatumGetInt64(spi_value(0, 1, &isnull));
-		/* the stripe last but one: it is held until the commit */
-		done = spi_run(fast_stripe_plan, sargs, false, 0) == 1;
+		if (rc != SPI_OK_INSERT_RETURNING)
+			elog(ERROR, "could not charge a stripe of org \"%s\": %s", org_id,
+				 SPI_result_code_string(rc));
+		done = SPI_processed == 1;
 		if (done)
 		{
-			Datum		margs[3] = {sargs[0], CStringGetTextDatum(e->user_id), sargs[2]};
-
-			if (e->cost != 0)
-				spi_run(fast_member_plan, margs, false, 0);
+			e->entry_id = DatumGetInt64(spi_value(0, 1, &isnull));
 			ReleaseCurrentSubTransaction();
 		}
 		else

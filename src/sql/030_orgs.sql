@@ -12,12 +12,15 @@ CREATE TABLE credits.orgs (
     thresholds         integer[] NOT NULL DEFAULT '{80,100}'
                        CHECK (array_position(thresholds, NULL) IS NULL AND cardinality(thresholds) <= 16
                               AND 0 < ALL (thresholds) AND 100 >= ALL (thresholds)),
-    created_at         timestamptz NOT NULL DEFAULT now()
+    created_at         timestamptz NOT NULL DEFAULT now(),
+    stripes            integer CHECK (stripes BETWEEN 0 AND 32)
 );
 COMMENT ON TABLE credits.orgs IS
     'organizations: plan (credits per user per period) and billing period (anchor, length, time zone)';
 COMMENT ON COLUMN credits.orgs.thresholds IS
     'percentages of the period''s credits (allowance + top-up) whose crossing emits a threshold event';
+COMMENT ON COLUMN credits.orgs.stripes IS
+    'escrow stripes of the pool (0 to 32): NULL (the default) lets the pool grow them when its debits contend, up to credits.max_stripes';
 COMMENT ON COLUMN credits.orgs.allowance_per_user IS
     'credits each active member brings into the pool per period, unless the member overrides it';
 
@@ -77,6 +80,7 @@ CREATE TABLE credits.pools (
     alert_level       integer NOT NULL DEFAULT 0,
     next_grant_expiry timestamptz,
     next_hold_expiry  timestamptz,
+    stripes           integer NOT NULL DEFAULT 0 CHECK (stripes BETWEEN 0 AND 32),
     -- the invariant every write is checked against (credits.verify() checks
     -- the rest; each CHECK here is paid by every charge)
     CONSTRAINT pools_available_not_negative
@@ -98,6 +102,8 @@ COMMENT ON COLUMN credits.pools.next_grant_expiry IS
 COMMENT ON COLUMN credits.pools.next_hold_expiry IS
     'earliest expiry of an open hold: the next call after it releases the hold';
 COMMENT ON COLUMN credits.pools.reserved IS 'credits held by open holds';
+COMMENT ON COLUMN credits.pools.stripes IS
+    'escrow stripes the pool is split over in this period (0: one balance); stripes numbered from here on are empty';
 
 -- Escrow stripes: an org's hot balance, split.  A debit that fits in its
 -- backend's stripe (stripe = pid % 32) is charged there, locking that stripe

@@ -102,10 +102,12 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, credits, pg_t
                p.topup_used, p.reserved,
                p.allowance - p.allowance_used - coalesce(s.used, 0) + p.topup - p.reserved
                  AS available,
-               coalesce(s.funds, 0) AS escrowed, coalesce(s.negative, false) AS negative_stripe
+               coalesce(s.funds, 0) AS escrowed, coalesce(s.negative, false) AS negative_stripe,
+               p.stripes, s.beyond
           FROM credits.pools p
           LEFT JOIN (SELECT x.org_id, credits.sum(x.used) AS used, credits.sum(x.funds) AS funds,
-                            bool_or(x.funds < 0 OR x.used < 0) AS negative
+                            bool_or(x.funds < 0 OR x.used < 0) AS negative,
+                            max(x.stripe) FILTER (WHERE x.funds <> 0 OR x.used <> 0) AS beyond
                        FROM credits.pool_stripes x GROUP BY x.org_id) s USING (org_id)
          WHERE $1 IS NULL OR p.org_id = $1
     ),
@@ -176,6 +178,10 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, credits, pg_t
     -- escrowed credits are part of what is available, never negative
     SELECT p.org_id, 'escrow_within_available', '<= ' || p.available::text, p.escrowed::text
       FROM pools p WHERE p.escrowed > p.available OR p.negative_stripe
+    UNION ALL
+    -- the stripes numbered from pools.stripes on are empty (readers skip them)
+    SELECT p.org_id, 'stripes_beyond_count_empty', '< ' || p.stripes, p.beyond::text
+      FROM pools p WHERE p.beyond >= p.stripes
     UNION ALL
     -- 2. pool figures equal what the ledger implies
     SELECT p.org_id, 'allowance_used_matches_ledger', l.from_allowance::text, p.allowance_used::text

@@ -9,6 +9,8 @@ SELECT org_id FROM credits.create_org('ta', allowance_per_user => 100);
 SELECT org_id FROM credits.create_org('tb', allowance_per_user => 100);
 SELECT credits.enable_provider(o, 'openai') FROM unnest(ARRAY['ta', 'tb']) o;
 SELECT credits.add_member(o, 'u-' || o) FROM unnest(ARRAY['ta', 'tb']) o;
+-- escrow stripes from the first debit on, so that pool_stripes has rows
+UPDATE credits.orgs SET stripes = 2 WHERE org_id IN ('ta', 'tb');
 SELECT (SELECT charged FROM credits.credit_debit(o, 'u-' || o, 'gpt-4o', 20000, 1000, 'r-' || o))
   FROM unnest(ARRAY['ta', 'tb']) o;
 SELECT (SELECT hold_id FROM credits.credit_reserve(o, 'u-' || o, 'gpt-4o', 1000, 1000))

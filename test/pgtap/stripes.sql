@@ -1,0 +1,96 @@
+-- pgTAP: escrow stripes.  A pool is one balance until its debits contend
+-- (the growth itself is in test/isolation/specs/stripe_growth.spec);
+-- orgs.stripes fixes the count; lowering it folds the extra stripes in; a
+-- new period starts as one balance again; credits.max_stripes bounds the
+-- growth; verify() catches a stripe beyond the count that is not empty.
+BEGIN;
+SET LOCAL search_path = public, credits;
+SELECT plan(27);
+
+-- st: 1000 credits, no thresholds, a 1-day period; gpt-4o of 40000 input
+-- tokens costs 10, of 2000000 costs 500
+SELECT org_id FROM credits.create_org('st', allowance_per_user => 1000, period => '1 day');
+UPDATE credits.orgs SET thresholds = '{}' WHERE org_id = 'st';
+SELECT credits.enable_provider('st', 'openai');
+SELECT credits.add_member('st', 'alice');
+
+CREATE FUNCTION pg_temp.debit(tokens bigint) RETURNS credits.credit LANGUAGE sql AS $$
+    SELECT charged FROM credits.credit_debit('st', 'alice', 'gpt-4o', tokens)
+$$;
+CREATE FUNCTION pg_temp.stripes() RETURNS TABLE(stripe integer, funds credits.credit,
+                                                used credits.credit) LANGUAGE sql AS $$
+    SELECT s.stripe, s.funds, s.used FROM credits.pool_stripes s
+     WHERE s.org_id = 'st' ORDER BY s.stripe
+$$;
+
+-- one balance
+SELECT is((SELECT stripes FROM credits.pools WHERE org_id = 'st'), 0, 'a new pool is one balance');
+SELECT is(pg_temp.debit(40000), '10'::credit, 'a debit of an unstriped pool');
+SELECT is((SELECT stripes FROM credits.pools WHERE org_id = 'st'), 0,
+          'a debit that did not wait leaves the pool one balance');
+SELECT is((SELECT count(*) FROM credits.pool_stripes WHERE org_id = 'st')::int, 0,
+          '... and writes no stripe');
+SELECT is((SELECT allowance_used FROM credits.pools WHERE org_id = 'st'), '10'::credit,
+          '... but the pool row');
+
+-- a fixed count
+UPDATE credits.orgs SET stripes = 4 WHERE org_id = 'st';
+SELECT is(pg_temp.debit(40000), '10'::credit, 'orgs.stripes = 4: a debit');
+SELECT is((SELECT stripes FROM credits.pools WHERE org_id = 'st'), 4, '... splits the pool over 4 stripes');
+SELECT results_eq('SELECT * FROM pg_temp.stripes()',
+    $$VALUES (0, '245'::credit, '0'::credit), (1, '245', '0'), (2, '245', '0'), (3, '245', '0')$$,
+    '... each escrowed a quarter of the 980 left');
+SET LOCAL credits.stripe = 1;
+SELECT is(pg_temp.debit(40000), '10'::credit, 'a debit that fits its stripe');
+SELECT results_eq('SELECT funds, used FROM pg_temp.stripes() WHERE stripe = 1',
+    $$VALUES ('235'::credit, '10'::credit)$$, '... is charged to that stripe');
+SELECT is((SELECT allowance_used FROM credits.pools WHERE org_id = 'st'), '20'::credit,
+          '... not to the pool row');
+SELECT is((SELECT available FROM credits.pool_status WHERE org_id = 'st'), '970'::credit,
+          'pool_status counts what the stripes used');
+SELECT is((SELECT available FROM credits.allowed_models('st') LIMIT 1), true,
+          'allowed_models reads the striped pool');
+SET LOCAL credits.stripe = 5;
+SELECT is(pg_temp.debit(40000), '10'::credit, 'credits.stripe beyond the count wraps around');
+SELECT results_eq('SELECT funds, used FROM pg_temp.stripes() WHERE stripe = 1',
+    $$VALUES ('225'::credit, '20'::credit)$$, '... to stripe 5 % 4 = 1');
+RESET credits.stripe;
+
+-- lowering the count: the next slow-path debit folds every stripe in and
+-- empties the ones beyond the new count
+UPDATE credits.orgs SET stripes = 2 WHERE org_id = 'st';
+SELECT is(pg_temp.debit(2000000), '500'::credit, 'orgs.stripes = 2: a debit larger than a stripe');
+SELECT results_eq('SELECT * FROM pg_temp.stripes()',
+    $$VALUES (0, '230'::credit, '0'::credit), (1, '230', '0'), (2, '0', '0'), (3, '0', '0')$$,
+    '... escrows 2 stripes and empties the others');
+SELECT results_eq($$SELECT allowance_used, available FROM credits.pool_status WHERE org_id = 'st'$$,
+    $$VALUES ('540'::credit, '460'::credit)$$, '... and the pool is exact');
+SELECT is_empty($$SELECT * FROM credits.verify('st')$$, 'verify() is clean');
+
+-- a new period starts as one balance
+UPDATE credits.orgs SET stripes = NULL WHERE org_id = 'st';
+SELECT is(credits.reset_due(now() + interval '1 day 1 second'), 1, 'the period rolls over');
+SELECT results_eq($$SELECT stripes, allowance_used FROM credits.pools WHERE org_id = 'st'$$,
+    $$VALUES (0, '0'::credit)$$, '... into one balance');
+SELECT is_empty($$SELECT * FROM pg_temp.stripes() WHERE funds <> '0' OR used <> '0'$$,
+                '... with every stripe empty');
+SELECT is_empty($$SELECT * FROM credits.verify('st')$$, 'verify() is clean after the rollover');
+
+-- bounds
+SELECT throws_ok($$UPDATE credits.orgs SET stripes = 33 WHERE org_id = 'st'$$, '23514', NULL,
+                 'orgs.stripes above 32: 23514');
+SELECT throws_ok($$SET LOCAL credits.max_stripes = 0$$, '22023', NULL,
+                 'credits.max_stripes below 1: 22023');
+CREATE ROLE stripes_app_t NOLOGIN;
+SET LOCAL ROLE stripes_app_t;
+SELECT throws_ok($$SET LOCAL credits.max_stripes = 4$$, '42501', NULL,
+                 'credits.max_stripes is for superusers: 42501');
+RESET ROLE;
+
+-- verify() catches a stripe beyond the count that is not empty
+UPDATE credits.pool_stripes SET used = '1' WHERE org_id = 'st' AND stripe = 3;
+SELECT is((SELECT actual FROM credits.verify('st') WHERE check_name = 'stripes_beyond_count_empty'),
+          '3', 'verify(): a stripe beyond pools.stripes with credits in it');
+
+SELECT * FROM finish();
+ROLLBACK;
