@@ -141,6 +141,8 @@ static bool
 scan_rows_snapshot(RowReader *r, int nkeys, const char **keys, Datum *values, bool *nulls,
 				   Credit *sum, Snapshot snapshot)
 {
+	Oid			relid;
+	Oid			indexid;
 	Relation	rel;
 	Relation	idx;
 	ScanKeyData skeys[2];
@@ -150,16 +152,25 @@ scan_rows_snapshot(RowReader *r, int nkeys, const char **keys, Datum *values, bo
 
 	if (!OidIsValid(r->relid))
 		reader_init(r);
+	relid = r->relid;
+	indexid = r->indexid;
 
-	rel = table_open(r->relid, AccessShareLock);
-	idx = index_open(r->indexid, AccessShareLock);
+	/* taking the locks processes invalidations, which may reset r */
+	rel = table_open(relid, AccessShareLock);
+	idx = index_open(indexid, AccessShareLock);
+	if (!OidIsValid(r->relid))
+	{
+		reader_init(r);
+		if (r->relid != relid || r->indexid != indexid)
+			elog(ERROR, "credits.%s was replaced concurrently", r->table);
+	}
 	for (int i = 0; i < nkeys; i++)
 		ScanKeyEntryInitialize(&skeys[i], 0, i + 1, BTEqualStrategyNumber, InvalidOid,
 							   idx->rd_indcollation[i], F_TEXTEQ,
 							   CStringGetTextDatum(keys[i]));
 	if (snapshot == NULL)
 		snapshot = ActiveSnapshotSet() ? GetActiveSnapshot() : GetTransactionSnapshot();
-	scan = systable_beginscan(rel, r->indexid, true, snapshot, nkeys, skeys);
+	scan = systable_beginscan(rel, indexid, true, snapshot, nkeys, skeys);
 	while (HeapTupleIsValid(tuple = systable_getnext(scan)))
 	{
 		found = true;

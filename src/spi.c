@@ -3,13 +3,70 @@
  *	  Saved SPI plans.  Every query names its objects with their schema
  *	  (credits.*, pg_catalog.*), so a caller's search_path cannot change
  *	  what runs; the plan cache replans them after DDL.
+ *
+ * Queries always run as the owner of the credits schema, with search_path
+ * pinned.  Most C functions are SECURITY DEFINER with a SET clause, which
+ * does both for the whole call.  The read path (allowed_models,
+ * resolve_model) runs before every AI request and usually runs no query at
+ * all (the configuration cache and direct index reads answer it), so it is
+ * SECURITY INVOKER without a SET clause, whose save and restore of settings
+ * would cost more than the rest of the call: the owner and the settings are
+ * switched here, only around the queries that do run.  On error the
+ * (sub)transaction's abort restores both, as for a SECURITY DEFINER call.
  */
 #include "postgres.h"
 
+#include "catalog/namespace.h"
+#include "catalog/pg_namespace.h"
 #include "executor/spi.h"
+#include "miscadmin.h"
 #include "nodes/parsenodes.h"
+#include "utils/guc.h"
+#include "utils/syscache.h"
 
 #include "credits.h"
+
+typedef struct AsOwner
+{
+	Oid			save_userid;
+	int			save_sec_context;
+	int			nestlevel;		/* -1: nothing was switched */
+} AsOwner;
+
+static void
+as_owner_begin(AsOwner *state)
+{
+	Oid			nsp = get_namespace_oid("credits", false);
+	HeapTuple	tuple;
+	Oid			owner;
+
+	tuple = SearchSysCache1(NAMESPACEOID, ObjectIdGetDatum(nsp));
+	if (!HeapTupleIsValid(tuple))
+		elog(ERROR, "cache lookup failed for namespace %u", nsp);
+	owner = ((Form_pg_namespace) GETSTRUCT(tuple))->nspowner;
+	ReleaseSysCache(tuple);
+
+	GetUserIdAndSecContext(&state->save_userid, &state->save_sec_context);
+	state->nestlevel = -1;
+	if (state->save_userid == owner)
+		return;					/* a SECURITY DEFINER function: done already */
+
+	state->nestlevel = NewGUCNestLevel();
+	SetUserIdAndSecContext(owner, state->save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+	(void) set_config_option("search_path", "pg_catalog, credits, pg_temp",
+							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+	(void) set_config_option("enable_seqscan", "off",
+							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+}
+
+static void
+as_owner_end(AsOwner *state)
+{
+	if (state->nestlevel < 0)
+		return;
+	AtEOXact_GUC(true, state->nestlevel);
+	SetUserIdAndSecContext(state->save_userid, state->save_sec_context);
+}
 
 /*
  * Prepare and keep a plan.  It is always a generic plan: every query here is
@@ -19,8 +76,12 @@
 SPIPlanPtr
 spi_prepare_saved(const char *sql, int nargs, Oid *argtypes)
 {
-	SPIPlanPtr	plan = SPI_prepare_cursor(sql, nargs, argtypes, CURSOR_OPT_GENERIC_PLAN);
+	AsOwner		state;
+	SPIPlanPtr	plan;
 
+	as_owner_begin(&state);
+	plan = SPI_prepare_cursor(sql, nargs, argtypes, CURSOR_OPT_GENERIC_PLAN);
+	as_owner_end(&state);
 	if (plan == NULL)
 		elog(ERROR, "SPI_prepare failed for \"%s\": %s", sql,
 			 SPI_result_code_string(SPI_result));
@@ -33,8 +94,12 @@ spi_prepare_saved(const char *sql, int nargs, Oid *argtypes)
 uint64
 spi_run(SPIPlanPtr plan, Datum *values, bool read_only, long limit)
 {
-	int			rc = SPI_execute_plan(plan, values, NULL, read_only, limit);
+	AsOwner		state;
+	int			rc;
 
+	as_owner_begin(&state);
+	rc = SPI_execute_plan(plan, values, NULL, read_only, limit);
+	as_owner_end(&state);
 	if (rc < 0)
 		elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(rc));
 	return SPI_processed;
