@@ -24,7 +24,7 @@ int			credits_hold_ttl = 15 * 60;
 int			credits_stripe = -1;
 
 /* credits.max_stripes: escrow stripes a contended pool grows to */
-int			credits_max_stripes = 16;
+int			credits_max_stripes = 32;
 
 void		_PG_init(void);
 
@@ -81,7 +81,7 @@ _PG_init(void)
 							"A pool starts as one balance; each debit that has to wait for "
 							"its lock doubles its stripes, up to this. orgs.stripes overrides it.",
 							&credits_max_stripes,
-							16,
+							32,
 							1,
 							CREDITS_STRIPES,
 							PGC_SUSET,

@@ -49,7 +49,7 @@ static SPIPlanPtr lock_plan = NULL;
 static SPIPlanPtr maintain_plan = NULL;
 static SPIPlanPtr member_used_plan = NULL;
 static SPIPlanPtr draw_plan = NULL;
-static SPIPlanPtr write_plan = NULL;
+static SPIPlanPtr write_plans[2] = {NULL, NULL};
 static SPIPlanPtr stripes_plan = NULL;
 static SPIPlanPtr fast_plan = NULL;
 
@@ -550,6 +550,58 @@ escrow_stripes(const PoolState *ps)
 }
 
 /*
+ * The statement of pool_write(), $1 .. $16 the ledger entry's (LEDGER_INSERT)
+ * and $17 .. $31 the pool's.  Amounts are passed as micro-credits:
+ * credits._micro() reinterprets them.
+ */
+#define WRITE_POOL \
+	"WITH pool AS (" \
+	"  UPDATE credits.pools p" \
+	"     SET allowance_used = credits._micro($17)," \
+	"         topup = credits._micro($18)," \
+	"         topup_used = credits._micro($19)," \
+	"         reserved = credits._micro($20)," \
+	"         alert_level = $21," \
+	"         calls = p.calls OPERATOR(pg_catalog.+) $22," \
+	"         shortfall = p.shortfall OPERATOR(credits.+) credits._micro($23)," \
+	"         next_hold_expiry = LEAST(p.next_hold_expiry, $24)," \
+	"         stripes = $31" \
+	"   WHERE p.org_id OPERATOR(pg_catalog.=) $1" \
+	"  RETURNING 1)," \
+	" member AS (" \
+	"  INSERT INTO credits.member_usage AS u (org_id, user_id, used, reserved)" \
+	"  SELECT $1, $25, credits._micro($26), credits._micro($27)" \
+	"   WHERE $25 IS NOT NULL" \
+	"     AND ($26 OPERATOR(pg_catalog.<>) 0 OR $27 OPERATOR(pg_catalog.<>) 0)" \
+	"  ON CONFLICT (org_id, user_id) DO UPDATE" \
+	"     SET used = u.used OPERATOR(credits.+) EXCLUDED.used," \
+	"         reserved = u.reserved OPERATOR(credits.+) EXCLUDED.reserved" \
+	"  RETURNING 1) "
+
+/*
+ * Folded stripes ($30) are escrowed anew (the first $29 of them, $28 each,
+ * for a debit) or emptied; stripes left alone keep what a free debit of the
+ * fast path may have counted meanwhile.
+ */
+#define WRITE_STRIPES \
+	", emptied AS (" \
+	"  UPDATE credits.pool_stripes s" \
+	"     SET funds = '0'::credits.credit, used = '0'::credits.credit, calls = 0" \
+	"   WHERE s.org_id OPERATOR(pg_catalog.=) $1 AND $30" \
+	"     AND s.stripe OPERATOR(pg_catalog.>=) $29" \
+	"  RETURNING 1)," \
+	" stripes AS (" \
+	"  INSERT INTO credits.pool_stripes AS s (org_id, stripe, funds, used, calls, period_start)" \
+	"  SELECT $1, g, credits._micro($28), '0'::credits.credit, 0, $3" \
+	"    FROM pg_catalog.generate_series(0, $29 OPERATOR(pg_catalog.-) 1) g" \
+	"  ON CONFLICT (org_id, stripe) DO UPDATE" \
+	"     SET funds = EXCLUDED.funds," \
+	"         used = CASE WHEN $30 THEN EXCLUDED.used ELSE s.used END," \
+	"         calls = CASE WHEN $30 THEN 0 ELSE s.calls END," \
+	"         period_start = EXCLUDED.period_start" \
+	"  RETURNING 1) "
+
+/*
  * Announce crossed thresholds, then in one statement append the entry to
  * the ledger, write the pool back (with what the stripes folded in), add to
  * the member's period usage and open reservations (ps->user_id, when there
@@ -568,6 +620,7 @@ pool_write(PoolState *ps, LedgerEntry *e, int calls, Credit shortfall,
 	int			rc;
 	Credit		share;
 	int			stripes;
+	bool		with_stripes;
 
 	e->period_start = ps->period_start;
 	e->available_after = pool_available(ps);
@@ -578,7 +631,12 @@ pool_write(PoolState *ps, LedgerEntry *e, int calls, Credit shortfall,
 												   ps->topup),
 										e->available_after);
 
-	if (write_plan == NULL)
+	/* nothing to escrow (a pool running dry): the stripes stay empty */
+	stripes = ps->escrow ? escrow_stripes(ps) : ps->stripes;
+	share = ps->escrow && stripes > 0 ? escrow_share(ps, stripes) : 0;
+	with_stripes = ps->stripes_locked || share > 0;
+
+	if (write_plans[with_stripes] == NULL)
 	{
 		Oid			argtypes[LEDGER_NPARAMS + 15];
 		Oid			more[15] = {INT8OID, INT8OID, INT8OID, INT8OID, INT4OID, INT8OID, INT8OID,
@@ -586,52 +644,9 @@ pool_write(PoolState *ps, LedgerEntry *e, int calls, Credit shortfall,
 
 		ledger_params(NULL, NULL, NULL, argtypes);
 		memcpy(argtypes + LEDGER_NPARAMS, more, sizeof(more));
-		/* amounts are passed as micro-credits: credits._micro() reinterprets them */
-		write_plan = spi_prepare_saved(
-			"WITH pool AS ("
-			"  UPDATE credits.pools p"
-			"     SET allowance_used = credits._micro($17),"
-			"         topup = credits._micro($18),"
-			"         topup_used = credits._micro($19),"
-			"         reserved = credits._micro($20),"
-			"         alert_level = $21,"
-			"         calls = p.calls OPERATOR(pg_catalog.+) $22,"
-			"         shortfall = p.shortfall OPERATOR(credits.+) credits._micro($23),"
-			"         next_hold_expiry = LEAST(p.next_hold_expiry, $24),"
-			"         stripes = $31"
-			"   WHERE p.org_id OPERATOR(pg_catalog.=) $1"
-			"  RETURNING 1),"
-			" member AS ("
-			"  INSERT INTO credits.member_usage AS u (org_id, user_id, used, reserved)"
-			"  SELECT $1, $25, credits._micro($26), credits._micro($27)"
-			"   WHERE $25 IS NOT NULL"
-			"     AND ($26 OPERATOR(pg_catalog.<>) 0 OR $27 OPERATOR(pg_catalog.<>) 0)"
-			"  ON CONFLICT (org_id, user_id) DO UPDATE"
-			"     SET used = u.used OPERATOR(credits.+) EXCLUDED.used,"
-			"         reserved = u.reserved OPERATOR(credits.+) EXCLUDED.reserved"
-			"  RETURNING 1),"
-			/*
-			 * Folded stripes ($30) are escrowed anew (the first $29 of them,
-			 * for a debit) or emptied; stripes left alone keep what a free
-			 * debit of the fast path may have counted meanwhile.
-			 */
-			" emptied AS ("
-			"  UPDATE credits.pool_stripes s"
-			"     SET funds = '0'::credits.credit, used = '0'::credits.credit, calls = 0"
-			"   WHERE s.org_id OPERATOR(pg_catalog.=) $1 AND $30"
-			"     AND s.stripe OPERATOR(pg_catalog.>=) $29"
-			"  RETURNING 1),"
-			" stripes AS ("
-			"  INSERT INTO credits.pool_stripes AS s (org_id, stripe, funds, used, calls, period_start)"
-			"  SELECT $1, g, credits._micro($28), '0'::credits.credit, 0, $3"
-			"    FROM pg_catalog.generate_series(0, $29 OPERATOR(pg_catalog.-) 1) g"
-			"  ON CONFLICT (org_id, stripe) DO UPDATE"
-			"     SET funds = EXCLUDED.funds,"
-			"         used = CASE WHEN $30 THEN EXCLUDED.used ELSE s.used END,"
-			"         calls = CASE WHEN $30 THEN 0 ELSE s.calls END,"
-			"         period_start = EXCLUDED.period_start"
-			"  RETURNING 1) "
-			LEDGER_INSERT,
+		/* a pool that is one balance leaves the stripes out of the plan */
+		write_plans[with_stripes] = spi_prepare_saved(
+			with_stripes ? WRITE_POOL WRITE_STRIPES LEDGER_INSERT : WRITE_POOL LEDGER_INSERT,
 			LEDGER_NPARAMS + 15, argtypes);
 	}
 	ledger_params(e, args, nulls, NULL);
@@ -649,15 +664,12 @@ pool_write(PoolState *ps, LedgerEntry *e, int calls, Credit shortfall,
 	pn[8] = ps->user_id ? ' ' : 'n';
 	p[9] = Int64GetDatum(member_used);
 	p[10] = Int64GetDatum(member_reserved);
-	/* nothing to escrow (a pool running dry): the stripes stay empty */
-	stripes = ps->escrow ? escrow_stripes(ps) : ps->stripes;
-	share = ps->escrow && stripes > 0 ? escrow_share(ps, stripes) : 0;
 	p[11] = Int64GetDatum(share);
 	p[12] = Int32GetDatum(share > 0 ? stripes : 0);
 	p[13] = BoolGetDatum(ps->stripes_locked);
 	p[14] = Int32GetDatum(stripes);
 
-	rc = SPI_execute_plan(write_plan, args, nulls, false, 0);
+	rc = SPI_execute_plan(write_plans[with_stripes], args, nulls, false, 0);
 	if (rc != SPI_OK_INSERT_RETURNING || SPI_processed != 1)
 		elog(ERROR, "could not write the pool of org \"%s\": %s", ps->org_id,
 			 SPI_result_code_string(rc));

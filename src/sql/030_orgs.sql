@@ -80,7 +80,7 @@ CREATE TABLE credits.pools (
     alert_level       integer NOT NULL DEFAULT 0,
     next_grant_expiry timestamptz,
     next_hold_expiry  timestamptz,
-    stripes           integer NOT NULL DEFAULT 0 CHECK (stripes BETWEEN 0 AND 32),
+    stripes           integer NOT NULL DEFAULT 0,
     -- the invariant every write is checked against (credits.verify() checks
     -- the rest; each CHECK here is paid by every charge)
     CONSTRAINT pools_available_not_negative
