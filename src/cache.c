@@ -74,8 +74,12 @@ static Oid	members_relid = InvalidOid;
 static bool callback_registered = false;
 
 static SPIPlanPtr models_plan = NULL;
-static SPIPlanPtr org_plan = NULL;
-static SPIPlanPtr member_plan = NULL;
+
+/* an org's row, its enabled providers and a member's row, read directly */
+static RowReader orgs_reader = ROW_READER("orgs", "orgs_pkey", "thresholds", "stripes");
+static RowReader org_providers_reader = ROW_READER("org_providers", "org_providers_pkey",
+												   "provider");
+static RowReader members_reader = ROW_READER("members", "members_pkey", "active", "cap");
 
 static void
 drop_cache(MemoryContext *cxt)
@@ -224,57 +228,46 @@ org_entry(const char *org_id)
 {
 	OrgEntry	loaded;
 	OrgEntry   *e;
-	Datum		arg;
-	uint64		n;
+	Datum		v[2];
+	bool		n[2];
+	List	   *providers = NIL;
+	ListCell   *lc;
 	MemoryContext old;
 
 	if (orgs != NULL && (e = hash_search(orgs, org_id, HASH_FIND, NULL)) != NULL)
 		return e;
 
-	if (org_plan == NULL)
-	{
-		Oid			argtypes[1] = {TEXTOID};
-
-		org_plan = spi_prepare_saved(
-			"SELECT o.thresholds, op.provider, o.stripes"
-			"  FROM credits.orgs o"
-			"  LEFT JOIN credits.org_providers op ON op.org_id OPERATOR(pg_catalog.=) o.org_id"
-			" WHERE o.org_id OPERATOR(pg_catalog.=) $1",
-			1, argtypes);
-	}
 	remember_relids();
-	arg = CStringGetTextDatum(org_id);
-	n = spi_run(org_plan, &arg, true, 0);
+	memset(&loaded, 0, sizeof(loaded));
+	loaded.stripes = -1;
+	loaded.exists = reader_get(&orgs_reader, 1, &org_id, v, n);
+	if (loaded.exists)
+	{
+		ArrayType  *a = DatumGetArrayTypeP(v[0]);
+		Datum	   *elems;
+		bool	   *nulls;
+		int			count;
+		RowScan    *scan;
+
+		deconstruct_array(a, INT4OID, 4, true, TYPALIGN_INT, &elems, &nulls, &count);
+		loaded.nthresholds = Min(count, lengthof(loaded.thresholds));
+		for (int j = 0; j < loaded.nthresholds; j++)
+			loaded.thresholds[j] = DatumGetInt32(elems[j]);
+		if (!n[1])
+			loaded.stripes = DatumGetInt32(v[1]);
+
+		scan = reader_begin(&org_providers_reader, 1, &org_id, NULL);
+		while (reader_next(scan, v, n))
+			providers = lappend(providers, TextDatumGetCString(v[0]));
+		reader_end(scan);
+	}
 
 	/* no lock is taken from here on: the cache cannot be dropped under us */
 	if (orgs == NULL)
 		orgs = new_table(&orgs_cxt, "credits orgs", sizeof(OrgEntry));
-	memset(&loaded, 0, sizeof(loaded));
-	loaded.exists = n > 0;
 	old = MemoryContextSwitchTo(orgs_cxt);
-	for (uint64 i = 0; i < n; i++)
-	{
-		char	   *provider = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2);
-
-		if (i == 0)
-		{
-			bool		isnull;
-			ArrayType  *a = DatumGetArrayTypeP(spi_value(0, 1, &isnull));
-			Datum	   *elems;
-			bool	   *nulls;
-			int			count;
-
-			loaded.stripes = DatumGetInt32(spi_value(0, 3, &isnull));
-			if (isnull)
-				loaded.stripes = -1;
-			deconstruct_array(a, INT4OID, 4, true, TYPALIGN_INT, &elems, &nulls, &count);
-			loaded.nthresholds = Min(count, lengthof(loaded.thresholds));
-			for (int j = 0; j < loaded.nthresholds; j++)
-				loaded.thresholds[j] = DatumGetInt32(elems[j]);
-		}
-		if (provider != NULL)
-			loaded.providers = lappend(loaded.providers, pstrdup(provider));
-	}
+	foreach(lc, providers)
+		loaded.providers = lappend(loaded.providers, pstrdup((char *) lfirst(lc)));
 	MemoryContextSwitchTo(old);
 
 	e = hash_search(orgs, org_id, HASH_ENTER, NULL);
@@ -401,33 +394,19 @@ cache_member(const char *org_id, const char *user_id, bool *has_cap, Credit *cap
 	snprintf(key, sizeof(key), "%s\x01%s", org_id, user_id);
 	if (members == NULL || (e = hash_search(members, key, HASH_FIND, NULL)) == NULL)
 	{
-		Datum		args[2];
+		const char *keys[2] = {org_id, user_id};
+		Datum		v[2];
+		bool		n[2];
 		bool		active = false;
 		bool		capped = false;
 		Credit		amount = 0;
 
-		if (member_plan == NULL)
-		{
-			Oid			argtypes[2] = {TEXTOID, TEXTOID};
-
-			member_plan = spi_prepare_saved(
-				"SELECT m.active, m.cap FROM credits.members m"
-				" WHERE m.org_id OPERATOR(pg_catalog.=) $1"
-				"   AND m.user_id OPERATOR(pg_catalog.=) $2",
-				2, argtypes);
-		}
 		remember_relids();
-		args[0] = CStringGetTextDatum(org_id);
-		args[1] = CStringGetTextDatum(user_id);
-		if (spi_run(member_plan, args, true, 1) > 0)
+		if (reader_get(&members_reader, 2, keys, v, n))
 		{
-			bool		isnull;
-			Datum		d;
-
-			active = DatumGetBool(spi_value(0, 1, &isnull));
-			d = spi_value(0, 2, &isnull);
-			capped = !isnull;
-			amount = isnull ? 0 : DatumGetCredit(d);
+			active = DatumGetBool(v[0]);
+			capped = !n[1];
+			amount = capped ? DatumGetCredit(v[1]) : 0;
 		}
 		if (members == NULL)
 			members = new_table(&members_cxt, "credits members", sizeof(MemberEntry));

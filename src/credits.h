@@ -10,6 +10,7 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "utils/array.h"
+#include "utils/snapshot.h"
 #include "utils/timestamp.h"
 
 /* A credit amount: signed 64-bit count of micro-credits. */
@@ -60,6 +61,29 @@ extern SPIPlanPtr spi_prepare_saved(const char *sql, int nargs, Oid *argtypes);
 extern uint64 spi_run(SPIPlanPtr plan, Datum *values, bool read_only, long limit);
 extern Datum spi_value(int row, int col, bool *isnull);
 extern char *spi_string(int row, int col);
+
+/* reader.c: direct index lookups on a credits table */
+typedef struct RowReader
+{
+	const char *table;
+	const char *index;			/* its leading columns are text keys */
+	int			ncols;
+	const char *cols[10];		/* the columns read */
+	Oid			relid;			/* looked up once; reset by invalidation */
+	Oid			indexid;
+	AttrNumber	attnums[10];
+} RowReader;
+
+#define ROW_READER(table, index, ...) \
+	{table, index, lengthof(((const char *[]) {__VA_ARGS__})), {__VA_ARGS__}}
+
+typedef struct RowScan RowScan;
+
+extern RowScan *reader_begin(RowReader *r, int nkeys, const char **keys, Snapshot snapshot);
+extern bool reader_next(RowScan *s, Datum *values, bool *nulls);
+extern void reader_end(RowScan *s);
+extern bool reader_get(RowReader *r, int nkeys, const char **keys, Datum *values, bool *nulls);
+extern Credit reader_sum(RowReader *r, int nkeys, const char **keys, Snapshot snapshot);
 
 /* catalog.c */
 typedef struct ModelInfo

@@ -24,21 +24,13 @@
  */
 #include "postgres.h"
 
-#include "access/genam.h"
 #include "access/xact.h"
-#include "access/stratnum.h"
-#include "access/table.h"
-#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
-#include "utils/fmgroids.h"
-#include "utils/inval.h"
-#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/resowner.h"
-#include "utils/rel.h"
 #include "utils/snapmgr.h"
 
 #include "credits.h"
@@ -73,139 +65,16 @@ pool_check_org(const char *org_id)
 				 errhint("Create it with credits.create_org().")));
 }
 
-/*
- * Direct index lookups for the read path: a pools or member_usage row by
- * its primary key, read with the statement's snapshot.  No executor, no
- * plan: allowed_models and resolve_model run before every AI request.
- */
-typedef struct RowReader
-{
-	const char *table;
-	const char *index;
-	int			ncols;
-	const char *cols[10];
-	Oid			relid;			/* cached; reset by relcache invalidation */
-	Oid			indexid;
-	AttrNumber	attnums[10];	/* the columns' numbers in relid */
-} RowReader;
-
-static RowReader pools_reader = {"pools", "pools_pkey", 9,
-	{"allowance", "allowance_used", "topup", "reserved", "period_end",
-	"next_grant_expiry", "next_hold_expiry", "period_start", "stripes"}};
-static RowReader usage_reader = {"member_usage", "member_usage_pkey", 2,
-	{"used", "reserved"}};
-static RowReader stripes_reader = {"pool_stripes", "pool_stripes_pkey", 1, {"used"}};
-static RowReader stripes_funds_reader = {"pool_stripes", "pool_stripes_pkey", 1, {"funds"}};
-
-static RowReader *readers[] = {&pools_reader, &usage_reader, &stripes_reader,
-&stripes_funds_reader};
-static bool readers_callback = false;
-
-/* A table or index was changed or dropped: look the OIDs up again. */
-static void
-readers_invalidate(Datum arg, Oid relid)
-{
-	for (int i = 0; i < lengthof(readers); i++)
-	{
-		if (relid == InvalidOid || relid == readers[i]->relid || relid == readers[i]->indexid)
-			readers[i]->relid = readers[i]->indexid = InvalidOid;
-	}
-}
-
-static void
-reader_init(RowReader *r)
-{
-	Oid			nsp = get_namespace_oid("credits", false);
-	Oid			relid = get_relname_relid(r->table, nsp);
-	Oid			indexid = get_relname_relid(r->index, nsp);
-
-	if (!OidIsValid(relid) || !OidIsValid(indexid))
-		elog(ERROR, "credits.%s is missing", r->table);
-	if (!readers_callback)
-	{
-		CacheRegisterRelcacheCallback(readers_invalidate, (Datum) 0);
-		readers_callback = true;
-	}
-	for (int i = 0; i < r->ncols; i++)
-		r->attnums[i] = get_attnum(relid, r->cols[i]);
-	r->relid = relid;
-	r->indexid = indexid;
-}
-
-/*
- * Read the row(s) of r's table whose first nkeys key columns are keys.  One
- * row: its columns into values/nulls.  With sum, the first column (a credit)
- * of all matching rows is added up into *sum instead.
- */
-static bool
-scan_rows_snapshot(RowReader *r, int nkeys, const char **keys, Datum *values, bool *nulls,
-				   Credit *sum, Snapshot snapshot)
-{
-	Oid			relid;
-	Oid			indexid;
-	Relation	rel;
-	Relation	idx;
-	ScanKeyData skeys[2];
-	SysScanDesc scan;
-	HeapTuple	tuple;
-	bool		found = false;
-
-	if (!OidIsValid(r->relid))
-		reader_init(r);
-	relid = r->relid;
-	indexid = r->indexid;
-
-	/* taking the locks processes invalidations, which may reset r */
-	rel = table_open(relid, AccessShareLock);
-	idx = index_open(indexid, AccessShareLock);
-	if (!OidIsValid(r->relid))
-	{
-		reader_init(r);
-		if (r->relid != relid || r->indexid != indexid)
-			elog(ERROR, "credits.%s was replaced concurrently", r->table);
-	}
-	for (int i = 0; i < nkeys; i++)
-		ScanKeyEntryInitialize(&skeys[i], 0, i + 1, BTEqualStrategyNumber, InvalidOid,
-							   idx->rd_indcollation[i], F_TEXTEQ,
-							   CStringGetTextDatum(keys[i]));
-	if (snapshot == NULL)
-		snapshot = ActiveSnapshotSet() ? GetActiveSnapshot() : GetTransactionSnapshot();
-	scan = systable_beginscan(rel, indexid, true, snapshot, nkeys, skeys);
-	while (HeapTupleIsValid(tuple = systable_getnext(scan)))
-	{
-		found = true;
-		if (sum == NULL)
-		{
-			for (int i = 0; i < r->ncols; i++)
-				values[i] = heap_getattr(tuple, r->attnums[i], RelationGetDescr(rel), &nulls[i]);
-			break;
-		}
-		else
-		{
-			bool		isnull;
-			Datum		d = heap_getattr(tuple, r->attnums[0], RelationGetDescr(rel), &isnull);
-
-			if (!isnull)
-				*sum = credit_add(*sum, DatumGetCredit(d));
-		}
-	}
-	systable_endscan(scan);
-	index_close(idx, AccessShareLock);
-	table_close(rel, AccessShareLock);
-	return found;
-}
-
-static bool
-scan_rows(RowReader *r, int nkeys, const char **keys, Datum *values, bool *nulls, Credit *sum)
-{
-	return scan_rows_snapshot(r, nkeys, keys, values, nulls, sum, NULL);
-}
-
-static bool
-read_row(RowReader *r, int nkeys, const char **keys, Datum *values, bool *nulls)
-{
-	return scan_rows(r, nkeys, keys, values, nulls, NULL);
-}
+/* direct index lookups (reader.c) of the pool's rows */
+static RowReader pools_reader = ROW_READER("pools", "pools_pkey",
+										   "allowance", "allowance_used", "topup", "reserved",
+										   "period_end", "next_grant_expiry", "next_hold_expiry",
+										   "period_start", "stripes");
+static RowReader usage_reader = ROW_READER("member_usage", "member_usage_pkey",
+										   "used", "reserved");
+static RowReader stripes_reader = ROW_READER("pool_stripes", "pool_stripes_pkey", "used");
+static RowReader stripes_state_reader = ROW_READER("pool_stripes", "pool_stripes_pkey",
+												   "used", "funds");
 
 /* Is a timestamp column at or before now (NULL: no)? */
 static bool
@@ -222,7 +91,7 @@ pool_get_org(const char *org_id, OrgState *org)
 	bool		n[10];
 
 	pool_check_org(org_id);
-	if (!read_row(&pools_reader, 1, &org_id, v, n))
+	if (!reader_get(&pools_reader, 1, &org_id, v, n))
 		ereport(ERROR,
 				(errcode(ERRCODE_CREDITS_UNKNOWN_ORG),
 				 errmsg("unknown org \"%s\"", org_id)));
@@ -232,13 +101,9 @@ pool_get_org(const char *org_id, OrgState *org)
 										   DatumGetCredit(v[2])),
 								DatumGetCredit(v[3]));
 	if (DatumGetInt32(v[8]) > 0)
-	{
 		/* what the escrow stripes used is used too */
-		Credit		striped = 0;
-
-		(void) scan_rows(&stripes_reader, 1, &org_id, NULL, NULL, &striped);
-		org->available = credit_sub(org->available, striped);
-	}
+		org->available = credit_sub(org->available,
+									reader_sum(&stripes_reader, 1, &org_id, NULL));
 	if (due(v[4], n[4]) || due(v[5], n[5]) || due(v[6], n[6]))
 	{
 		/* not brought up to date yet: the view computes what it will be */
@@ -289,12 +154,12 @@ pool_get_member(const char *org_id, const char *user_id, bool active_only,
 		Datum		v[10];
 		bool		n[10];
 
-		if (read_row(&usage_reader, 2, keys, v, n))
+		if (reader_get(&usage_reader, 2, keys, v, n))
 		{
 			member->used = DatumGetCredit(v[0]);
 			member->reserved = DatumGetCredit(v[1]);
 			/* usage of a period that has ended counts as 0 */
-			if (read_row(&pools_reader, 1, &org_id, v, n) && due(v[4], n[4]))
+			if (reader_get(&pools_reader, 1, &org_id, v, n) && due(v[4], n[4]))
 				member->used = 0;
 		}
 	}
@@ -380,14 +245,13 @@ lock_row(const char *org_id, PoolState *ps, bool *due)
 	ps->stripes_locked = false;
 	if (ps->stripes > 0)
 	{
-		Credit		funds = 0;
-		Credit		used = 0;
+		RowScan    *scan = reader_begin(&stripes_state_reader, 1, &org_id, GetLatestSnapshot());
+		Datum		v[2];
+		bool		n[2];
 
-		(void) scan_rows_snapshot(&stripes_funds_reader, 1, &org_id, NULL, NULL, &funds,
-								  GetLatestSnapshot());
-		(void) scan_rows_snapshot(&stripes_reader, 1, &org_id, NULL, NULL, &used,
-								  GetLatestSnapshot());
-		ps->stripes_locked = funds != 0 || used != 0;
+		while (!ps->stripes_locked && reader_next(scan, v, n))
+			ps->stripes_locked = DatumGetCredit(v[0]) != 0 || DatumGetCredit(v[1]) != 0;
+		reader_end(scan);
 	}
 	if (ps->stripes_locked)
 	{
@@ -785,7 +649,7 @@ pool_fast_debit(const char *org_id, LedgerEntry *e)
 	Datum		v[10];
 	bool		n[10];
 	int			stripes;
-	Credit		striped = 0;
+	Credit		striped;
 	Datum		args[LEDGER_NPARAMS + 1];
 	char		nulls[LEDGER_NPARAMS + 1];
 	volatile bool done = false;
@@ -793,13 +657,13 @@ pool_fast_debit(const char *org_id, LedgerEntry *e)
 	ResourceOwner owner = CurrentResourceOwner;
 
 	check_tenant(org_id);
-	if (!read_row(&pools_reader, 1, &org_id, v, n) ||
+	if (!reader_get(&pools_reader, 1, &org_id, v, n) ||
 		due(v[4], n[4]) || due(v[5], n[5]) || due(v[6], n[6]))
 		return false;
 	stripes = DatumGetInt32(v[8]);
 	if (stripes == 0)
 		return false;
-	(void) scan_rows(&stripes_reader, 1, &org_id, NULL, NULL, &striped);
+	striped = reader_sum(&stripes_reader, 1, &org_id, NULL);
 
 	e->period_start = DatumGetTimestampTz(v[7]);
 	e->charged = e->cost;

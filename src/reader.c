@@ -1,0 +1,180 @@
+/*
+ * reader.c
+ *	  Direct index lookups: the rows of a credits table whose leading key
+ *	  columns equal some text keys, read with the statement's snapshot.  No
+ *	  executor, no plan, no SQL privileges involved (the callers check the
+ *	  tenant themselves): the read path before every AI request, the fast
+ *	  path of a debit and the configuration cache use them instead of a
+ *	  query.
+ */
+#include "postgres.h"
+
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/stratnum.h"
+#include "access/table.h"
+#include "catalog/namespace.h"
+#include "utils/builtins.h"
+#include "utils/datum.h"
+#include "utils/fmgroids.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+
+#include "credits.h"
+
+struct RowScan
+{
+	RowReader  *reader;
+	Relation	rel;
+	Relation	idx;
+	SysScanDesc scan;
+};
+
+/* every reader initialized in this backend, for the invalidation callback */
+static RowReader *readers[16];
+static int	nreaders = 0;
+static bool callback_registered = false;
+
+/* A table or index was changed or dropped: look the OIDs up again. */
+static void
+readers_invalidate(Datum arg, Oid relid)
+{
+	for (int i = 0; i < nreaders; i++)
+	{
+		if (relid == InvalidOid || relid == readers[i]->relid || relid == readers[i]->indexid)
+			readers[i]->relid = readers[i]->indexid = InvalidOid;
+	}
+}
+
+static void
+reader_init(RowReader *r)
+{
+	Oid			nsp = get_namespace_oid("credits", false);
+	Oid			relid = get_relname_relid(r->table, nsp);
+	Oid			indexid = get_relname_relid(r->index, nsp);
+	bool		known = false;
+
+	if (!OidIsValid(relid) || !OidIsValid(indexid))
+		elog(ERROR, "credits.%s is missing", r->table);
+	if (!callback_registered)
+	{
+		CacheRegisterRelcacheCallback(readers_invalidate, (Datum) 0);
+		callback_registered = true;
+	}
+	for (int i = 0; i < nreaders; i++)
+		known |= readers[i] == r;
+	if (!known)
+	{
+		if (nreaders >= lengthof(readers))
+			elog(ERROR, "too many credits readers");
+		readers[nreaders++] = r;
+	}
+	for (int i = 0; i < r->ncols; i++)
+	{
+		r->attnums[i] = get_attnum(relid, r->cols[i]);
+		if (r->attnums[i] == InvalidAttrNumber)
+			elog(ERROR, "column %s of credits.%s is missing", r->cols[i], r->table);
+	}
+	r->relid = relid;
+	r->indexid = indexid;
+}
+
+/* Start reading the rows whose first nkeys key columns equal keys. */
+RowScan *
+reader_begin(RowReader *r, int nkeys, const char **keys, Snapshot snapshot)
+{
+	RowScan    *s = palloc(sizeof(RowScan));
+	Oid			relid;
+	Oid			indexid;
+	ScanKeyData skeys[2];
+
+	Assert(nkeys >= 1 && nkeys <= lengthof(skeys));
+	if (!OidIsValid(r->relid))
+		reader_init(r);
+	relid = r->relid;
+	indexid = r->indexid;
+
+	/* taking the locks processes invalidations, which may reset r */
+	s->reader = r;
+	s->rel = table_open(relid, AccessShareLock);
+	s->idx = index_open(indexid, AccessShareLock);
+	if (!OidIsValid(r->relid))
+	{
+		reader_init(r);
+		if (r->relid != relid || r->indexid != indexid)
+			elog(ERROR, "credits.%s was replaced concurrently", r->table);
+	}
+
+	for (int i = 0; i < nkeys; i++)
+		ScanKeyEntryInitialize(&skeys[i], 0, i + 1, BTEqualStrategyNumber, InvalidOid,
+							   s->idx->rd_indcollation[i], F_TEXTEQ,
+							   CStringGetTextDatum(keys[i]));
+	if (snapshot == NULL)
+		snapshot = ActiveSnapshotSet() ? GetActiveSnapshot() : GetTransactionSnapshot();
+	s->scan = systable_beginscan(s->rel, indexid, true, snapshot, nkeys, skeys);
+	return s;
+}
+
+/*
+ * The next row's columns (the reader's cols) into values/nulls, copied into
+ * the current memory context; false when there is none.
+ */
+bool
+reader_next(RowScan *s, Datum *values, bool *nulls)
+{
+	RowReader  *r = s->reader;
+	TupleDesc	desc = RelationGetDescr(s->rel);
+	HeapTuple	tuple = systable_getnext(s->scan);
+
+	if (!HeapTupleIsValid(tuple))
+		return false;
+	for (int i = 0; i < r->ncols; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, r->attnums[i] - 1);
+
+		values[i] = heap_getattr(tuple, r->attnums[i], desc, &nulls[i]);
+		if (!nulls[i] && !att->attbyval)
+			values[i] = datumCopy(values[i], false, att->attlen);
+	}
+	return true;
+}
+
+void
+reader_end(RowScan *s)
+{
+	systable_endscan(s->scan);
+	index_close(s->idx, AccessShareLock);
+	table_close(s->rel, AccessShareLock);
+	pfree(s);
+}
+
+/* The one row whose key is keys, with the statement's snapshot. */
+bool
+reader_get(RowReader *r, int nkeys, const char **keys, Datum *values, bool *nulls)
+{
+	RowScan    *s = reader_begin(r, nkeys, keys, NULL);
+	bool		found = reader_next(s, values, nulls);
+
+	reader_end(s);
+	return found;
+}
+
+/* The sum of the first column (a credit) of the rows whose key is keys. */
+Credit
+reader_sum(RowReader *r, int nkeys, const char **keys, Snapshot snapshot)
+{
+	RowScan    *s = reader_begin(r, nkeys, keys, snapshot);
+	Credit		sum = 0;
+	Datum		value[10];
+	bool		isnull[10];
+
+	while (reader_next(s, value, isnull))
+	{
+		if (!isnull[0])
+			sum = credit_add(sum, DatumGetCredit(value[0]));
+	}
+	reader_end(s);
+	return sum;
+}
