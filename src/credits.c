@@ -90,7 +90,7 @@ _PG_init(void)
 
 	DefineCustomIntVariable("credits.stripe",
 							"Escrow stripe this session's debits are charged to.",
-							"-1 (the default) picks it from the backend's process ID. "
+							"-1 (the default) picks it from the backend's PGPROC slot. "
 							"For tests and diagnosis.",
 							&credits_stripe,
 							-1,

@@ -28,6 +28,7 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
+#include "storage/proc.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 #include "utils/resowner.h"
@@ -628,7 +629,8 @@ pool_release(PoolState *ps, Credit amount, LedgerEntry *e)
 
 /*
  * The fast path of a debit: charge the whole cost (e->cost) to this
- * backend's escrow stripe, if the pool is split into stripes, its stripe's
+ * backend's escrow stripe (by its PGPROC slot, which concurrent backends do
+ * not share), if the pool is split into stripes, its stripe's
  * funds cover the cost and the pool is not due for maintenance.  Returns
  * false, having changed nothing, when the slow path (pool_lock and
  * pool_charge) must do it.
@@ -706,7 +708,7 @@ pool_fast_debit(const char *org_id, LedgerEntry *e)
 			LEDGER_NPARAMS + 1, argtypes);
 	}
 	ledger_params(e, args, nulls, NULL);
-	args[LEDGER_NPARAMS] = Int32GetDatum((credits_stripe >= 0 ? credits_stripe : MyProcPid)
+	args[LEDGER_NPARAMS] = Int32GetDatum((credits_stripe >= 0 ? credits_stripe : MyProc->pgprocno)
 										 % stripes);
 	nulls[LEDGER_NPARAMS] = ' ';
 

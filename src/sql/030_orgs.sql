@@ -59,7 +59,7 @@ CREATE TABLE credits.member_usage (
     reserved credits.credit NOT NULL DEFAULT 0,
     PRIMARY KEY (org_id, user_id),
     FOREIGN KEY (org_id, user_id) REFERENCES credits.members ON DELETE CASCADE
-);
+) WITH (fillfactor = 50);   -- room for HOT updates: every debit updates a row
 COMMENT ON TABLE credits.member_usage IS
     'credits each member drew from the pool in the current period and holds open now (maintained by the extension)';
 COMMENT ON COLUMN credits.member_usage.used IS 'drawn in the current period';
@@ -85,7 +85,7 @@ CREATE TABLE credits.pools (
     -- the rest; each CHECK here is paid by every charge)
     CONSTRAINT pools_available_not_negative
         CHECK (allowance - allowance_used + topup - reserved >= 0)
-);
+) WITH (fillfactor = 50);   -- room for HOT updates: every slow-path charge updates a row
 COMMENT ON TABLE credits.pools IS
     'each org''s pool for its current billing period (maintained by the extension; never written by hand)';
 COMMENT ON COLUMN credits.pools.allowance IS
@@ -105,15 +105,19 @@ COMMENT ON COLUMN credits.pools.reserved IS 'credits held by open holds';
 COMMENT ON COLUMN credits.pools.stripes IS
     'escrow stripes the pool is split over in this period (0: one balance); stripes numbered from here on are empty';
 
--- Escrow stripes: an org's hot balance, split.  A debit that fits in its
--- backend's stripe (stripe = pid % 32) is charged there, locking that stripe
--- row only, so concurrent debits of one org commit in parallel.  Anything
--- else locks the pool row and every stripe, folds the stripes back into the
--- pool (allowance_used += used), does its work exactly as a single balance
--- would, and escrows again: each stripe gets a share of what may be spent
--- without crossing the org's next threshold, never more than is available.
--- So the pool never goes below 0, thresholds and exhaustion are seen under
--- the global lock, and every figure is exact: pool = pools row + stripes.
+-- Escrow stripes: an org's hot balance, split, once its debits contend for
+-- the pool lock (pools.stripes of them; 0: one balance).  A debit that fits
+-- in its backend's stripe (its PGPROC slot modulo the stripes) is charged
+-- there, locking that stripe row only, so concurrent debits of one org
+-- commit in parallel.  Anything else locks the pool row and every stripe,
+-- folds the stripes back into the pool (allowance_used += used), does its
+-- work exactly as a single balance would, and escrows again: each stripe
+-- gets a share of what may be spent without crossing the org's next
+-- threshold, never more than is available.  So the pool never goes below 0,
+-- thresholds and exhaustion are seen under the global lock, and every
+-- figure is exact: pool = pools row + stripes.  Stripe rows are updated by
+-- every fast debit: a low fillfactor keeps their HOT chains short (pages are
+-- pruned early) and spreads them over pages.
 CREATE TABLE credits.pool_stripes (
     org_id       text NOT NULL REFERENCES credits.orgs ON DELETE CASCADE,
     stripe       integer NOT NULL,
@@ -122,7 +126,7 @@ CREATE TABLE credits.pool_stripes (
     calls        bigint NOT NULL DEFAULT 0,
     period_start timestamptz NOT NULL,
     PRIMARY KEY (org_id, stripe)
-);
+) WITH (fillfactor = 10);
 COMMENT ON TABLE credits.pool_stripes IS
     'escrow stripes of each org''s allowance, for concurrent debits (maintained by the extension)';
 COMMENT ON COLUMN credits.pool_stripes.funds IS 'allowance escrowed to this stripe, not yet used';
