@@ -80,6 +80,8 @@ static RowReader orgs_reader = ROW_READER("orgs", "orgs_pkey", "thresholds", "st
 static RowReader org_providers_reader = ROW_READER("org_providers", "org_providers_pkey",
 												   "provider");
 static RowReader members_reader = ROW_READER("members", "members_pkey", "active", "cap");
+static RowReader org_members_reader = ROW_READER("members", "members_pkey",
+												 "user_id", "active", "cap");
 
 static void
 drop_cache(MemoryContext *cxt)
@@ -384,30 +386,106 @@ cache_org_stripes(const char *org_id)
 	return org_entry(org_id)->stripes;
 }
 
+/* an org with more members than this is cached member by member */
+#define ORG_MEMBERS_AT_ONCE 1024
+
+/*
+ * Cache every member of an org (a range scan of members_pkey) and mark the
+ * org as complete ("org\x02"), so that any member of it, or any user who is
+ * not one, is then answered without a read.  Returns false, having cached
+ * none, for an org with more than ORG_MEMBERS_AT_ONCE members.
+ */
+static bool
+load_org_members(const char *org_id)
+{
+	typedef struct Loaded
+	{
+		char	   *user_id;
+		bool		active;
+		bool		has_cap;
+		Credit		cap;
+	}			Loaded;
+	Loaded	   *loaded = palloc(sizeof(Loaded) * ORG_MEMBERS_AT_ONCE);
+	int			n = 0;
+	bool		complete = true;
+	RowScan    *scan;
+	Datum		v[3];
+	bool		isnull[3];
+	char		key[KEYLEN];
+
+	remember_relids();
+	scan = reader_begin(&org_members_reader, 1, &org_id, NULL);
+	while (reader_next(scan, v, isnull))
+	{
+		if (n == ORG_MEMBERS_AT_ONCE)
+		{
+			complete = false;
+			break;
+		}
+		loaded[n].user_id = TextDatumGetCString(v[0]);
+		loaded[n].active = DatumGetBool(v[1]);
+		loaded[n].has_cap = !isnull[2];
+		loaded[n].cap = isnull[2] ? 0 : DatumGetCredit(v[2]);
+		n++;
+	}
+	reader_end(scan);
+	if (!complete)
+		return false;
+
+	/* no lock is taken from here on: the cache cannot be dropped under us */
+	if (members == NULL)
+		members = new_table(&members_cxt, "credits members", sizeof(MemberEntry));
+	for (int i = 0; i < n; i++)
+	{
+		MemberEntry *e;
+
+		snprintf(key, sizeof(key), "%s\x01%s", org_id, loaded[i].user_id);
+		e = hash_search(members, key, HASH_ENTER, NULL);
+		e->active = loaded[i].active;
+		e->has_cap = loaded[i].has_cap;
+		e->cap = loaded[i].cap;
+	}
+	snprintf(key, sizeof(key), "%s\x02", org_id);
+	(void) hash_search(members, key, HASH_ENTER, NULL);
+	return true;
+}
+
 /* Is the user an active member; with a cap? */
 bool
 cache_member(const char *org_id, const char *user_id, bool *has_cap, Credit *cap)
 {
 	char		key[KEYLEN];
+	char		org_key[KEYLEN];
 	MemberEntry *e;
 
 	snprintf(key, sizeof(key), "%s\x01%s", org_id, user_id);
 	if (members == NULL || (e = hash_search(members, key, HASH_FIND, NULL)) == NULL)
 	{
-		const char *keys[2] = {org_id, user_id};
-		Datum		v[2];
-		bool		n[2];
+		bool		complete;
 		bool		active = false;
 		bool		capped = false;
 		Credit		amount = 0;
 
-		remember_relids();
-		if (reader_get(&members_reader, 2, keys, v, n))
+		snprintf(org_key, sizeof(org_key), "%s\x02", org_id);
+		complete = (members != NULL && hash_search(members, org_key, HASH_FIND, NULL) != NULL) ||
+			load_org_members(org_id);
+		if (members != NULL && (e = hash_search(members, key, HASH_FIND, NULL)) != NULL)
+			goto found;
+		if (!complete)
 		{
-			active = DatumGetBool(v[0]);
-			capped = !n[1];
-			amount = capped ? DatumGetCredit(v[1]) : 0;
+			const char *keys[2] = {org_id, user_id};
+			Datum		v[2];
+			bool		n[2];
+
+			remember_relids();
+			if (reader_get(&members_reader, 2, keys, v, n))
+			{
+				active = DatumGetBool(v[0]);
+				capped = !n[1];
+				amount = capped ? DatumGetCredit(v[1]) : 0;
+			}
 		}
+		/* not a member (complete), or read by itself */
 		if (members == NULL)
 			members = new_table(&members_cxt, "credits members", sizeof(MemberEntry));
 		e = hash_search(members, key, HASH_ENTER, NULL);
@@ -415,6 +493,7 @@ cache_member(const char *org_id, const char *user_id, bool *has_cap, Credit *cap
 		e->has_cap = capped;
 		e->cap = amount;
 	}
+found:
 	*has_cap = e->has_cap;
 	*cap = e->cap;
 	return e->active;

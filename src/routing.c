@@ -104,12 +104,19 @@ credits_resolve_model(PG_FUNCTION_ARGS)
 	text	   *result;
 
 	SPI_connect();
-	pool_get_org(org_id, &org);
+	pool_check_org(org_id);
 	pool_get_member(org_id, user_id, true, &member);
 	catalog_get_model(model, &info);
 	check_provider_enabled(org_id, &info);
 
-	reason = info.is_fallback ? NULL : premium_block_reason(&org, &member);
+	/* a fallback is always available: its pool is not even read */
+	if (info.is_fallback)
+		reason = NULL;
+	else
+	{
+		pool_get_org(org_id, &org);
+		reason = premium_block_reason(&org, &member);
+	}
 	if (reason == NULL)
 		result = cstring_to_text(model);
 	else
