@@ -9,6 +9,7 @@
 
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "storage/itemptr.h"
 #include "utils/array.h"
 #include "utils/snapshot.h"
 #include "utils/timestamp.h"
@@ -81,7 +82,11 @@ typedef struct RowScan RowScan;
 
 extern RowScan *reader_begin(RowReader *r, int nkeys, const char **keys, Snapshot snapshot);
 extern bool reader_next(RowScan *s, Datum *values, bool *nulls);
+extern ItemPointer reader_tid(RowScan *s);
 extern void reader_end(RowScan *s);
+extern bool reader_update(RowReader *r, ItemPointer tid,
+						  bool (*update) (Datum *values, bool *nulls, bool *replace, void *arg),
+						  void *arg);
 extern bool reader_get(RowReader *r, int nkeys, const char **keys, Datum *values, bool *nulls);
 extern Credit reader_sum(RowReader *r, int nkeys, const char **keys, Snapshot snapshot);
 

@@ -76,6 +76,8 @@ static RowReader pools_reader = ROW_READER("pools", "pools_pkey",
 static RowReader usage_reader = ROW_READER("member_usage", "member_usage_pkey",
 										   "used", "reserved");
 static RowReader stripes_reader = ROW_READER("pool_stripes", "pool_stripes_pkey", "used");
+static RowReader stripe_reader = ROW_READER("pool_stripes", "pool_stripes_pkey",
+											"used", "stripe", "funds", "period_start", "calls");
 static RowReader stripes_state_reader = ROW_READER("pool_stripes", "pool_stripes_pkey",
 												   "used", "funds");
 
@@ -629,47 +631,117 @@ pool_release(PoolState *ps, Credit amount, LedgerEntry *e)
 	pool_write(ps, e, 0, 0, 0, 0, -amount);
 }
 
+/* A stripe charge: the cost moves from the stripe's funds to its used. */
+typedef struct StripeCharge
+{
+	Credit		cost;
+	TimestampTz period_start;
+} StripeCharge;
+
+/* stripe_reader's columns: used, stripe, funds, period_start, calls */
+static bool
+charge_stripe(Datum *values, bool *nulls, bool *replace, void *arg)
+{
+	StripeCharge *c = (StripeCharge *) arg;
+
+	/* re-checked on the latest version, as UPDATE ... WHERE would */
+	if (DatumGetCredit(values[2]) < c->cost ||
+		DatumGetTimestampTz(values[3]) != c->period_start)
+		return false;
+	values[0] = CreditGetDatum(credit_add(DatumGetCredit(values[0]), c->cost));
+	values[2] = CreditGetDatum(credit_sub(DatumGetCredit(values[2]), c->cost));
+	values[4] = Int64GetDatum(DatumGetInt64(values[4]) + 1);
+	replace[0] = replace[2] = replace[4] = true;
+	return true;
+}
+
 /*
  * The fast path of a debit: charge the whole cost (e->cost) to this
  * backend's escrow stripe (by its PGPROC slot, which concurrent backends do
- * not share), if the pool is split into stripes, its stripe's
- * funds cover the cost and the pool is not due for maintenance.  Returns
- * false, having changed nothing, when the slow path (pool_lock and
- * pool_charge) must do it.
+ * not share), if the pool is split into stripes, its stripe's funds cover
+ * the cost and the pool is not due for maintenance.  Returns false, having
+ * changed nothing, when the slow path (pool_lock and pool_charge) must do
+ * it.
  *
- * One statement charges the stripe, adds to the member's usage (the slow
- * path's lock order: stripe, then member) and appends the ledger entry.  It
- * runs in a subtransaction: a stripe that turns out to be short is skipped
- * by its UPDATE, but stays locked if it was changed concurrently (UPDATE
- * waits, locks the new version, re-checks it); rolling back releases it, so
- * a session never waits for the pool lock while holding a stripe.
- *
- * The entry's available_after is the pool's available credits as committed
- * when the call started, less this charge.
+ * The stripes are read once, with the statement's snapshot: their sum gives
+ * the entry's available_after (the pool's available credits as committed
+ * when the call started, less this charge), and this backend's stripe its
+ * place and funds.  The stripe is then locked and charged in place of an
+ * UPDATE (reader_update: the latest version, re-checked), and one statement
+ * adds to the member's usage and appends the ledger entry.  It all runs in a
+ * subtransaction: a stripe found short once locked stays locked, and rolling
+ * back releases it, so a session never waits for the pool lock while
+ * holding a stripe.
  */
+static bool fast_debit(const char *org_id, LedgerEntry *e);
+
 bool
 pool_fast_debit(const char *org_id, LedgerEntry *e)
+{
+	bool		done;
+
+	check_tenant(org_id);
+	/*
+	 * Read and lock with a snapshot of our own, as a query would: it sees
+	 * what this transaction wrote so far (another debit of the same
+	 * statement, say), and in READ COMMITTED what is committed now.
+	 */
+	PushCopiedSnapshot(GetTransactionSnapshot());
+	UpdateActiveSnapshotCommandId();
+	done = fast_debit(org_id, e);
+	PopActiveSnapshot();
+	return done;
+}
+
+static bool
+fast_debit(const char *org_id, LedgerEntry *e)
 {
 	Datum		v[10];
 	bool		n[10];
 	int			stripes;
-	Credit		striped;
-	Datum		args[LEDGER_NPARAMS + 1];
-	char		nulls[LEDGER_NPARAMS + 1];
+	int			mine;
+	Credit		striped = 0;
+	bool		covered = false;
+	ItemPointerData tid;
+	RowScan    *scan;
+	StripeCharge charge;
+	Datum		args[LEDGER_NPARAMS];
+	char		nulls[LEDGER_NPARAMS];
 	volatile bool done = false;
 	MemoryContext cxt = CurrentMemoryContext;
 	ResourceOwner owner = CurrentResourceOwner;
 
-	check_tenant(org_id);
 	if (!reader_get(&pools_reader, 1, &org_id, v, n) ||
 		due(v[4], n[4]) || due(v[5], n[5]) || due(v[6], n[6]))
 		return false;
 	stripes = DatumGetInt32(v[8]);
 	if (stripes == 0)
 		return false;
-	striped = reader_sum(&stripes_reader, 1, &org_id, NULL);
+	mine = (credits_stripe >= 0 ? credits_stripe : MyProc->pgprocno) % stripes;
+	charge.cost = e->cost;
+	charge.period_start = DatumGetTimestampTz(v[7]);
 
-	e->period_start = DatumGetTimestampTz(v[7]);
+	scan = reader_begin(&stripe_reader, 1, &org_id, NULL);
+	{
+		Datum		sv[5];
+		bool		sn[5];
+
+		while (reader_next(scan, sv, sn))
+		{
+			striped = credit_add(striped, DatumGetCredit(sv[0]));
+			if (DatumGetInt32(sv[1]) == mine)
+			{
+				covered = DatumGetCredit(sv[2]) >= e->cost &&
+					DatumGetTimestampTz(sv[3]) == charge.period_start;
+				tid = *reader_tid(scan);
+			}
+		}
+	}
+	reader_end(scan);
+	if (!covered)
+		return false;
+
+	e->period_start = charge.period_start;
 	e->charged = e->cost;
 	e->from_allowance = e->cost;
 	e->shortfall = 0;
@@ -683,50 +755,36 @@ pool_fast_debit(const char *org_id, LedgerEntry *e)
 
 	if (fast_plan == NULL)
 	{
-		Oid			argtypes[LEDGER_NPARAMS + 1];
+		Oid			argtypes[LEDGER_NPARAMS];
 
 		ledger_params(NULL, NULL, NULL, argtypes);
-		argtypes[LEDGER_NPARAMS] = INT4OID;
-		/* $1 org, $3 period, $4 user, $8 cost (the ledger's); $17 stripe */
+		/* $1 org, $4 user, $8 cost: the ledger entry's */
 		fast_plan = spi_prepare_saved(
-			"WITH stripe AS ("
-			"  UPDATE credits.pool_stripes s"
-			"     SET funds = s.funds OPERATOR(credits.-) credits._micro($8),"
-			"         used = s.used OPERATOR(credits.+) credits._micro($8),"
-			"         calls = s.calls OPERATOR(pg_catalog.+) 1"
-			"   WHERE s.org_id OPERATOR(pg_catalog.=) $1"
-			"     AND s.stripe OPERATOR(pg_catalog.=) $17"
-			"     AND s.funds OPERATOR(credits.>=) credits._micro($8)"
-			"     AND s.period_start OPERATOR(pg_catalog.=) $3"
-			"  RETURNING 1),"
-			" member AS ("
+			"WITH member AS ("
 			"  INSERT INTO credits.member_usage AS u (org_id, user_id, used)"
-			"  SELECT $1, $4, credits._micro($8) FROM stripe"
+			"  SELECT $1, $4, credits._micro($8)"
 			"   WHERE $8 OPERATOR(pg_catalog.<>) 0"
 			"  ON CONFLICT (org_id, user_id) DO UPDATE"
 			"     SET used = u.used OPERATOR(credits.+) EXCLUDED.used"
 			"  RETURNING 1) "
-			LEDGER_INSERT_INTO " SELECT " LEDGER_VALUES " FROM stripe RETURNING entry_id",
-			LEDGER_NPARAMS + 1, argtypes);
+			LEDGER_INSERT,
+			LEDGER_NPARAMS, argtypes);
 	}
 	ledger_params(e, args, nulls, NULL);
-	args[LEDGER_NPARAMS] = Int32GetDatum((credits_stripe >= 0 ? credits_stripe : MyProc->pgprocno)
-										 % stripes);
-	nulls[LEDGER_NPARAMS] = ' ';
 
 	BeginInternalSubTransaction(NULL);
 	MemoryContextSwitchTo(cxt);
 	PG_TRY();
 	{
-		bool		isnull;
-		int			rc = SPI_execute_plan(fast_plan, args, nulls, false, 0);
-
-		if (rc != SPI_OK_INSERT_RETURNING)
-			elog(ERROR, "could not charge a stripe of org \"%s\": %s", org_id,
-				 SPI_result_code_string(rc));
-		done = SPI_processed == 1;
+		done = reader_update(&stripe_reader, &tid, charge_stripe, &charge);
 		if (done)
 		{
+			bool		isnull;
+			int			rc = SPI_execute_plan(fast_plan, args, nulls, false, 0);
+
+			if (rc != SPI_OK_INSERT_RETURNING || SPI_processed != 1)
+				elog(ERROR, "could not append to credits.ledger: %s",
+					 SPI_result_code_string(rc));
 			e->entry_id = DatumGetInt64(spi_value(0, 1, &isnull));
 			ReleaseCurrentSubTransaction();
 		}

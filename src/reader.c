@@ -10,9 +10,14 @@
 #include "postgres.h"
 
 #include "access/genam.h"
+#include "access/heapam.h"
 #include "access/htup_details.h"
 #include "access/stratnum.h"
 #include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "catalog/index.h"
+#include "executor/tuptable.h"
 #include "catalog/namespace.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
@@ -30,6 +35,7 @@ struct RowScan
 	Relation	rel;
 	Relation	idx;
 	SysScanDesc scan;
+	ItemPointerData tid;		/* of the row reader_next() returned last */
 };
 
 /* every reader initialized in this backend, for the invalidation callback */
@@ -130,6 +136,7 @@ reader_next(RowScan *s, Datum *values, bool *nulls)
 
 	if (!HeapTupleIsValid(tuple))
 		return false;
+	s->tid = tuple->t_self;
 	for (int i = 0; i < r->ncols; i++)
 	{
 		Form_pg_attribute att = TupleDescAttr(desc, r->attnums[i] - 1);
@@ -139,6 +146,13 @@ reader_next(RowScan *s, Datum *values, bool *nulls)
 			values[i] = datumCopy(values[i], false, att->attlen);
 	}
 	return true;
+}
+
+/* Where the row reader_next() returned last is (for reader_update). */
+ItemPointer
+reader_tid(RowScan *s)
+{
+	return &s->tid;
 }
 
 void
@@ -177,4 +191,114 @@ reader_sum(RowReader *r, int nkeys, const char **keys, Snapshot snapshot)
 	}
 	reader_end(s);
 	return sum;
+}
+
+/*
+ * Update one row in place of an UPDATE statement: lock the latest version of
+ * the row at tid as UPDATE does (in READ COMMITTED waiting for a concurrent
+ * writer and following its update; under REPEATABLE READ or SERIALIZABLE a
+ * concurrent update is 40001), give its columns (the reader's) to update(),
+ * and, when that returns true, write the columns it marked in replace[].
+ * Returns whether the row was updated.  The row lock is kept either way,
+ * until the (sub)transaction ends.
+ *
+ * For the extension's own tables only: no triggers, constraints, row
+ * security or privileges are involved (the caller is the API), and only
+ * plain indexes are maintained.
+ */
+bool
+reader_update(RowReader *r, ItemPointer tid,
+			  bool (*update) (Datum *values, bool *nulls, bool *replace, void *arg),
+			  void *arg)
+{
+	Relation	rel;
+	TupleDesc	desc;
+	TupleTableSlot *slot;
+	TM_FailureData tmfd;
+	TM_Result	result;
+	bool		updated = false;
+
+	if (!OidIsValid(r->relid))
+		reader_init(r);
+	rel = table_open(r->relid, RowExclusiveLock);
+	if (!OidIsValid(r->relid))
+		reader_init(r);
+	if (r->relid != RelationGetRelid(rel))
+		elog(ERROR, "credits.%s was replaced concurrently", r->table);
+	desc = RelationGetDescr(rel);
+	slot = table_slot_create(rel, NULL);
+
+	result = table_tuple_lock(rel, tid, GetActiveSnapshot(), slot,
+							  GetCurrentCommandId(false), LockTupleNoKeyExclusive,
+							  LockWaitBlock,
+							  IsolationUsesXactSnapshot() ? 0 : TUPLE_LOCK_FLAG_FIND_LAST_VERSION,
+							  &tmfd);
+	if (result == TM_Updated && IsolationUsesXactSnapshot())
+		ereport(ERROR,
+				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+				 errmsg("could not serialize access due to concurrent update")));
+	if (result == TM_Ok)
+	{
+		Datum		values[10];
+		bool		nulls[10];
+		bool		replace[10] = {false};
+
+		slot_getallattrs(slot);
+		for (int i = 0; i < r->ncols; i++)
+		{
+			values[i] = slot->tts_values[r->attnums[i] - 1];
+			nulls[i] = slot->tts_isnull[r->attnums[i] - 1];
+		}
+		if (update(values, nulls, replace, arg))
+		{
+			Datum	   *all = palloc0(sizeof(Datum) * desc->natts);
+			bool	   *allnulls = palloc0(sizeof(bool) * desc->natts);
+			bool	   *allreplace = palloc0(sizeof(bool) * desc->natts);
+			HeapTuple	oldtup = ExecFetchSlotHeapTuple(slot, false, NULL);
+			HeapTuple	newtup;
+
+			for (int i = 0; i < r->ncols; i++)
+			{
+				int			k = r->attnums[i] - 1;
+
+				all[k] = values[i];
+				allnulls[k] = nulls[i];
+				allreplace[k] = replace[i];
+			}
+			newtup = heap_modify_tuple(oldtup, desc, all, allnulls, allreplace);
+			simple_heap_update(rel, &slot->tts_tid, newtup);
+			if (!HeapTupleIsHeapOnly(newtup))
+			{
+				List	   *indexes = RelationGetIndexList(rel);
+				ListCell   *lc;
+				TupleTableSlot *newslot = MakeSingleTupleTableSlot(desc, &TTSOpsHeapTuple);
+
+				ExecStoreHeapTuple(newtup, newslot, false);
+				foreach(lc, indexes)
+				{
+					Relation	idx = index_open(lfirst_oid(lc), RowExclusiveLock);
+					IndexInfo  *info = BuildIndexInfo(idx);
+					Datum		ivalues[INDEX_MAX_KEYS];
+					bool		inulls[INDEX_MAX_KEYS];
+
+					if (info->ii_Expressions != NIL || info->ii_Predicate != NIL)
+						elog(ERROR, "credits.%s has an index reader_update cannot maintain",
+							 r->table);
+					FormIndexDatum(info, newslot, NULL, ivalues, inulls);
+					index_insert(idx, ivalues, inulls, &newtup->t_self, rel,
+								 idx->rd_index->indisunique ? UNIQUE_CHECK_YES : UNIQUE_CHECK_NO,
+								 false, info);
+					index_close(idx, NoLock);
+				}
+				ExecDropSingleTupleTableSlot(newslot);
+				list_free(indexes);
+			}
+			CommandCounterIncrement();
+			updated = true;
+		}
+	}
+	ExecDropSingleTupleTableSlot(slot);
+	/* like the executor, keep the lock until the transaction ends */
+	table_close(rel, NoLock);
+	return updated;
 }

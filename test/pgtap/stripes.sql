@@ -1,11 +1,12 @@
 -- pgTAP: escrow stripes.  A pool is one balance until its debits contend
 -- (the growth itself is in test/isolation/specs/stripe_growth.spec);
 -- orgs.stripes fixes the count; lowering it folds the extra stripes in; a
--- new period starts as one balance again; credits.max_stripes bounds the
+-- new period starts as one balance again; debits in one statement each see
+-- the stripe as the one before left it; credits.max_stripes bounds the
 -- growth; verify() catches a stripe beyond the count that is not empty.
 BEGIN;
 SET LOCAL search_path = public, credits;
-SELECT plan(27);
+SELECT plan(33);
 
 -- st: 1000 credits, no thresholds, a 1-day period; gpt-4o of 40000 input
 -- tokens costs 10, of 2000000 costs 500
@@ -75,6 +76,23 @@ SELECT results_eq($$SELECT stripes, allowance_used FROM credits.pools WHERE org_
 SELECT is_empty($$SELECT * FROM pg_temp.stripes() WHERE funds <> '0' OR used <> '0'$$,
                 '... with every stripe empty');
 SELECT is_empty($$SELECT * FROM credits.verify('st')$$, 'verify() is clean after the rollover');
+
+-- many debits in one statement: each is charged to the stripe as the one
+-- before left it (150 versions of one row: past a page, so not all HOT)
+UPDATE credits.orgs SET stripes = 1 WHERE org_id = 'st';
+SELECT is(pg_temp.debit(4000), '1'::credit, 'orgs.stripes = 1: a debit escrows one stripe');
+SELECT is((SELECT credits.sum(d.charged)
+             FROM generate_series(1, 150) g,
+                  LATERAL credits.credit_debit('st', 'alice', 'gpt-4o', 4000 + 0 * g) d),
+          '150'::credit, '150 debits in one statement are all charged');
+SELECT results_eq('SELECT funds, used FROM pg_temp.stripes() WHERE stripe = 0',
+    $$VALUES ('849'::credit, '150'::credit)$$, '... to the stripe, one after the other');
+SELECT is((SELECT available FROM credits.pool_status WHERE org_id = 'st'), '849'::credit,
+          '... and the pool is exact');
+SELECT is_empty($$SELECT * FROM credits.verify('st')$$, 'verify() is clean after them');
+CREATE EXTENSION amcheck;
+SELECT lives_ok($$SELECT bt_index_check('credits.pool_stripes_pkey', heapallindexed => true)$$,
+                'every version of the stripe is indexed (amcheck)');
 
 -- bounds
 SELECT throws_ok($$UPDATE credits.orgs SET stripes = 33 WHERE org_id = 'st'$$, '23514', NULL,
