@@ -280,14 +280,22 @@ reader_update(RowReader *r, ItemPointer tid,
 					IndexInfo  *info = BuildIndexInfo(idx);
 					Datum		ivalues[INDEX_MAX_KEYS];
 					bool		inulls[INDEX_MAX_KEYS];
+					bool		unchanged = true;
 
 					if (info->ii_Expressions != NIL || info->ii_Predicate != NIL)
 						elog(ERROR, "credits.%s has an index reader_update cannot maintain",
 							 r->table);
+					/*
+					 * Tell the index when its key is unchanged, as UPDATE
+					 * does: btree then deletes the old versions' entries
+					 * bottom-up instead of splitting pages for them.
+					 */
+					for (int k = 0; k < info->ii_NumIndexKeyAttrs; k++)
+						unchanged &= !allreplace[info->ii_IndexAttrNumbers[k] - 1];
 					FormIndexDatum(info, newslot, NULL, ivalues, inulls);
 					index_insert(idx, ivalues, inulls, &newtup->t_self, rel,
 								 idx->rd_index->indisunique ? UNIQUE_CHECK_YES : UNIQUE_CHECK_NO,
-								 false, info);
+								 unchanged, info);
 					index_close(idx, NoLock);
 				}
 				ExecDropSingleTupleTableSlot(newslot);
