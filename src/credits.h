@@ -86,7 +86,7 @@ extern ItemPointer reader_tid(RowScan *s);
 extern void reader_end(RowScan *s);
 extern bool reader_update(RowReader *r, ItemPointer tid,
 						  bool (*update) (Datum *values, bool *nulls, bool *replace, void *arg),
-						  void *arg);
+						  void *arg, bool *waited);
 extern bool reader_get(RowReader *r, int nkeys, const char **keys, Datum *values, bool *nulls);
 extern Credit reader_sum(RowReader *r, int nkeys, const char **keys, Snapshot snapshot);
 

@@ -48,6 +48,12 @@ static SPIPlanPtr write_plans[2] = {NULL, NULL};
 static SPIPlanPtr stripes_plan = NULL;
 static SPIPlanPtr fast_plan = NULL;
 
+/*
+ * An org whose stripe this backend had to wait for: its next debit here takes
+ * the pool lock as if contended, so that the pool gets more stripes.
+ */
+static char grow_org[CREDITS_MAX_ID_LEN + 1] = "";
+
 static Credit
 credit_min(Credit a, Credit b)
 {
@@ -220,7 +226,8 @@ lock_row(const char *org_id, PoolState *ps, bool *due)
 		lock_try_plan = spi_prepare_saved(LOCK_QUERY " FOR UPDATE SKIP LOCKED", 1, argtypes);
 		lock_plan = spi_prepare_saved(LOCK_QUERY " FOR UPDATE", 1, argtypes);
 	}
-	ps->contended = false;
+	ps->contended = strcmp(grow_org, org_id) == 0;
+	grow_org[0] = '\0';
 	if (spi_run(lock_try_plan, &arg, false, 1) == 0)
 	{
 		if (spi_run(lock_plan, &arg, false, 1) == 0)
@@ -681,6 +688,9 @@ pool_fast_debit(const char *org_id, LedgerEntry *e)
 	bool		done;
 
 	check_tenant(org_id);
+	if (strcmp(grow_org, org_id) == 0)
+		return false;			/* the slow path adds stripes first */
+
 	/*
 	 * Read and lock with a snapshot of our own, as a query would: it sees
 	 * what this transaction wrote so far (another debit of the same
@@ -708,6 +718,7 @@ fast_debit(const char *org_id, LedgerEntry *e)
 	Datum		args[LEDGER_NPARAMS];
 	char		nulls[LEDGER_NPARAMS];
 	volatile bool done = false;
+	volatile bool waited = false;
 	MemoryContext cxt = CurrentMemoryContext;
 	ResourceOwner owner = CurrentResourceOwner;
 
@@ -776,7 +787,10 @@ fast_debit(const char *org_id, LedgerEntry *e)
 	MemoryContextSwitchTo(cxt);
 	PG_TRY();
 	{
-		done = reader_update(&stripe_reader, &tid, charge_stripe, &charge);
+		bool		w;
+
+		done = reader_update(&stripe_reader, &tid, charge_stripe, &charge, &w);
+		waited = w;
 		if (done)
 		{
 			bool		isnull;
@@ -806,5 +820,8 @@ fast_debit(const char *org_id, LedgerEntry *e)
 		ReThrowError(edata);
 	}
 	PG_END_TRY();
+	/* another session shares this stripe: ask for more, if there can be */
+	if (waited && stripes < credits_max_stripes && cache_org_stripes(org_id) < 0)
+		strlcpy(grow_org, org_id, sizeof(grow_org));
 	return done;
 }

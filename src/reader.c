@@ -199,8 +199,9 @@ reader_sum(RowReader *r, int nkeys, const char **keys, Snapshot snapshot)
  * writer and following its update; under REPEATABLE READ or SERIALIZABLE a
  * concurrent update is 40001), give its columns (the reader's) to update(),
  * and, when that returns true, write the columns it marked in replace[].
- * Returns whether the row was updated.  The row lock is kept either way,
- * until the (sub)transaction ends.
+ * Returns whether the row was updated, and in *waited whether another
+ * transaction held the row.  The row lock is kept either way, until the
+ * (sub)transaction ends.
  *
  * For the extension's own tables only: no triggers, constraints, row
  * security or privileges are involved (the caller is the API), and only
@@ -209,7 +210,7 @@ reader_sum(RowReader *r, int nkeys, const char **keys, Snapshot snapshot)
 bool
 reader_update(RowReader *r, ItemPointer tid,
 			  bool (*update) (Datum *values, bool *nulls, bool *replace, void *arg),
-			  void *arg)
+			  void *arg, bool *waited)
 {
 	Relation	rel;
 	TupleDesc	desc;
@@ -228,11 +229,18 @@ reader_update(RowReader *r, ItemPointer tid,
 	desc = RelationGetDescr(rel);
 	slot = table_slot_create(rel, NULL);
 
-	result = table_tuple_lock(rel, tid, GetActiveSnapshot(), slot,
-							  GetCurrentCommandId(false), LockTupleNoKeyExclusive,
-							  LockWaitBlock,
-							  IsolationUsesXactSnapshot() ? 0 : TUPLE_LOCK_FLAG_FIND_LAST_VERSION,
-							  &tmfd);
+	/* first without waiting, to tell the caller whether the row is contended */
+	*waited = false;
+	for (LockWaitPolicy wait = LockWaitSkip;; wait = LockWaitBlock)
+	{
+		result = table_tuple_lock(rel, tid, GetActiveSnapshot(), slot,
+								  GetCurrentCommandId(false), LockTupleNoKeyExclusive, wait,
+								  IsolationUsesXactSnapshot() ? 0 : TUPLE_LOCK_FLAG_FIND_LAST_VERSION,
+								  &tmfd);
+		if (result != TM_WouldBlock)
+			break;
+		*waited = true;
+	}
 	if (result == TM_Updated && IsolationUsesXactSnapshot())
 		ereport(ERROR,
 				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
