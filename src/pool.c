@@ -9,7 +9,8 @@
  * An org's pool is its pools row plus its escrow stripes (pool_stripes, see
  * 030_orgs.sql): none (pools.stripes = 0) until a debit has to wait for the
  * pool lock, then twice as many each time, up to credits.max_stripes
- * (escrow_stripes).  A debit that fits in its backend's stripe is charged
+ * (escrow_stripes); a debit that waited for its stripe has the session's
+ * next debit of the org take the pool lock to do the same (grow_org).  A debit that fits in its backend's stripe is charged
  * there (pool_fast_debit), locking that stripe only.  Everything else is
  * the slow path: it locks the pools row, then every stripe in order (pool_lock),
  * folds the stripes into its figures, works as a single balance would
