@@ -26,6 +26,9 @@ int			credits_stripe = -1;
 /* credits.max_stripes: escrow stripes a contended pool grows to */
 int			credits_max_stripes = 32;
 
+/* credits.split_after: waits for the pool lock before a pool first splits */
+int			credits_split_after = 3;
+
 void		_PG_init(void);
 
 /*
@@ -84,6 +87,17 @@ _PG_init(void)
 							32,
 							1,
 							CREDITS_STRIPES,
+							PGC_SUSET,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("credits.split_after",
+							"Debits that wait for a pool's lock in a period before it splits into stripes.",
+							"Orgs whose debits collide less often stay one balance.",
+							&credits_split_after,
+							3,
+							1,
+							INT_MAX,
 							PGC_SUSET,
 							0,
 							NULL, NULL, NULL);

@@ -41,6 +41,7 @@ typedef int64 Credit;
 extern int	credits_hold_ttl;
 extern int	credits_stripe;
 extern int	credits_max_stripes;
+extern int	credits_split_after;
 extern void check_tenant(const char *org_id);
 
 /* credit.c */
@@ -196,6 +197,7 @@ typedef struct PoolState
 	bool		stripes_locked; /* the stripes were not empty: folded, locked */
 	int			stripes;		/* pools.stripes: how many the pool is split over */
 	bool		contended;		/* this session had to wait for the pool lock */
+	int			waits;			/* pools.waits: such waits while one balance */
 	bool		escrow;			/* escrow the stripes anew (a debit) */
 	/* the member being charged, read under the lock by pool_limit() */
 	const char *user_id;

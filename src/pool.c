@@ -7,8 +7,9 @@
  * every change is appended to the ledger in the same transaction.
  *
  * An org's pool is its pools row plus its escrow stripes (pool_stripes, see
- * 030_orgs.sql): none (pools.stripes = 0) until a debit has to wait for the
- * pool lock, then twice as many each time, up to credits.max_stripes
+ * 030_orgs.sql): none (pools.stripes = 0) until debits have waited for the
+ * pool lock credits.split_after times, then twice as many each time, up to
+ * credits.max_stripes
  * (escrow_stripes); a debit that waited for its stripe has the session's
  * next debit of the org take the pool lock to do the same (grow_org).  A debit that fits in its backend's stripe is charged
  * there (pool_fast_debit), locking that stripe only.  Everything else is
@@ -204,7 +205,7 @@ check_provider_enabled(const char *org_id, const ModelInfo *model)
 	"       p.period_end OPERATOR(pg_catalog.<=) pg_catalog.now()" \
 	"       OR p.next_grant_expiry OPERATOR(pg_catalog.<=) pg_catalog.now()" \
 	"       OR p.next_hold_expiry OPERATOR(pg_catalog.<=) pg_catalog.now()," \
-	"       p.stripes" \
+	"       p.stripes, p.waits" \
 	"  FROM credits.pools p" \
 	" WHERE p.org_id OPERATOR(pg_catalog.=) $1"
 
@@ -246,6 +247,7 @@ lock_row(const char *org_id, PoolState *ps, bool *due)
 	ps->alert_level = DatumGetInt32(spi_value(0, 7, &isnull));
 	*due = DatumGetBool(spi_value(0, 8, &isnull)) && !isnull;
 	ps->stripes = DatumGetInt32(spi_value(0, 9, &isnull));
+	ps->waits = DatumGetInt32(spi_value(0, 10, &isnull));
 	ps->folded_calls = 0;
 
 	/*
@@ -409,12 +411,13 @@ escrow_share(const PoolState *ps, int stripes)
 /*
  * How many stripes a debit escrows the pool over: the org's own setting
  * (orgs.stripes), else as many as before, doubled (up to
- * credits.max_stripes) when this debit had to wait for the pool lock.  An
- * org whose debits do not contend stays one balance, which its readers and
- * its writers see with one row.
+ * credits.max_stripes) when this debit had to wait for the pool lock; a
+ * pool that is one balance splits only after credits.split_after such waits
+ * in the period (ps->waits counts them), so that orgs whose debits collide
+ * now and then stay one row for their readers.
  */
 static int
-escrow_stripes(const PoolState *ps)
+escrow_stripes(PoolState *ps)
 {
 	int			fixed = cache_org_stripes(ps->org_id);
 	int			n = ps->stripes;
@@ -422,13 +425,18 @@ escrow_stripes(const PoolState *ps)
 	if (fixed >= 0)
 		return fixed;
 	if (ps->contended)
-		n = Max(n * 2, 2);
+	{
+		if (n > 0)
+			n *= 2;
+		else if (++ps->waits >= credits_split_after)
+			n = 2;
+	}
 	return Min(n, credits_max_stripes);
 }
 
 /*
  * The statement of pool_write(), $1 .. $16 the ledger entry's (LEDGER_INSERT)
- * and $17 .. $31 the pool's.  Amounts are passed as micro-credits:
+ * and $17 .. $32 the pool's.  Amounts are passed as micro-credits:
  * credits._micro() reinterprets them.
  */
 #define WRITE_POOL \
@@ -442,7 +450,8 @@ escrow_stripes(const PoolState *ps)
 	"         calls = p.calls OPERATOR(pg_catalog.+) $22," \
 	"         shortfall = p.shortfall OPERATOR(credits.+) credits._micro($23)," \
 	"         next_hold_expiry = LEAST(p.next_hold_expiry, $24)," \
-	"         stripes = $31" \
+	"         stripes = $31," \
+	"         waits = $32" \
 	"   WHERE p.org_id OPERATOR(pg_catalog.=) $1" \
 	"  RETURNING 1)," \
 	" member AS (" \
@@ -489,8 +498,8 @@ static void
 pool_write(PoolState *ps, LedgerEntry *e, int calls, Credit shortfall,
 		   TimestampTz hold_expiry, Credit member_used, Credit member_reserved)
 {
-	Datum		args[LEDGER_NPARAMS + 15];
-	char		nulls[LEDGER_NPARAMS + 15];
+	Datum		args[LEDGER_NPARAMS + 16];
+	char		nulls[LEDGER_NPARAMS + 16];
 	Datum	   *p = args + LEDGER_NPARAMS;
 	char	   *pn = nulls + LEDGER_NPARAMS;
 	bool		isnull;
@@ -515,19 +524,19 @@ pool_write(PoolState *ps, LedgerEntry *e, int calls, Credit shortfall,
 
 	if (write_plans[with_stripes] == NULL)
 	{
-		Oid			argtypes[LEDGER_NPARAMS + 15];
-		Oid			more[15] = {INT8OID, INT8OID, INT8OID, INT8OID, INT4OID, INT8OID, INT8OID,
-		TIMESTAMPTZOID, TEXTOID, INT8OID, INT8OID, INT8OID, INT4OID, BOOLOID, INT4OID};
+		Oid			argtypes[LEDGER_NPARAMS + 16];
+		Oid			more[16] = {INT8OID, INT8OID, INT8OID, INT8OID, INT4OID, INT8OID, INT8OID,
+		TIMESTAMPTZOID, TEXTOID, INT8OID, INT8OID, INT8OID, INT4OID, BOOLOID, INT4OID, INT4OID};
 
 		ledger_params(NULL, NULL, NULL, argtypes);
 		memcpy(argtypes + LEDGER_NPARAMS, more, sizeof(more));
 		/* a pool that is one balance leaves the stripes out of the plan */
 		write_plans[with_stripes] = spi_prepare_saved(
 			with_stripes ? WRITE_POOL WRITE_STRIPES LEDGER_INSERT : WRITE_POOL LEDGER_INSERT,
-			LEDGER_NPARAMS + 15, argtypes);
+			LEDGER_NPARAMS + 16, argtypes);
 	}
 	ledger_params(e, args, nulls, NULL);
-	memset(pn, ' ', 15);
+	memset(pn, ' ', 16);
 	p[0] = Int64GetDatum(ps->allowance_used);
 	p[1] = Int64GetDatum(ps->topup);
 	p[2] = Int64GetDatum(ps->topup_used);
@@ -545,6 +554,7 @@ pool_write(PoolState *ps, LedgerEntry *e, int calls, Credit shortfall,
 	p[12] = Int32GetDatum(share > 0 ? stripes : 0);
 	p[13] = BoolGetDatum(ps->stripes_locked);
 	p[14] = Int32GetDatum(stripes);
+	p[15] = Int32GetDatum(ps->waits);
 
 	rc = SPI_execute_plan(write_plans[with_stripes], args, nulls, false, 0);
 	if (rc != SPI_OK_INSERT_RETURNING || SPI_processed != 1)

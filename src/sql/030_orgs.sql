@@ -81,6 +81,7 @@ CREATE TABLE credits.pools (
     next_grant_expiry timestamptz,
     next_hold_expiry  timestamptz,
     stripes           integer NOT NULL DEFAULT 0,
+    waits             integer NOT NULL DEFAULT 0,
     -- the invariant every write is checked against (credits.verify() checks
     -- the rest; each CHECK here is paid by every charge)
     CONSTRAINT pools_available_not_negative
@@ -102,6 +103,8 @@ COMMENT ON COLUMN credits.pools.next_grant_expiry IS
 COMMENT ON COLUMN credits.pools.next_hold_expiry IS
     'earliest expiry of an open hold: the next call after it releases the hold';
 COMMENT ON COLUMN credits.pools.reserved IS 'credits held by open holds';
+COMMENT ON COLUMN credits.pools.waits IS
+    'debits that waited for the pool lock in this period while it was one balance (see credits.split_after)';
 COMMENT ON COLUMN credits.pools.stripes IS
     'escrow stripes the pool is split over in this period (0: one balance); stripes numbered from here on are empty';
 

@@ -178,7 +178,7 @@ BEGIN
     UPDATE credits.pools
        SET period_start = b.period_start, period_end = b.period_end,
            allowance_used = 0, topup_used = 0, calls = 0, shortfall = 0, alert_level = 0,
-           stripes = 0
+           stripes = 0, waits = 0
      WHERE org_id = org;
     -- expired holds are released; the others are carried, trimmed if the
     -- new period (without its expired grants) cannot cover them
