@@ -6,7 +6,7 @@
 -- growth; verify() catches a stripe beyond the count that is not empty.
 BEGIN;
 SET LOCAL search_path = public, credits;
-SELECT plan(33);
+SELECT plan(35);
 
 -- st: 1000 credits, no thresholds, a 1-day period; gpt-4o of 40000 input
 -- tokens costs 10, of 2000000 costs 500
@@ -99,10 +99,14 @@ SELECT throws_ok($$UPDATE credits.orgs SET stripes = 33 WHERE org_id = 'st'$$, '
                  'orgs.stripes above 32: 23514');
 SELECT throws_ok($$SET LOCAL credits.max_stripes = 0$$, '22023', NULL,
                  'credits.max_stripes below 1: 22023');
+SELECT throws_ok($$SET LOCAL credits.split_after = 0$$, '22023', NULL,
+                 'credits.split_after below 1: 22023');
 CREATE ROLE stripes_app_t NOLOGIN;
 SET LOCAL ROLE stripes_app_t;
 SELECT throws_ok($$SET LOCAL credits.max_stripes = 4$$, '42501', NULL,
                  'credits.max_stripes is for superusers: 42501');
+SELECT throws_ok($$SET LOCAL credits.split_after = 1$$, '42501', NULL,
+                 'credits.split_after is for superusers: 42501');
 RESET ROLE;
 
 -- verify() catches a stripe beyond the count that is not empty
