@@ -9,11 +9,11 @@
  * An org's pool is its pools row plus its escrow stripes (pool_stripes, see
  * 030_orgs.sql): none (pools.stripes = 0) until debits have waited for the
  * pool lock credits.split_after times, then twice as many each time, up to
- * credits.max_stripes
- * (escrow_stripes); a debit that waited for its stripe has the session's
- * next debit of the org take the pool lock to do the same (grow_org).  A debit that fits in its backend's stripe is charged
- * there (pool_fast_debit), locking that stripe only.  Everything else is
- * the slow path: it locks the pools row, then every stripe in order (pool_lock),
+ * credits.max_stripes (escrow_stripes); a debit that waited for its stripe
+ * has the session's next debit of the org take the pool lock to do the same
+ * (grow_org).  A debit that fits in its backend's stripe is charged there
+ * (pool_fast_debit), locking that stripe only.  Everything else is the slow
+ * path: it locks the pools row, then every stripe in order (pool_lock),
  * folds the stripes into its figures, works as a single balance would
  * (pool_charge, pool_reserve, pool_release) and writes the row back with the
  * stripes escrowed anew, in one statement with the ledger entry
@@ -229,7 +229,8 @@ lock_row(const char *org_id, PoolState *ps, bool *due)
 		lock_plan = spi_prepare_saved(LOCK_QUERY " FOR UPDATE", 1, argtypes);
 	}
 	ps->contended = strcmp(grow_org, org_id) == 0;
-	grow_org[0] = '\0';
+	if (ps->contended)
+		grow_org[0] = '\0';
 	if (spi_run(lock_try_plan, &arg, false, 1) == 0)
 	{
 		if (spi_run(lock_plan, &arg, false, 1) == 0)
