@@ -79,9 +79,8 @@ static SPIPlanPtr models_plan = NULL;
 static RowReader orgs_reader = ROW_READER("orgs", "orgs_pkey", "thresholds", "stripes");
 static RowReader org_providers_reader = ROW_READER("org_providers", "org_providers_pkey",
 												   "provider");
-static RowReader members_reader = ROW_READER("members", "members_pkey", "active", "cap");
-static RowReader org_members_reader = ROW_READER("members", "members_pkey",
-												 "user_id", "active", "cap");
+static RowReader members_reader = ROW_READER("members", "members_pkey",
+											 "user_id", "active", "cap");
 
 static void
 drop_cache(MemoryContext *cxt)
@@ -414,7 +413,7 @@ load_org_members(const char *org_id)
 	char		key[KEYLEN];
 
 	remember_relids();
-	scan = reader_begin(&org_members_reader, 1, &org_id, NULL);
+	scan = reader_begin(&members_reader, 1, &org_id, NULL);
 	while (reader_next(scan, v, isnull))
 	{
 		if (n == ORG_MEMBERS_AT_ONCE)
@@ -474,15 +473,15 @@ cache_member(const char *org_id, const char *user_id, bool *has_cap, Credit *cap
 		if (!complete)
 		{
 			const char *keys[2] = {org_id, user_id};
-			Datum		v[2];
-			bool		n[2];
+			Datum		v[3];
+			bool		n[3];
 
 			remember_relids();
 			if (reader_get(&members_reader, 2, keys, v, n))
 			{
-				active = DatumGetBool(v[0]);
-				capped = !n[1];
-				amount = capped ? DatumGetCredit(v[1]) : 0;
+				active = DatumGetBool(v[1]);
+				capped = !n[2];
+				amount = capped ? DatumGetCredit(v[2]) : 0;
 			}
 		}
 		/* not a member (complete), or read by itself */

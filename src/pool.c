@@ -83,11 +83,10 @@ static RowReader pools_reader = ROW_READER("pools", "pools_pkey",
 										   "period_start", "stripes");
 static RowReader usage_reader = ROW_READER("member_usage", "member_usage_pkey",
 										   "used", "reserved");
-static RowReader stripes_reader = ROW_READER("pool_stripes", "pool_stripes_pkey", "used");
+/* a stripe's columns: used (first: reader_sum adds it up), stripe, funds,
+ * period_start, calls */
 static RowReader stripe_reader = ROW_READER("pool_stripes", "pool_stripes_pkey",
 											"used", "stripe", "funds", "period_start", "calls");
-static RowReader stripes_state_reader = ROW_READER("pool_stripes", "pool_stripes_pkey",
-												   "used", "funds");
 
 /* Is a timestamp column at or before now (NULL: no)? */
 static bool
@@ -116,7 +115,7 @@ pool_get_org(const char *org_id, OrgState *org)
 	if (DatumGetInt32(v[8]) > 0)
 		/* what the escrow stripes used is used too */
 		org->available = credit_sub(org->available,
-									reader_sum(&stripes_reader, 1, &org_id, NULL));
+									reader_sum(&stripe_reader, 1, &org_id, NULL));
 	if (due(v[4], n[4]) || due(v[5], n[5]) || due(v[6], n[6]))
 	{
 		/* not brought up to date yet: the view computes what it will be */
@@ -261,12 +260,12 @@ lock_row(const char *org_id, PoolState *ps, bool *due)
 	ps->stripes_locked = false;
 	if (ps->stripes > 0)
 	{
-		RowScan    *scan = reader_begin(&stripes_state_reader, 1, &org_id, GetLatestSnapshot());
-		Datum		v[2];
-		bool		n[2];
+		RowScan    *scan = reader_begin(&stripe_reader, 1, &org_id, GetLatestSnapshot());
+		Datum		v[5];
+		bool		n[5];
 
 		while (!ps->stripes_locked && reader_next(scan, v, n))
-			ps->stripes_locked = DatumGetCredit(v[0]) != 0 || DatumGetCredit(v[1]) != 0;
+			ps->stripes_locked = DatumGetCredit(v[0]) != 0 || DatumGetCredit(v[2]) != 0;
 		reader_end(scan);
 	}
 	if (ps->stripes_locked)
@@ -657,7 +656,6 @@ typedef struct StripeCharge
 	TimestampTz period_start;
 } StripeCharge;
 
-/* stripe_reader's columns: used, stripe, funds, period_start, calls */
 static bool
 charge_stripe(Datum *values, bool *nulls, bool *replace, void *arg)
 {
@@ -680,7 +678,7 @@ charge_stripe(Datum *values, bool *nulls, bool *replace, void *arg)
  * not share), if the pool is split into stripes, its stripe's funds cover
  * the cost and the pool is not due for maintenance.  Returns false, having
  * changed nothing, when the slow path (pool_lock and pool_charge) must do
- * it.
+ * it.  The caller has checked the org (pool_check_org).
  *
  * The stripes are read once, with the statement's snapshot: their sum gives
  * the entry's available_after (the pool's available credits as committed
@@ -699,7 +697,6 @@ pool_fast_debit(const char *org_id, LedgerEntry *e)
 {
 	bool		done;
 
-	check_tenant(org_id);
 	if (strcmp(grow_org, org_id) == 0)
 		return false;			/* the slow path adds stripes first */
 

@@ -87,31 +87,44 @@ reader_init(RowReader *r)
 	r->indexid = indexid;
 }
 
-/* Start reading the rows whose first nkeys key columns equal keys. */
-RowScan *
-reader_begin(RowReader *r, int nkeys, const char **keys, Snapshot snapshot)
+/*
+ * Open r's table and, with idx, its index.  Taking the locks processes
+ * invalidations, which may reset r: it is looked up again then, and must
+ * still name what was opened.
+ */
+static Relation
+reader_open(RowReader *r, LOCKMODE lockmode, Relation *idx)
 {
-	RowScan    *s = palloc(sizeof(RowScan));
 	Oid			relid;
 	Oid			indexid;
-	ScanKeyData skeys[2];
+	Relation	rel;
 
-	Assert(nkeys >= 1 && nkeys <= lengthof(skeys));
 	if (!OidIsValid(r->relid))
 		reader_init(r);
 	relid = r->relid;
 	indexid = r->indexid;
-
-	/* taking the locks processes invalidations, which may reset r */
-	s->reader = r;
-	s->rel = table_open(relid, AccessShareLock);
-	s->idx = index_open(indexid, AccessShareLock);
+	rel = table_open(relid, lockmode);
+	if (idx != NULL)
+		*idx = index_open(indexid, lockmode);
 	if (!OidIsValid(r->relid))
 	{
 		reader_init(r);
 		if (r->relid != relid || r->indexid != indexid)
 			elog(ERROR, "credits.%s was replaced concurrently", r->table);
 	}
+	return rel;
+}
+
+/* Start reading the rows whose first nkeys key columns equal keys. */
+RowScan *
+reader_begin(RowReader *r, int nkeys, const char **keys, Snapshot snapshot)
+{
+	RowScan    *s = palloc(sizeof(RowScan));
+	ScanKeyData skeys[2];
+
+	Assert(nkeys >= 1 && nkeys <= lengthof(skeys));
+	s->reader = r;
+	s->rel = reader_open(r, AccessShareLock, &s->idx);
 
 	for (int i = 0; i < nkeys; i++)
 		ScanKeyEntryInitialize(&skeys[i], 0, i + 1, BTEqualStrategyNumber, InvalidOid,
@@ -119,7 +132,7 @@ reader_begin(RowReader *r, int nkeys, const char **keys, Snapshot snapshot)
 							   CStringGetTextDatum(keys[i]));
 	if (snapshot == NULL)
 		snapshot = ActiveSnapshotSet() ? GetActiveSnapshot() : GetTransactionSnapshot();
-	s->scan = systable_beginscan(s->rel, indexid, true, snapshot, nkeys, skeys);
+	s->scan = systable_beginscan(s->rel, RelationGetRelid(s->idx), true, snapshot, nkeys, skeys);
 	return s;
 }
 
@@ -219,13 +232,7 @@ reader_update(RowReader *r, ItemPointer tid,
 	TM_Result	result;
 	bool		updated = false;
 
-	if (!OidIsValid(r->relid))
-		reader_init(r);
-	rel = table_open(r->relid, RowExclusiveLock);
-	if (!OidIsValid(r->relid))
-		reader_init(r);
-	if (r->relid != RelationGetRelid(rel))
-		elog(ERROR, "credits.%s was replaced concurrently", r->table);
+	rel = reader_open(r, RowExclusiveLock, NULL);
 	desc = RelationGetDescr(rel);
 	slot = table_slot_create(rel, NULL);
 
