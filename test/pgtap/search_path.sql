@@ -224,6 +224,17 @@ CREATE TEMP TABLE r_verify (org_id text, check_name text, expected text, actual 
 CREATE TEMP TABLE r_pool_status (LIKE credits.pool_status);
 CREATE TEMP TABLE r_int (label text, n integer);
 CREATE TEMP TABLE r_err (n integer, label text, sqlstate text);
+-- the SQLSTATE a statement fails with, or 'no error'; each runs in its own
+-- subtransaction, like a BEGIN ... EXCEPTION block
+CREATE FUNCTION pg_temp.sqlstate_of(stmt pg_catalog.text) RETURNS pg_catalog.text
+LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE stmt;
+    RETURN 'no error';
+EXCEPTION WHEN OTHERS THEN
+    RETURN SQLSTATE;
+END
+$$;
 -- timestamps computed now, so that no expression is evaluated on the evil path
 CREATE TEMP TABLE t_later AS SELECT now() + interval '1 hour' AS ts;
 CREATE TEMP TABLE t_expiry AS SELECT now() + interval '30 days' AS ts;
@@ -290,118 +301,27 @@ INSERT INTO pg_temp.r_int SELECT 'expire_holds', credits.expire_holds((SELECT ts
 
 -- errors: an always-true "=" or the evil tables would turn each into a success
 -- or into another error
-DO $$
-BEGIN
-    BEGIN
-        PERFORM credits.credit_debit('nope', 'ann', 'gpt-4o', 1);
-        INSERT INTO pg_temp.r_err VALUES (1, 'debit, unknown org', 'no error');
-    EXCEPTION WHEN OTHERS THEN
-        INSERT INTO pg_temp.r_err VALUES (1, 'debit, unknown org', SQLSTATE);
-    END;
-    BEGIN
-        PERFORM credits.credit_debit('sp', 'mallory', 'gpt-4o', 1);
-        INSERT INTO pg_temp.r_err VALUES (2, 'debit, not a member', 'no error');
-    EXCEPTION WHEN OTHERS THEN
-        INSERT INTO pg_temp.r_err VALUES (2, 'debit, not a member', SQLSTATE);
-    END;
-    BEGIN
-        PERFORM credits.credit_debit('sp', 'ann', 'no-such-model', 1);
-        INSERT INTO pg_temp.r_err VALUES (3, 'debit, unknown model', 'no error');
-    EXCEPTION WHEN OTHERS THEN
-        INSERT INTO pg_temp.r_err VALUES (3, 'debit, unknown model', SQLSTATE);
-    END;
-    BEGIN
-        PERFORM credits.credit_debit('sp', 'ann', 'gemini-2.5-pro', 1);
-        INSERT INTO pg_temp.r_err VALUES (4, 'debit, provider not enabled', 'no error');
-    EXCEPTION WHEN OTHERS THEN
-        INSERT INTO pg_temp.r_err VALUES (4, 'debit, provider not enabled', SQLSTATE);
-    END;
-    BEGIN
-        PERFORM credits.credit_debit('sp', 'ann', 'gpt-4o', 1, 0, 'r1');
-        INSERT INTO pg_temp.r_err VALUES (5, 'debit, request_id reused', 'no error');
-    EXCEPTION WHEN OTHERS THEN
-        INSERT INTO pg_temp.r_err VALUES (5, 'debit, request_id reused', SQLSTATE);
-    END;
-    BEGIN
-        PERFORM credits.credit_reserve('sp', 'ann', 'gpt-4o', 1, 1, 'r1');
-        INSERT INTO pg_temp.r_err VALUES (6, 'reserve, request_id of a debit', 'no error');
-    EXCEPTION WHEN OTHERS THEN
-        INSERT INTO pg_temp.r_err VALUES (6, 'reserve, request_id of a debit', SQLSTATE);
-    END;
-    BEGIN
-        PERFORM credits.credit_release((SELECT hold_id FROM pg_temp.h1));
-        INSERT INTO pg_temp.r_err VALUES (7, 'release, settled hold', 'no error');
-    EXCEPTION WHEN OTHERS THEN
-        INSERT INTO pg_temp.r_err VALUES (7, 'release, settled hold', SQLSTATE);
-    END;
-    BEGIN
-        PERFORM credits.credit_settle(999999999, 1, 1);
-        INSERT INTO pg_temp.r_err VALUES (8, 'settle, hold only in evil.holds', 'no error');
-    EXCEPTION WHEN OTHERS THEN
-        INSERT INTO pg_temp.r_err VALUES (8, 'settle, hold only in evil.holds', SQLSTATE);
-    END;
-    BEGIN
-        PERFORM credits.resolve_model('nope', 'ann', 'gpt-4o');
-        INSERT INTO pg_temp.r_err VALUES (9, 'resolve_model, unknown org', 'no error');
-    EXCEPTION WHEN OTHERS THEN
-        INSERT INTO pg_temp.r_err VALUES (9, 'resolve_model, unknown org', SQLSTATE);
-    END;
-    BEGIN
-        PERFORM * FROM credits.allowed_models('sp', 'mallory');
-        INSERT INTO pg_temp.r_err VALUES (10, 'allowed_models, not a member', 'no error');
-    EXCEPTION WHEN OTHERS THEN
-        INSERT INTO pg_temp.r_err VALUES (10, 'allowed_models, not a member', SQLSTATE);
-    END;
-    BEGIN
-        PERFORM credits.cost('no-such-model', 1);
-        INSERT INTO pg_temp.r_err VALUES (11, 'cost, unknown model', 'no error');
-    EXCEPTION WHEN OTHERS THEN
-        INSERT INTO pg_temp.r_err VALUES (11, 'cost, unknown model', SQLSTATE);
-    END;
-    BEGIN
-        PERFORM credits.create_org('sp');
-        INSERT INTO pg_temp.r_err VALUES (12, 'create_org, existing org', 'no error');
-    EXCEPTION WHEN OTHERS THEN
-        INSERT INTO pg_temp.r_err VALUES (12, 'create_org, existing org', SQLSTATE);
-    END;
-    BEGIN
-        PERFORM credits.enable_provider('sp', 'nope');
-        INSERT INTO pg_temp.r_err VALUES (13, 'enable_provider, unknown provider', 'no error');
-    EXCEPTION WHEN OTHERS THEN
-        INSERT INTO pg_temp.r_err VALUES (13, 'enable_provider, unknown provider', SQLSTATE);
-    END;
-    BEGIN
-        PERFORM credits.add_member('nope', 'ann');
-        INSERT INTO pg_temp.r_err VALUES (14, 'add_member, unknown org', 'no error');
-    EXCEPTION WHEN OTHERS THEN
-        INSERT INTO pg_temp.r_err VALUES (14, 'add_member, unknown org', SQLSTATE);
-    END;
-    BEGIN
-        PERFORM credits.remove_member('sp', 'mallory');
-        INSERT INTO pg_temp.r_err VALUES (15, 'remove_member, not a member', 'no error');
-    EXCEPTION WHEN OTHERS THEN
-        INSERT INTO pg_temp.r_err VALUES (15, 'remove_member, not a member', SQLSTATE);
-    END;
-    BEGIN
-        PERFORM credits.recharge('nope');
-        INSERT INTO pg_temp.r_err VALUES (16, 'recharge, unknown org', 'no error');
-    EXCEPTION WHEN OTHERS THEN
-        INSERT INTO pg_temp.r_err VALUES (16, 'recharge, unknown org', SQLSTATE);
-    END;
-    BEGIN
-        PERFORM * FROM credits.usage('nope');
-        INSERT INTO pg_temp.r_err VALUES (17, 'usage, unknown org', 'no error');
-    EXCEPTION WHEN OTHERS THEN
-        INSERT INTO pg_temp.r_err VALUES (17, 'usage, unknown org', SQLSTATE);
-    END;
-    BEGIN
-        PERFORM credits.upsert_model('nope', 'evil-1', 1, 1);
-        INSERT INTO pg_temp.r_err VALUES (18, 'upsert_model, unknown provider', 'no error');
-    EXCEPTION WHEN OTHERS THEN
-        INSERT INTO pg_temp.r_err VALUES (18, 'upsert_model, unknown provider', SQLSTATE);
-    END;
-END
-$$;
+INSERT INTO pg_temp.r_err
+SELECT n, label, pg_temp.sqlstate_of(stmt)
+  FROM (VALUES
+    (1, 'debit, unknown org', $q$SELECT credits.credit_debit('nope', 'ann', 'gpt-4o', 1)$q$),
+    (2, 'debit, not a member', $q$SELECT credits.credit_debit('sp', 'mallory', 'gpt-4o', 1)$q$),
+    (3, 'debit, unknown model', $q$SELECT credits.credit_debit('sp', 'ann', 'no-such-model', 1)$q$),
+    (4, 'debit, provider not enabled', $q$SELECT credits.credit_debit('sp', 'ann', 'gemini-2.5-pro', 1)$q$),
+    (5, 'debit, request_id reused', $q$SELECT credits.credit_debit('sp', 'ann', 'gpt-4o', 1, 0, 'r1')$q$),
+    (6, 'reserve, request_id of a debit', $q$SELECT credits.credit_reserve('sp', 'ann', 'gpt-4o', 1, 1, 'r1')$q$),
+    (7, 'release, settled hold', $q$SELECT credits.credit_release((SELECT hold_id FROM pg_temp.h1))$q$),
+    (8, 'settle, hold only in evil.holds', $q$SELECT credits.credit_settle(999999999, 1, 1)$q$),
+    (9, 'resolve_model, unknown org', $q$SELECT credits.resolve_model('nope', 'ann', 'gpt-4o')$q$),
+    (10, 'allowed_models, not a member', $q$SELECT * FROM credits.allowed_models('sp', 'mallory')$q$),
+    (11, 'cost, unknown model', $q$SELECT credits.cost('no-such-model', 1)$q$),
+    (12, 'create_org, existing org', $q$SELECT credits.create_org('sp')$q$),
+    (13, 'enable_provider, unknown provider', $q$SELECT credits.enable_provider('sp', 'nope')$q$),
+    (14, 'add_member, unknown org', $q$SELECT credits.add_member('nope', 'ann')$q$),
+    (15, 'remove_member, not a member', $q$SELECT credits.remove_member('sp', 'mallory')$q$),
+    (16, 'recharge, unknown org', $q$SELECT credits.recharge('nope')$q$),
+    (17, 'usage, unknown org', $q$SELECT * FROM credits.usage('nope')$q$),
+    (18, 'upsert_model, unknown provider', $q$SELECT credits.upsert_model('nope', 'evil-1', 1, 1)$q$)) t(n, label, stmt);
 
 -- ---------------------------------------------------------------------------
 -- Back to a clean path: check
