@@ -9,8 +9,11 @@
 
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "nodes/lockoptions.h"
 #include "storage/itemptr.h"
+#include "storage/lockdefs.h"
 #include "utils/array.h"
+#include "utils/relcache.h"
 #include "utils/snapshot.h"
 #include "utils/timestamp.h"
 
@@ -65,15 +68,16 @@ extern Datum spi_value(int row, int col, bool *isnull);
 extern char *spi_string(int row, int col);
 
 /* reader.c: direct index lookups on a credits table */
+#define READER_MAX_COLS 20
 typedef struct RowReader
 {
 	const char *table;
 	const char *index;			/* its leading columns are text keys */
 	int			ncols;
-	const char *cols[10];		/* the columns read */
+	const char *cols[READER_MAX_COLS];	/* the columns read */
 	Oid			relid;			/* looked up once; reset by invalidation */
 	Oid			indexid;
-	AttrNumber	attnums[10];
+	AttrNumber	attnums[READER_MAX_COLS];
 } RowReader;
 
 #define ROW_READER(table, index, ...) \
@@ -85,9 +89,14 @@ extern RowScan *reader_begin(RowReader *r, int nkeys, const char **keys, Snapsho
 extern bool reader_next(RowScan *s, Datum *values, bool *nulls);
 extern ItemPointer reader_tid(RowScan *s);
 extern void reader_end(RowScan *s);
-extern bool reader_update(RowReader *r, ItemPointer tid,
-						  bool (*update) (Datum *values, bool *nulls, bool *replace, void *arg),
-						  void *arg, bool *waited);
+typedef bool (*ReaderUpdate) (Datum *values, bool *nulls, bool *replace, void *arg);
+extern bool reader_update(RowReader *r, ItemPointer tid, ReaderUpdate update, void *arg,
+						  bool *waited);
+extern bool reader_update_key(RowReader *r, int nkeys, const char **keys,
+							  ReaderUpdate update, void *arg, bool *waited);
+extern bool reader_lock(RowReader *r, int nkeys, const char **keys, LockTupleMode mode,
+						Datum *values, bool *nulls, bool *waited);
+extern Relation reader_open(RowReader *r, LOCKMODE lockmode, Relation *idx);
 extern bool reader_get(RowReader *r, int nkeys, const char **keys, Datum *values, bool *nulls);
 extern Credit reader_sum(RowReader *r, int nkeys, const char **keys, Snapshot snapshot);
 
@@ -153,19 +162,7 @@ typedef struct LedgerEntry
 extern void ledger_entry_init(LedgerEntry *e, const char *org_id, const char *kind);
 extern void ledger_lock_request(const char *org_id, const char *request_id);
 extern bool ledger_find_request(const char *org_id, const char *request_id, LedgerEntry *entry);
-/* an INSERT of one entry, parameters $1 .. $16 from ledger_params() */
-#define LEDGER_NPARAMS 16
-#define LEDGER_INSERT_INTO \
-	"INSERT INTO credits.ledger (org_id, kind, period_start, user_id, model," \
-	"  input_tokens, output_tokens, cost, charged, shortfall, from_allowance," \
-	"  from_topup, reserved_change, available_after, request_id, hold_id)"
-#define LEDGER_VALUES \
-	"$1, $2, $3, $4, $5, $6, $7, credits._micro($8), credits._micro($9)," \
-	"  credits._micro($10), credits._micro($11), credits._micro($12)," \
-	"  credits._micro($13), credits._micro($14), $15, $16"
-#define LEDGER_INSERT \
-	LEDGER_INSERT_INTO " VALUES (" LEDGER_VALUES ") RETURNING entry_id"
-extern void ledger_params(const LedgerEntry *entry, Datum *args, char *nulls, Oid *types);
+extern void ledger_append(LedgerEntry *entry);
 
 /* pool.c: the only module that knows how an org's balance is stored */
 typedef struct OrgState

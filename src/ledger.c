@@ -4,8 +4,13 @@
  */
 #include "postgres.h"
 
+#include "access/table.h"
+#include "access/xact.h"
+#include "catalog/dependency.h"
 #include "catalog/pg_type.h"
+#include "commands/sequence.h"
 #include "common/hashfn.h"
+#include "executor/executor.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "storage/lock.h"
@@ -108,48 +113,106 @@ ledger_find_request(const char *org_id, const char *request_id, LedgerEntry *e)
 	return true;
 }
 
-static Datum
-text_or_null(const char *s, char *null)
+/*
+ * The ledger's columns an entry sets (its id and created_at first); the
+ * others (topup_change, grant_id, note) are NULL in every entry appended
+ * here.  The index only gives the reader its table.
+ */
+static RowReader ledger_writer = ROW_READER("ledger", "ledger_request_idx",
+											"entry_id", "created_at", "org_id", "kind",
+											"period_start", "user_id", "model", "input_tokens",
+											"output_tokens", "cost", "charged", "shortfall",
+											"from_allowance", "from_topup", "reserved_change",
+											"available_after", "request_id", "hold_id");
+
+/* the ledger's identity sequence, and the ledger it belongs to */
+static Oid	entry_id_seq = InvalidOid;
+static Oid	entry_id_seq_of = InvalidOid;
+
+static void
+set_text(Datum *values, bool *nulls, int i, const char *s)
 {
-	*null = (s == NULL) ? 'n' : ' ';
-	return s == NULL ? (Datum) 0 : CStringGetTextDatum(s);
+	nulls[i] = s == NULL;
+	values[i] = s == NULL ? (Datum) 0 : CStringGetTextDatum(s);
 }
 
 /*
- * The parameters $1 .. $16 of LEDGER_INSERT (credits.h) for an entry.  Zero
- * amounts of the rarely used columns are stored as NULL, which costs no space.
+ * Append an entry to the ledger in place of an INSERT statement, and set
+ * its entry_id.  The row goes through PostgreSQL's own insert of logical
+ * replication (ExecSimpleRelationInsert): NOT NULL constraints, every index
+ * with its predicate and uniqueness (23505 for a request_id used twice),
+ * row triggers; entry_id comes from the identity sequence and created_at
+ * is now(), the columns' defaults.  Zero amounts of the rarely used columns
+ * are stored as NULL, which costs no space.  No privileges or row security
+ * are involved: the caller is the API.
  */
 void
-ledger_params(const LedgerEntry *e, Datum *args, char *nulls, Oid *types)
+ledger_append(LedgerEntry *e)
 {
-	static const Oid argtypes[LEDGER_NPARAMS] = {TEXTOID, TEXTOID, TIMESTAMPTZOID, TEXTOID,
-		TEXTOID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID,
-	INT8OID, TEXTOID, INT8OID};
+	RowReader  *r = &ledger_writer;
+	Relation	rel = reader_open(r, RowExclusiveLock, NULL);
+	TupleDesc	desc = RelationGetDescr(rel);
+	EState	   *estate = CreateExecutorState();
+	RangeTblEntry *rte = makeNode(RangeTblEntry);
+	ResultRelInfo *rri = makeNode(ResultRelInfo);
+	TupleTableSlot *slot;
+	Datum		v[READER_MAX_COLS];
+	bool		n[READER_MAX_COLS] = {false};
 
-	if (types != NULL)
+	if (entry_id_seq_of != RelationGetRelid(rel))
 	{
-		memcpy(types, argtypes, sizeof(argtypes));
-		return;
+		entry_id_seq = getIdentitySequence(RelationGetRelid(rel), r->attnums[0], false);
+		entry_id_seq_of = RelationGetRelid(rel);
 	}
-	memset(nulls, ' ', LEDGER_NPARAMS);
-	args[0] = CStringGetTextDatum(e->org_id);
-	args[1] = CStringGetTextDatum(e->kind);
-	args[2] = TimestampTzGetDatum(e->period_start);
-	args[3] = text_or_null(e->user_id, &nulls[3]);
-	args[4] = text_or_null(e->model, &nulls[4]);
-	args[5] = Int64GetDatum(e->input_tokens);
-	nulls[5] = e->input_tokens < 0 ? 'n' : ' ';
-	args[6] = Int64GetDatum(e->output_tokens);
-	nulls[6] = e->output_tokens < 0 ? 'n' : ' ';
-	args[7] = Int64GetDatum(e->cost);
-	args[8] = Int64GetDatum(e->charged);
-	args[9] = Int64GetDatum(e->shortfall);
-	args[10] = Int64GetDatum(e->from_allowance);
-	args[11] = Int64GetDatum(e->from_topup);
-	args[12] = Int64GetDatum(e->reserved_change);
-	nulls[12] = e->reserved_change == 0 ? 'n' : ' ';
-	args[13] = Int64GetDatum(e->available_after);
-	args[14] = text_or_null(e->request_id, &nulls[14]);
-	args[15] = Int64GetDatum(e->hold_id);
-	nulls[15] = e->hold_id == 0 ? 'n' : ' ';
+	e->entry_id = nextval_internal(entry_id_seq, false);
+
+	v[0] = Int64GetDatum(e->entry_id);
+	v[1] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+	set_text(v, n, 2, e->org_id);
+	set_text(v, n, 3, e->kind);
+	v[4] = TimestampTzGetDatum(e->period_start);
+	set_text(v, n, 5, e->user_id);
+	set_text(v, n, 6, e->model);
+	v[7] = Int64GetDatum(e->input_tokens);
+	n[7] = e->input_tokens < 0;
+	v[8] = Int64GetDatum(e->output_tokens);
+	n[8] = e->output_tokens < 0;
+	v[9] = CreditGetDatum(e->cost);
+	v[10] = CreditGetDatum(e->charged);
+	v[11] = CreditGetDatum(e->shortfall);
+	v[12] = CreditGetDatum(e->from_allowance);
+	v[13] = CreditGetDatum(e->from_topup);
+	v[14] = CreditGetDatum(e->reserved_change);
+	n[14] = e->reserved_change == 0;
+	v[15] = CreditGetDatum(e->available_after);
+	set_text(v, n, 16, e->request_id);
+	v[17] = Int64GetDatum(e->hold_id);
+	n[17] = e->hold_id == 0;
+
+	/* an executor state for one row, as the logical replication worker's */
+	rte->rtekind = RTE_RELATION;
+	rte->relid = RelationGetRelid(rel);
+	rte->relkind = rel->rd_rel->relkind;
+	rte->rellockmode = RowExclusiveLock;
+	ExecInitRangeTable(estate, list_make1(rte));
+	InitResultRelInfo(rri, rel, 1, NULL, 0);
+	estate->es_output_cid = GetCurrentCommandId(true);
+	ExecOpenIndices(rri, false);
+
+	slot = ExecInitExtraTupleSlot(estate, desc, &TTSOpsVirtual);
+	ExecClearTuple(slot);
+	memset(slot->tts_isnull, true, sizeof(bool) * desc->natts);
+	for (int i = 0; i < r->ncols; i++)
+	{
+		slot->tts_values[r->attnums[i] - 1] = v[i];
+		slot->tts_isnull[r->attnums[i] - 1] = n[i];
+	}
+	ExecStoreVirtualTuple(slot);
+	ExecSimpleRelationInsert(rri, estate, slot);
+
+	ExecCloseIndices(rri);
+	ExecResetTupleTable(estate->es_tupleTable, false);
+	FreeExecutorState(estate);
+	table_close(rel, NoLock);
+	CommandCounterIncrement();
 }

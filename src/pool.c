@@ -41,14 +41,12 @@
 #include "credits.h"
 
 static SPIPlanPtr org_due_plan = NULL;
-static SPIPlanPtr lock_try_plan = NULL;
-static SPIPlanPtr lock_plan = NULL;
 static SPIPlanPtr maintain_plan = NULL;
 static SPIPlanPtr member_used_plan = NULL;
 static SPIPlanPtr draw_plan = NULL;
-static SPIPlanPtr write_plans[2] = {NULL, NULL};
+static SPIPlanPtr member_upsert_plan = NULL;
+static SPIPlanPtr stripes_write_plan = NULL;
 static SPIPlanPtr stripes_plan = NULL;
-static SPIPlanPtr fast_plan = NULL;
 
 /*
  * An org whose stripe this backend had to wait for: its next debit here takes
@@ -198,56 +196,49 @@ check_provider_enabled(const char *org_id, const ModelInfo *model)
 
 /* ---------- writing, under the pool lock ---------- */
 
-#define LOCK_QUERY \
-	"SELECT p.period_start, p.allowance, p.allowance_used, p.topup, p.topup_used," \
-	"       p.reserved, p.alert_level," \
-	"       p.period_end OPERATOR(pg_catalog.<=) pg_catalog.now()" \
-	"       OR p.next_grant_expiry OPERATOR(pg_catalog.<=) pg_catalog.now()" \
-	"       OR p.next_hold_expiry OPERATOR(pg_catalog.<=) pg_catalog.now()," \
-	"       p.stripes, p.waits" \
-	"  FROM credits.pools p" \
-	" WHERE p.org_id OPERATOR(pg_catalog.=) $1"
+/* the pools row's columns a charge reads under the lock, and writes back */
+static RowReader pool_lock_reader = ROW_READER("pools", "pools_pkey",
+											   "period_start", "allowance", "allowance_used",
+											   "topup", "topup_used", "reserved", "alert_level",
+											   "period_end", "next_grant_expiry",
+											   "next_hold_expiry", "stripes", "waits");
+static RowReader pool_write_reader = ROW_READER("pools", "pools_pkey",
+												"allowance", "allowance_used", "topup",
+												"topup_used", "reserved", "alert_level", "calls",
+												"shortfall", "next_hold_expiry", "stripes",
+												"waits");
 
 /*
- * Lock the org's pool row; returns false when the org is unknown.  A
- * session that finds the row locked waits for it and notes that the pool is
- * contended (ps->contended): its debit then splits the pool over more
- * stripes.
+ * Lock the org's pool row, as SELECT ... FOR UPDATE would (reader_lock);
+ * returns false when the org is unknown.  A session that finds the row
+ * locked waits for it and notes that the pool is contended
+ * (ps->contended): its debit then splits the pool over more stripes.
  */
 static bool
-lock_row(const char *org_id, PoolState *ps, bool *due)
+lock_row(const char *org_id, PoolState *ps, bool *due_now)
 {
-	Datum		arg = CStringGetTextDatum(org_id);
-	bool		isnull;
+	Datum		v[12];
+	bool		n[12];
+	bool		waited;
 
-	if (lock_plan == NULL)
-	{
-		Oid			argtypes[1] = {TEXTOID};
-
-		lock_try_plan = spi_prepare_saved(LOCK_QUERY " FOR UPDATE SKIP LOCKED", 1, argtypes);
-		lock_plan = spi_prepare_saved(LOCK_QUERY " FOR UPDATE", 1, argtypes);
-	}
 	ps->contended = strcmp(grow_org, org_id) == 0;
 	if (ps->contended)
 		grow_org[0] = '\0';
-	if (spi_run(lock_try_plan, &arg, false, 1) == 0)
-	{
-		if (spi_run(lock_plan, &arg, false, 1) == 0)
-			return false;
-		ps->contended = true;
-	}
+	if (!reader_lock(&pool_lock_reader, 1, &org_id, LockTupleExclusive, v, n, &waited))
+		return false;
+	ps->contended |= waited;
 
 	ps->org_id = org_id;
-	ps->period_start = DatumGetTimestampTz(spi_value(0, 1, &isnull));
-	ps->allowance = DatumGetCredit(spi_value(0, 2, &isnull));
-	ps->allowance_used = DatumGetCredit(spi_value(0, 3, &isnull));
-	ps->topup = DatumGetCredit(spi_value(0, 4, &isnull));
-	ps->topup_used = DatumGetCredit(spi_value(0, 5, &isnull));
-	ps->reserved = DatumGetCredit(spi_value(0, 6, &isnull));
-	ps->alert_level = DatumGetInt32(spi_value(0, 7, &isnull));
-	*due = DatumGetBool(spi_value(0, 8, &isnull)) && !isnull;
-	ps->stripes = DatumGetInt32(spi_value(0, 9, &isnull));
-	ps->waits = DatumGetInt32(spi_value(0, 10, &isnull));
+	ps->period_start = DatumGetTimestampTz(v[0]);
+	ps->allowance = DatumGetCredit(v[1]);
+	ps->allowance_used = DatumGetCredit(v[2]);
+	ps->topup = DatumGetCredit(v[3]);
+	ps->topup_used = DatumGetCredit(v[4]);
+	ps->reserved = DatumGetCredit(v[5]);
+	ps->alert_level = DatumGetInt32(v[6]);
+	*due_now = due(v[7], n[7]) || due(v[8], n[8]) || due(v[9], n[9]);
+	ps->stripes = DatumGetInt32(v[10]);
+	ps->waits = DatumGetInt32(v[11]);
 	ps->folded_calls = 0;
 
 	/*
@@ -261,15 +252,18 @@ lock_row(const char *org_id, PoolState *ps, bool *due)
 	if (ps->stripes > 0)
 	{
 		RowScan    *scan = reader_begin(&stripe_reader, 1, &org_id, GetLatestSnapshot());
-		Datum		v[5];
-		bool		n[5];
+		Datum		sv[5];
+		bool		sn[5];
 
-		while (!ps->stripes_locked && reader_next(scan, v, n))
-			ps->stripes_locked = DatumGetCredit(v[0]) != 0 || DatumGetCredit(v[2]) != 0;
+		while (!ps->stripes_locked && reader_next(scan, sv, sn))
+			ps->stripes_locked = DatumGetCredit(sv[0]) != 0 || DatumGetCredit(sv[2]) != 0;
 		reader_end(scan);
 	}
 	if (ps->stripes_locked)
 	{
+		Datum		arg = CStringGetTextDatum(org_id);
+		bool		isnull;
+
 		if (stripes_plan == NULL)
 		{
 			Oid			argtypes[1] = {TEXTOID};
@@ -434,79 +428,143 @@ escrow_stripes(PoolState *ps)
 	return Min(n, credits_max_stripes);
 }
 
-/*
- * The statement of pool_write(), $1 .. $16 the ledger entry's (LEDGER_INSERT)
- * and $17 .. $32 the pool's.  Amounts are passed as micro-credits:
- * credits._micro() reinterprets them.
- */
-#define WRITE_POOL \
-	"WITH pool AS (" \
-	"  UPDATE credits.pools p" \
-	"     SET allowance_used = credits._micro($17)," \
-	"         topup = credits._micro($18)," \
-	"         topup_used = credits._micro($19)," \
-	"         reserved = credits._micro($20)," \
-	"         alert_level = $21," \
-	"         calls = p.calls OPERATOR(pg_catalog.+) $22," \
-	"         shortfall = p.shortfall OPERATOR(credits.+) credits._micro($23)," \
-	"         next_hold_expiry = LEAST(p.next_hold_expiry, $24)," \
-	"         stripes = $31," \
-	"         waits = $32" \
-	"   WHERE p.org_id OPERATOR(pg_catalog.=) $1" \
-	"  RETURNING 1)," \
-	" member AS (" \
-	"  INSERT INTO credits.member_usage AS u (org_id, user_id, used, reserved)" \
-	"  SELECT $1, $25, credits._micro($26), credits._micro($27)" \
-	"   WHERE $25 IS NOT NULL" \
-	"     AND ($26 OPERATOR(pg_catalog.<>) 0 OR $27 OPERATOR(pg_catalog.<>) 0)" \
-	"  ON CONFLICT (org_id, user_id) DO UPDATE" \
-	"     SET used = u.used OPERATOR(credits.+) EXCLUDED.used," \
-	"         reserved = u.reserved OPERATOR(credits.+) EXCLUDED.reserved" \
-	"  RETURNING 1) "
+/* What pool_write() writes to the pools row. */
+typedef struct PoolWrite
+{
+	const PoolState *ps;
+	int64		calls;
+	Credit		shortfall;
+	TimestampTz hold_expiry;	/* 0: none */
+	int			stripes;
+} PoolWrite;
+
+static bool
+write_pool_row(Datum *values, bool *nulls, bool *replace, void *arg)
+{
+	PoolWrite  *w = (PoolWrite *) arg;
+	const PoolState *ps = w->ps;
+
+	/* the pools CHECK, which a write of the heap API does not evaluate */
+	if (credit_sub(credit_add(credit_sub(DatumGetCredit(values[0]), ps->allowance_used),
+							  ps->topup), ps->reserved) < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_CHECK_VIOLATION),
+				 errmsg("new row for relation \"pools\" violates check constraint \"pools_available_not_negative\""),
+				 errdetail("Org \"%s\" would have less than 0 credits available.", ps->org_id)));
+	values[1] = CreditGetDatum(ps->allowance_used);
+	values[2] = CreditGetDatum(ps->topup);
+	values[3] = CreditGetDatum(ps->topup_used);
+	values[4] = CreditGetDatum(ps->reserved);
+	values[5] = Int32GetDatum(ps->alert_level);
+	values[6] = Int64GetDatum(DatumGetInt64(values[6]) + w->calls);
+	values[7] = CreditGetDatum(credit_add(DatumGetCredit(values[7]), w->shortfall));
+	if (w->hold_expiry != 0 &&
+		(nulls[8] || w->hold_expiry < DatumGetTimestampTz(values[8])))
+	{
+		values[8] = TimestampTzGetDatum(w->hold_expiry);
+		nulls[8] = false;
+	}
+	values[9] = Int32GetDatum(w->stripes);
+	values[10] = Int32GetDatum(ps->waits);
+	for (int i = 1; i <= 10; i++)
+		replace[i] = true;
+	return true;
+}
+
+/* A change of a member's period usage and open reservations. */
+typedef struct UsageChange
+{
+	Credit		used;
+	Credit		reserved;
+} UsageChange;
+
+static bool
+change_usage(Datum *values, bool *nulls, bool *replace, void *arg)
+{
+	UsageChange *c = (UsageChange *) arg;
+
+	values[0] = CreditGetDatum(credit_add(DatumGetCredit(values[0]), c->used));
+	values[1] = CreditGetDatum(credit_add(DatumGetCredit(values[1]), c->reserved));
+	replace[0] = replace[1] = true;
+	return true;
+}
 
 /*
- * Folded stripes ($30) are escrowed anew (the first $29 of them, $28 each,
+ * Add to a member's period usage and open reservations: an update of the
+ * member's member_usage row in place of an UPDATE, or, for the first charge
+ * of the member in the period (no row yet, or it was just removed), an
+ * INSERT ... ON CONFLICT, which settles a race with another first charge.
+ */
+static void
+add_member_usage(const char *org_id, const char *user_id, Credit used, Credit reserved)
+{
+	const char *keys[2] = {org_id, user_id};
+	UsageChange change = {used, reserved};
+	bool		waited;
+	Datum		args[4];
+
+	if (used == 0 && reserved == 0)
+		return;
+	if (reader_update_key(&usage_reader, 2, keys, change_usage, &change, &waited))
+		return;
+	if (member_upsert_plan == NULL)
+	{
+		Oid			argtypes[4] = {TEXTOID, TEXTOID, INT8OID, INT8OID};
+
+		member_upsert_plan = spi_prepare_saved(
+			"INSERT INTO credits.member_usage AS u (org_id, user_id, used, reserved)"
+			" VALUES ($1, $2, credits._micro($3), credits._micro($4))"
+			" ON CONFLICT (org_id, user_id) DO UPDATE"
+			"    SET used = u.used OPERATOR(credits.+) EXCLUDED.used,"
+			"        reserved = u.reserved OPERATOR(credits.+) EXCLUDED.reserved",
+			4, argtypes);
+	}
+	args[0] = CStringGetTextDatum(org_id);
+	args[1] = CStringGetTextDatum(user_id);
+	args[2] = Int64GetDatum(used);
+	args[3] = Int64GetDatum(reserved);
+	spi_run(member_upsert_plan, args, false, 0);
+}
+
+/*
+ * Folded stripes ($5) are escrowed anew (the first $4 of them, $3 each,
  * for a debit) or emptied; stripes left alone keep what a free debit of the
- * fast path may have counted meanwhile.
+ * fast path may have counted meanwhile.  Amounts are passed as
+ * micro-credits: credits._micro() reinterprets them.
  */
 #define WRITE_STRIPES \
-	", emptied AS (" \
+	"WITH emptied AS (" \
 	"  UPDATE credits.pool_stripes s" \
 	"     SET funds = '0'::credits.credit, used = '0'::credits.credit, calls = 0" \
-	"   WHERE s.org_id OPERATOR(pg_catalog.=) $1 AND $30" \
-	"     AND s.stripe OPERATOR(pg_catalog.>=) $29" \
-	"  RETURNING 1)," \
-	" stripes AS (" \
-	"  INSERT INTO credits.pool_stripes AS s (org_id, stripe, funds, used, calls, period_start)" \
-	"  SELECT $1, g, credits._micro($28), '0'::credits.credit, 0, $3" \
-	"    FROM pg_catalog.generate_series(0, $29 OPERATOR(pg_catalog.-) 1) g" \
-	"  ON CONFLICT (org_id, stripe) DO UPDATE" \
-	"     SET funds = EXCLUDED.funds," \
-	"         used = CASE WHEN $30 THEN EXCLUDED.used ELSE s.used END," \
-	"         calls = CASE WHEN $30 THEN 0 ELSE s.calls END," \
-	"         period_start = EXCLUDED.period_start" \
-	"  RETURNING 1) "
+	"   WHERE s.org_id OPERATOR(pg_catalog.=) $1 AND $5" \
+	"     AND s.stripe OPERATOR(pg_catalog.>=) $4" \
+	"  RETURNING 1)" \
+	" INSERT INTO credits.pool_stripes AS s (org_id, stripe, funds, used, calls, period_start)" \
+	" SELECT $1, g, credits._micro($3), '0'::credits.credit, 0, $2" \
+	"   FROM pg_catalog.generate_series(0, $4 OPERATOR(pg_catalog.-) 1) g" \
+	" ON CONFLICT (org_id, stripe) DO UPDATE" \
+	"    SET funds = EXCLUDED.funds," \
+	"        used = CASE WHEN $5 THEN EXCLUDED.used ELSE s.used END," \
+	"        calls = CASE WHEN $5 THEN 0 ELSE s.calls END," \
+	"        period_start = EXCLUDED.period_start"
 
 /*
- * Announce crossed thresholds, then in one statement append the entry to
- * the ledger, write the pool back (with what the stripes folded in), add to
- * the member's period usage and open reservations (ps->user_id, when there
- * is one), and escrow the stripes anew.  calls and shortfall count charges;
- * hold_expiry (or 0) is a new hold's expiry.
+ * Announce crossed thresholds, then write the pool back (with what the
+ * stripes folded in), add to the member's period usage and open
+ * reservations (ps->user_id, when there is one), escrow the stripes anew
+ * and append the entry to the ledger.  calls and shortfall count charges;
+ * hold_expiry (or 0) is a new hold's expiry.  The pools row and the
+ * member's row are updated in place of UPDATE statements (reader.c), the
+ * entry appended in place of an INSERT (ledger_append): a charge of an org
+ * that is one balance runs no SQL statement at all.
  */
 static void
 pool_write(PoolState *ps, LedgerEntry *e, int calls, Credit shortfall,
 		   TimestampTz hold_expiry, Credit member_used, Credit member_reserved)
 {
-	Datum		args[LEDGER_NPARAMS + 16];
-	char		nulls[LEDGER_NPARAMS + 16];
-	Datum	   *p = args + LEDGER_NPARAMS;
-	char	   *pn = nulls + LEDGER_NPARAMS;
-	bool		isnull;
-	int			rc;
+	PoolWrite	w;
 	Credit		share;
-	int			stripes;
-	bool		with_stripes;
+	bool		waited;
 
 	e->period_start = ps->period_start;
 	e->available_after = pool_available(ps);
@@ -518,49 +576,35 @@ pool_write(PoolState *ps, LedgerEntry *e, int calls, Credit shortfall,
 										e->available_after);
 
 	/* nothing to escrow (a pool running dry): the stripes stay empty */
-	stripes = ps->escrow ? escrow_stripes(ps) : ps->stripes;
-	share = ps->escrow && stripes > 0 ? escrow_share(ps, stripes) : 0;
-	with_stripes = ps->stripes_locked || share > 0;
+	w.ps = ps;
+	w.calls = calls + ps->folded_calls;
+	w.shortfall = shortfall;
+	w.hold_expiry = hold_expiry;
+	w.stripes = ps->escrow ? escrow_stripes(ps) : ps->stripes;
+	share = ps->escrow && w.stripes > 0 ? escrow_share(ps, w.stripes) : 0;
 
-	if (write_plans[with_stripes] == NULL)
+	if (!reader_update_key(&pool_write_reader, 1, &ps->org_id, write_pool_row, &w, &waited))
+		elog(ERROR, "could not write the pool of org \"%s\"", ps->org_id);
+	if (ps->user_id != NULL)
+		add_member_usage(ps->org_id, ps->user_id, member_used, member_reserved);
+	if (ps->stripes_locked || share > 0)
 	{
-		Oid			argtypes[LEDGER_NPARAMS + 16];
-		Oid			more[16] = {INT8OID, INT8OID, INT8OID, INT8OID, INT4OID, INT8OID, INT8OID,
-		TIMESTAMPTZOID, TEXTOID, INT8OID, INT8OID, INT8OID, INT4OID, BOOLOID, INT4OID, INT4OID};
+		Datum		args[5];
 
-		ledger_params(NULL, NULL, NULL, argtypes);
-		memcpy(argtypes + LEDGER_NPARAMS, more, sizeof(more));
-		/* a pool that is one balance leaves the stripes out of the plan */
-		write_plans[with_stripes] = spi_prepare_saved(
-			with_stripes ? WRITE_POOL WRITE_STRIPES LEDGER_INSERT : WRITE_POOL LEDGER_INSERT,
-			LEDGER_NPARAMS + 16, argtypes);
+		if (stripes_write_plan == NULL)
+		{
+			Oid			argtypes[5] = {TEXTOID, TIMESTAMPTZOID, INT8OID, INT4OID, BOOLOID};
+
+			stripes_write_plan = spi_prepare_saved(WRITE_STRIPES, 5, argtypes);
+		}
+		args[0] = CStringGetTextDatum(ps->org_id);
+		args[1] = TimestampTzGetDatum(ps->period_start);
+		args[2] = Int64GetDatum(share);
+		args[3] = Int32GetDatum(share > 0 ? w.stripes : 0);
+		args[4] = BoolGetDatum(ps->stripes_locked);
+		spi_run(stripes_write_plan, args, false, 0);
 	}
-	ledger_params(e, args, nulls, NULL);
-	memset(pn, ' ', 16);
-	p[0] = Int64GetDatum(ps->allowance_used);
-	p[1] = Int64GetDatum(ps->topup);
-	p[2] = Int64GetDatum(ps->topup_used);
-	p[3] = Int64GetDatum(ps->reserved);
-	p[4] = Int32GetDatum(ps->alert_level);
-	p[5] = Int64GetDatum(calls + ps->folded_calls);
-	p[6] = Int64GetDatum(shortfall);
-	p[7] = TimestampTzGetDatum(hold_expiry);
-	pn[7] = hold_expiry == 0 ? 'n' : ' ';
-	p[8] = ps->user_id ? CStringGetTextDatum(ps->user_id) : (Datum) 0;
-	pn[8] = ps->user_id ? ' ' : 'n';
-	p[9] = Int64GetDatum(member_used);
-	p[10] = Int64GetDatum(member_reserved);
-	p[11] = Int64GetDatum(share);
-	p[12] = Int32GetDatum(share > 0 ? stripes : 0);
-	p[13] = BoolGetDatum(ps->stripes_locked);
-	p[14] = Int32GetDatum(stripes);
-	p[15] = Int32GetDatum(ps->waits);
-
-	rc = SPI_execute_plan(write_plans[with_stripes], args, nulls, false, 0);
-	if (rc != SPI_OK_INSERT_RETURNING || SPI_processed != 1)
-		elog(ERROR, "could not write the pool of org \"%s\": %s", ps->org_id,
-			 SPI_result_code_string(rc));
-	e->entry_id = DatumGetInt64(spi_value(0, 1, &isnull));
+	ledger_append(e);
 
 	if (e->from_topup > 0)
 	{
@@ -684,11 +728,11 @@ charge_stripe(Datum *values, bool *nulls, bool *replace, void *arg)
  * the entry's available_after (the pool's available credits as committed
  * when the call started, less this charge), and this backend's stripe its
  * place and funds.  The stripe is then locked and charged in place of an
- * UPDATE (reader_update: the latest version, re-checked), and one statement
- * adds to the member's usage and appends the ledger entry.  It all runs in a
- * subtransaction: a stripe found short once locked stays locked, and rolling
- * back releases it, so a session never waits for the pool lock while
- * holding a stripe.
+ * UPDATE (reader_update: the latest version, re-checked), the member's
+ * usage added to and the ledger entry appended, without a statement.  It
+ * all runs in a subtransaction: a stripe found short once locked stays
+ * locked, and rolling back releases it, so a session never waits for the
+ * pool lock while holding a stripe.
  */
 static bool fast_debit(const char *org_id, LedgerEntry *e);
 
@@ -724,8 +768,6 @@ fast_debit(const char *org_id, LedgerEntry *e)
 	ItemPointerData tid;
 	RowScan    *scan;
 	StripeCharge charge;
-	Datum		args[LEDGER_NPARAMS];
-	char		nulls[LEDGER_NPARAMS];
 	volatile bool done = false;
 	volatile bool waited = false;
 	MemoryContext cxt = CurrentMemoryContext;
@@ -773,25 +815,6 @@ fast_debit(const char *org_id, LedgerEntry *e)
 							  credit_add(DatumGetCredit(v[3]), striped)),
 				   e->cost);
 
-	if (fast_plan == NULL)
-	{
-		Oid			argtypes[LEDGER_NPARAMS];
-
-		ledger_params(NULL, NULL, NULL, argtypes);
-		/* $1 org, $4 user, $8 cost: the ledger entry's */
-		fast_plan = spi_prepare_saved(
-			"WITH member AS ("
-			"  INSERT INTO credits.member_usage AS u (org_id, user_id, used)"
-			"  SELECT $1, $4, credits._micro($8)"
-			"   WHERE $8 OPERATOR(pg_catalog.<>) 0"
-			"  ON CONFLICT (org_id, user_id) DO UPDATE"
-			"     SET used = u.used OPERATOR(credits.+) EXCLUDED.used"
-			"  RETURNING 1) "
-			LEDGER_INSERT,
-			LEDGER_NPARAMS, argtypes);
-	}
-	ledger_params(e, args, nulls, NULL);
-
 	BeginInternalSubTransaction(NULL);
 	MemoryContextSwitchTo(cxt);
 	PG_TRY();
@@ -802,13 +825,8 @@ fast_debit(const char *org_id, LedgerEntry *e)
 		waited = w;
 		if (done)
 		{
-			bool		isnull;
-			int			rc = SPI_execute_plan(fast_plan, args, nulls, false, 0);
-
-			if (rc != SPI_OK_INSERT_RETURNING || SPI_processed != 1)
-				elog(ERROR, "could not append to credits.ledger: %s",
-					 SPI_result_code_string(rc));
-			e->entry_id = DatumGetInt64(spi_value(0, 1, &isnull));
+			add_member_usage(org_id, e->user_id, e->cost, 0);
+			ledger_append(e);
 			ReleaseCurrentSubTransaction();
 		}
 		else

@@ -92,7 +92,7 @@ reader_init(RowReader *r)
  * invalidations, which may reset r: it is looked up again then, and must
  * still name what was opened.
  */
-static Relation
+Relation
 reader_open(RowReader *r, LOCKMODE lockmode, Relation *idx)
 {
 	Oid			relid;
@@ -138,7 +138,8 @@ reader_begin(RowReader *r, int nkeys, const char **keys, Snapshot snapshot)
 
 /*
  * The next row's columns (the reader's cols) into values/nulls, copied into
- * the current memory context; false when there is none.
+ * the current memory context (values NULL: its place only, reader_tid());
+ * false when there is none.
  */
 bool
 reader_next(RowScan *s, Datum *values, bool *nulls)
@@ -150,7 +151,7 @@ reader_next(RowScan *s, Datum *values, bool *nulls)
 	if (!HeapTupleIsValid(tuple))
 		return false;
 	s->tid = tuple->t_self;
-	for (int i = 0; i < r->ncols; i++)
+	for (int i = 0; values != NULL && i < r->ncols; i++)
 	{
 		Form_pg_attribute att = TupleDescAttr(desc, r->attnums[i] - 1);
 
@@ -207,41 +208,24 @@ reader_sum(RowReader *r, int nkeys, const char **keys, Snapshot snapshot)
 }
 
 /*
- * Update one row in place of an UPDATE statement: lock the latest version of
- * the row at tid as UPDATE does (in READ COMMITTED waiting for a concurrent
- * writer and following its update; under REPEATABLE READ or SERIALIZABLE a
- * concurrent update is 40001), give its columns (the reader's) to update(),
- * and, when that returns true, write the columns it marked in replace[].
- * Returns whether the row was updated, and in *waited whether another
- * transaction held the row.  The row lock is kept either way, until the
- * (sub)transaction ends.
- *
- * For the extension's own tables only: no triggers, constraints, row
- * security or privileges are involved (the caller is the API), and only
- * plain indexes are maintained.
+ * Lock the version of the row at tid that an UPDATE would change, in mode:
+ * in READ COMMITTED the latest one, waiting for a concurrent writer and
+ * following its update; under REPEATABLE READ or SERIALIZABLE a concurrent
+ * update is 40001.  The lock is tried without waiting first: *waited tells
+ * whether another transaction held the row.  The version is left in slot.
  */
-bool
-reader_update(RowReader *r, ItemPointer tid,
-			  bool (*update) (Datum *values, bool *nulls, bool *replace, void *arg),
-			  void *arg, bool *waited)
+static TM_Result
+lock_version(Relation rel, ItemPointer tid, TupleTableSlot *slot, LockTupleMode mode,
+			 bool *waited)
 {
-	Relation	rel;
-	TupleDesc	desc;
-	TupleTableSlot *slot;
 	TM_FailureData tmfd;
 	TM_Result	result;
-	bool		updated = false;
 
-	rel = reader_open(r, RowExclusiveLock, NULL);
-	desc = RelationGetDescr(rel);
-	slot = table_slot_create(rel, NULL);
-
-	/* first without waiting, to tell the caller whether the row is contended */
 	*waited = false;
 	for (LockWaitPolicy wait = LockWaitSkip;; wait = LockWaitBlock)
 	{
 		result = table_tuple_lock(rel, tid, GetActiveSnapshot(), slot,
-								  GetCurrentCommandId(false), LockTupleNoKeyExclusive, wait,
+								  GetCurrentCommandId(false), mode, wait,
 								  IsolationUsesXactSnapshot() ? 0 : TUPLE_LOCK_FLAG_FIND_LAST_VERSION,
 								  &tmfd);
 		if (result != TM_WouldBlock)
@@ -252,18 +236,58 @@ reader_update(RowReader *r, ItemPointer tid,
 		ereport(ERROR,
 				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
 				 errmsg("could not serialize access due to concurrent update")));
-	if (result == TM_Ok)
-	{
-		Datum		values[10];
-		bool		nulls[10];
-		bool		replace[10] = {false};
+	return result;
+}
 
-		slot_getallattrs(slot);
-		for (int i = 0; i < r->ncols; i++)
-		{
-			values[i] = slot->tts_values[r->attnums[i] - 1];
-			nulls[i] = slot->tts_isnull[r->attnums[i] - 1];
-		}
+/* The reader's columns of the row in slot, copied into the current context. */
+static void
+slot_columns(RowReader *r, TupleTableSlot *slot, Datum *values, bool *nulls, bool copy)
+{
+	TupleDesc	desc = slot->tts_tupleDescriptor;
+
+	slot_getallattrs(slot);
+	for (int i = 0; i < r->ncols; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, r->attnums[i] - 1);
+
+		values[i] = slot->tts_values[r->attnums[i] - 1];
+		nulls[i] = slot->tts_isnull[r->attnums[i] - 1];
+		if (copy && !nulls[i] && !att->attbyval)
+			values[i] = datumCopy(values[i], false, att->attlen);
+	}
+}
+
+/*
+ * Update one row in place of an UPDATE statement: lock the version of the
+ * row at tid that UPDATE would change (lock_version), give its columns (the
+ * reader's) to update(), and, when that returns true, write the columns it
+ * marked in replace[].  Returns whether the row was updated, and in *waited
+ * whether another transaction held the row.  The row lock is kept either
+ * way, until the (sub)transaction ends.
+ *
+ * For the extension's own tables only: no triggers, constraints, row
+ * security or privileges are involved (the caller is the API and checks
+ * what a constraint would), and only plain indexes are maintained.
+ */
+bool
+reader_update(RowReader *r, ItemPointer tid, ReaderUpdate update, void *arg, bool *waited)
+{
+	Relation	rel;
+	TupleDesc	desc;
+	TupleTableSlot *slot;
+	bool		updated = false;
+
+	rel = reader_open(r, RowExclusiveLock, NULL);
+	desc = RelationGetDescr(rel);
+	slot = table_slot_create(rel, NULL);
+
+	if (lock_version(rel, tid, slot, LockTupleNoKeyExclusive, waited) == TM_Ok)
+	{
+		Datum		values[READER_MAX_COLS];
+		bool		nulls[READER_MAX_COLS];
+		bool		replace[READER_MAX_COLS] = {false};
+
+		slot_columns(r, slot, values, nulls, false);
 		if (update(values, nulls, replace, arg))
 		{
 			Datum	   *all = palloc0(sizeof(Datum) * desc->natts);
@@ -324,4 +348,81 @@ reader_update(RowReader *r, ItemPointer tid,
 	/* like the executor, keep the lock until the transaction ends */
 	table_close(rel, NoLock);
 	return updated;
+}
+
+/*
+ * Push a snapshot of our own, as a query of a volatile function would take:
+ * it sees everything this transaction wrote so far (an earlier statement of
+ * the same call included), and in READ COMMITTED what is committed now.
+ */
+static void
+push_fresh_snapshot(void)
+{
+	CommandCounterIncrement();	/* a no-op unless something was written */
+	PushCopiedSnapshot(GetTransactionSnapshot());
+	UpdateActiveSnapshotCommandId();
+}
+
+/* Where the one row whose key is keys is, with the active snapshot. */
+static bool
+find_row(RowReader *r, int nkeys, const char **keys, ItemPointer tid)
+{
+	RowScan    *s = reader_begin(r, nkeys, keys, GetActiveSnapshot());
+	bool		found = reader_next(s, NULL, NULL);
+
+	if (found)
+		*tid = s->tid;
+	reader_end(s);
+	return found;
+}
+
+/*
+ * reader_update() of the one row whose key is keys, as found by an UPDATE
+ * statement run now; false when there is none (or update() declined).
+ */
+bool
+reader_update_key(RowReader *r, int nkeys, const char **keys, ReaderUpdate update, void *arg,
+				  bool *waited)
+{
+	ItemPointerData tid;
+	bool		updated = false;
+
+	*waited = false;
+	push_fresh_snapshot();
+	if (find_row(r, nkeys, keys, &tid))
+		updated = reader_update(r, &tid, update, arg, waited);
+	PopActiveSnapshot();
+	return updated;
+}
+
+/*
+ * Lock the one row whose key is keys in place of SELECT ... FOR UPDATE (mode
+ * LockTupleExclusive) or FOR NO KEY UPDATE run now, and read its columns
+ * (the reader's) into values/nulls, as locked.  Returns false when there is
+ * no such row (or it was deleted concurrently); *waited tells whether
+ * another transaction held it.  The lock is kept until the (sub)transaction
+ * ends.
+ */
+bool
+reader_lock(RowReader *r, int nkeys, const char **keys, LockTupleMode mode,
+			Datum *values, bool *nulls, bool *waited)
+{
+	ItemPointerData tid;
+	bool		locked = false;
+
+	*waited = false;
+	push_fresh_snapshot();
+	if (find_row(r, nkeys, keys, &tid))
+	{
+		Relation	rel = reader_open(r, RowShareLock, NULL);
+		TupleTableSlot *slot = table_slot_create(rel, NULL);
+
+		locked = lock_version(rel, &tid, slot, mode, waited) == TM_Ok;
+		if (locked)
+			slot_columns(r, slot, values, nulls, true);
+		ExecDropSingleTupleTableSlot(slot);
+		table_close(rel, NoLock);
+	}
+	PopActiveSnapshot();
+	return locked;
 }
