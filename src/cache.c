@@ -49,6 +49,7 @@ typedef struct OrgEntry
 	int			thresholds[16];
 	int			stripes;		/* orgs.stripes, -1 when NULL */
 	List	   *providers;		/* enabled providers (char *) */
+	int			pool_stripes;	/* pools.stripes as last seen here, -1: not yet */
 } OrgEntry;
 
 typedef struct MemberEntry
@@ -241,6 +242,7 @@ org_entry(const char *org_id)
 	remember_relids();
 	memset(&loaded, 0, sizeof(loaded));
 	loaded.stripes = -1;
+	loaded.pool_stripes = -1;
 	loaded.exists = reader_get(&orgs_reader, 1, &org_id, v, n);
 	if (loaded.exists)
 	{
@@ -383,6 +385,24 @@ int
 cache_org_stripes(const char *org_id)
 {
 	return org_entry(org_id)->stripes;
+}
+
+/*
+ * How many stripes this backend last saw the org's pool split over (-1: it
+ * has not seen the pool yet).  A hint, not a fact: a debit uses it only to
+ * skip the fast path's read of a pool that is one balance, and the slow path
+ * is right for any pool.
+ */
+int
+cache_pool_stripes(const char *org_id)
+{
+	return org_entry(org_id)->pool_stripes;
+}
+
+void
+cache_note_pool_stripes(const char *org_id, int stripes)
+{
+	org_entry(org_id)->pool_stripes = stripes;
 }
 
 /* an org with more members than this is cached member by member */

@@ -135,6 +135,8 @@ extern bool cache_org_exists(const char *org_id);
 extern bool cache_provider_enabled(const char *org_id, const char *provider);
 extern int	cache_thresholds(const char *org_id, int *thresholds);
 extern int	cache_org_stripes(const char *org_id);
+extern int	cache_pool_stripes(const char *org_id);
+extern void cache_note_pool_stripes(const char *org_id, int stripes);
 extern bool cache_member(const char *org_id, const char *user_id, bool *has_cap, Credit *cap);
 
 /* ledger.c */

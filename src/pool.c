@@ -585,6 +585,7 @@ pool_write(PoolState *ps, LedgerEntry *e, int calls, Credit shortfall,
 
 	if (!reader_update_key(&pool_write_reader, 1, &ps->org_id, write_pool_row, &w, &waited))
 		elog(ERROR, "could not write the pool of org \"%s\"", ps->org_id);
+	cache_note_pool_stripes(ps->org_id, w.stripes);
 	if (ps->user_id != NULL)
 		add_member_usage(ps->org_id, ps->user_id, member_used, member_reserved);
 	if (ps->stripes_locked || share > 0)
@@ -743,6 +744,8 @@ pool_fast_debit(const char *org_id, LedgerEntry *e)
 
 	if (strcmp(grow_org, org_id) == 0)
 		return false;			/* the slow path adds stripes first */
+	if (cache_pool_stripes(org_id) == 0)
+		return false;			/* one balance when last seen: no read */
 
 	/*
 	 * Read and lock with a snapshot of our own, as a query would: it sees
@@ -777,6 +780,7 @@ fast_debit(const char *org_id, LedgerEntry *e)
 		due(v[4], n[4]) || due(v[5], n[5]) || due(v[6], n[6]))
 		return false;
 	stripes = DatumGetInt32(v[8]);
+	cache_note_pool_stripes(org_id, stripes);
 	if (stripes == 0)
 		return false;
 	mine = (credits_stripe >= 0 ? credits_stripe : MyProc->pgprocno) % stripes;
