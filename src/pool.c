@@ -15,13 +15,15 @@
  * (pool_fast_debit), locking that stripe only.  Everything else is the slow
  * path: it locks the pools row, then every stripe in order (pool_lock),
  * folds the stripes into its figures, works as a single balance would
- * (pool_charge, pool_reserve, pool_release) and writes the row back with the
- * stripes escrowed anew, in one statement with the ledger entry
- * (pool_write).  Locks are kept until the transaction ends, so each charge
- * of an org sees the one before; whatever is read after taking them comes
- * from a fresh snapshot (in READ COMMITTED each SPI query of a volatile
- * function takes one).  A pool whose period ended, or whose grants or holds
- * expired, is brought up to date by the writer that locks it
+ * (pool_charge, pool_reserve, pool_release) and writes the row back, the
+ * member's usage and the ledger entry, with the stripes escrowed anew
+ * (pool_write).  The rows are locked and written through the heap API with
+ * the semantics of the statements they replace (reader.c, ledger_append).
+ * Locks are kept until the transaction ends, so each charge of an org sees
+ * the one before; whatever is read after taking them comes from a fresh
+ * snapshot (in READ COMMITTED each SPI query of a volatile function takes
+ * one, and so do the readers).  A pool whose period ended, or whose grants
+ * or holds expired, is brought up to date by the writer that locks it
  * (credits._maintain), so correctness never depends on a scheduled job.
  * Readers take no lock and read with direct index lookups; a pool that is
  * due is computed as it will be, without writing (credits.pool_status).

@@ -1,11 +1,12 @@
 /*
  * reader.c
  *	  Direct index lookups: the rows of a credits table whose leading key
- *	  columns equal some text keys, read with the statement's snapshot.  No
+ *	  columns equal some text keys, read with the statement's snapshot, and
+ *	  locked or updated as SELECT ... FOR UPDATE or UPDATE would.  No
  *	  executor, no plan, no SQL privileges involved (the callers check the
- *	  tenant themselves): the read path before every AI request, the fast
- *	  path of a debit and the configuration cache use them instead of a
- *	  query.
+ *	  tenant themselves): the read path before every AI request, the
+ *	  charges of the pools and the configuration cache use them instead of
+ *	  queries.
  */
 #include "postgres.h"
 
