@@ -212,8 +212,9 @@ reader_sum(RowReader *r, int nkeys, const char **keys, Snapshot snapshot)
  * Lock the version of the row at tid that an UPDATE would change, in mode:
  * in READ COMMITTED the latest one, waiting for a concurrent writer and
  * following its update; under REPEATABLE READ or SERIALIZABLE a concurrent
- * update is 40001.  The lock is tried without waiting first: *waited tells
- * whether another transaction held the row.  The version is left in slot.
+ * update or delete is 40001, as for UPDATE.  The lock is tried without
+ * waiting first: *waited tells whether another transaction held the row.
+ * The version is left in slot.
  */
 static TM_Result
 lock_version(Relation rel, ItemPointer tid, TupleTableSlot *slot, LockTupleMode mode,
@@ -237,6 +238,10 @@ lock_version(Relation rel, ItemPointer tid, TupleTableSlot *slot, LockTupleMode 
 		ereport(ERROR,
 				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
 				 errmsg("could not serialize access due to concurrent update")));
+	if (result == TM_Deleted && IsolationUsesXactSnapshot())
+		ereport(ERROR,
+				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+				 errmsg("could not serialize access due to concurrent delete")));
 	return result;
 }
 
