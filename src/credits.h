@@ -193,6 +193,7 @@ typedef struct PoolState
 	Credit		reserved;
 	int			alert_level;
 	int64		folded_calls;	/* debits folded in from the stripes */
+	Credit		folded_shortfall;	/* and their shortfall */
 	bool		stripes_locked; /* the stripes were not empty: folded, locked */
 	int			stripes;		/* pools.stripes: how many the pool is split over */
 	bool		contended;		/* this session had to wait for the pool lock */
@@ -225,7 +226,7 @@ extern void check_provider_enabled(const char *org_id, const ModelInfo *model);
 /* escrow stripes of each org's allowance (see 030_orgs.sql) */
 #define CREDITS_STRIPES 32
 
-extern bool pool_fast_debit(const char *org_id, LedgerEntry *e);
+extern bool pool_fast_debit(const char *org_id, LedgerEntry *e, bool is_fallback);
 extern void pool_lock(const char *org_id, PoolState *ps);
 extern Credit pool_available(const PoolState *ps);
 extern Credit pool_limit(PoolState *ps, const char *user_id, const MemberState *member);

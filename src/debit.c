@@ -106,7 +106,7 @@ credits_credit_debit(PG_FUNCTION_ARGS)
 	e.cost = charge.cost;
 
 	/* a member without a cap whose stripe covers the cost: one row lock */
-	if (member.has_cap || !pool_fast_debit(org_id, &e))
+	if (member.has_cap || !pool_fast_debit(org_id, &e, info.is_fallback))
 	{
 		pool_lock(org_id, &ps);
 		(void) pool_limit(&ps, user_id, &member);

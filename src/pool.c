@@ -84,9 +84,10 @@ static RowReader pools_reader = ROW_READER("pools", "pools_pkey",
 static RowReader usage_reader = ROW_READER("member_usage", "member_usage_pkey",
 										   "used", "reserved");
 /* a stripe's columns: used (first: reader_sum adds it up), stripe, funds,
- * period_start, calls */
+ * period_start, calls, shortfall */
 static RowReader stripe_reader = ROW_READER("pool_stripes", "pool_stripes_pkey",
-											"used", "stripe", "funds", "period_start", "calls");
+											"used", "stripe", "funds", "period_start", "calls",
+											"shortfall");
 
 /* Is a timestamp column at or before now (NULL: no)? */
 static bool
@@ -242,6 +243,7 @@ lock_row(const char *org_id, PoolState *ps, bool *due_now)
 	ps->stripes = DatumGetInt32(v[10]);
 	ps->waits = DatumGetInt32(v[11]);
 	ps->folded_calls = 0;
+	ps->folded_shortfall = 0;
 
 	/*
 	 * The stripes, locked in order: what they used is the pool's too.  Empty
@@ -254,8 +256,8 @@ lock_row(const char *org_id, PoolState *ps, bool *due_now)
 	if (ps->stripes > 0)
 	{
 		RowScan    *scan = reader_begin(&stripe_reader, 1, &org_id, GetLatestSnapshot());
-		Datum		sv[5];
-		bool		sn[5];
+		Datum		sv[6];
+		bool		sn[6];
 
 		while (!ps->stripes_locked && reader_next(scan, sv, sn))
 			ps->stripes_locked = DatumGetCredit(sv[0]) != 0 || DatumGetCredit(sv[2]) != 0;
@@ -271,7 +273,7 @@ lock_row(const char *org_id, PoolState *ps, bool *due_now)
 			Oid			argtypes[1] = {TEXTOID};
 
 			stripes_plan = spi_prepare_saved(
-				"SELECT s.used, s.calls FROM credits.pool_stripes s"
+				"SELECT s.used, s.calls, s.shortfall FROM credits.pool_stripes s"
 				" WHERE s.org_id OPERATOR(pg_catalog.=) $1"
 				" ORDER BY s.stripe FOR UPDATE",
 				1, argtypes);
@@ -281,6 +283,8 @@ lock_row(const char *org_id, PoolState *ps, bool *due_now)
 			ps->allowance_used = credit_add(ps->allowance_used,
 											DatumGetCredit(spi_value(i, 1, &isnull)));
 			ps->folded_calls += DatumGetInt64(spi_value(i, 2, &isnull));
+			ps->folded_shortfall = credit_add(ps->folded_shortfall,
+											  DatumGetCredit(spi_value(i, 3, &isnull)));
 		}
 	}
 	ps->escrow = false;
@@ -531,13 +535,16 @@ add_member_usage(const char *org_id, const char *user_id, Credit used, Credit re
 /*
  * Folded stripes ($5) are escrowed anew (the first $4 of them, $3 each,
  * for a debit) or emptied; stripes left alone keep what a free debit of the
- * fast path may have counted meanwhile.  Amounts are passed as
- * micro-credits: credits._micro() reinterprets them.
+ * fast path, or a debit of an empty pool, may have counted meanwhile.  A
+ * pool split while it has nothing to escrow gets its stripe rows all the
+ * same ($3 = 0), for the debits of an empty pool to count on.  Amounts are
+ * passed as micro-credits: credits._micro() reinterprets them.
  */
 #define WRITE_STRIPES \
 	"WITH emptied AS (" \
 	"  UPDATE credits.pool_stripes s" \
-	"     SET funds = '0'::credits.credit, used = '0'::credits.credit, calls = 0" \
+	"     SET funds = '0'::credits.credit, used = '0'::credits.credit, calls = 0," \
+	"         shortfall = '0'::credits.credit" \
 	"   WHERE s.org_id OPERATOR(pg_catalog.=) $1 AND $5" \
 	"     AND s.stripe OPERATOR(pg_catalog.>=) $4" \
 	"  RETURNING 1)" \
@@ -548,6 +555,7 @@ add_member_usage(const char *org_id, const char *user_id, Credit used, Credit re
 	"    SET funds = EXCLUDED.funds," \
 	"        used = CASE WHEN $5 THEN EXCLUDED.used ELSE s.used END," \
 	"        calls = CASE WHEN $5 THEN 0 ELSE s.calls END," \
+	"        shortfall = CASE WHEN $5 THEN '0'::credits.credit ELSE s.shortfall END," \
 	"        period_start = EXCLUDED.period_start"
 
 /*
@@ -580,7 +588,7 @@ pool_write(PoolState *ps, LedgerEntry *e, int calls, Credit shortfall,
 	/* nothing to escrow (a pool running dry): the stripes stay empty */
 	w.ps = ps;
 	w.calls = calls + ps->folded_calls;
-	w.shortfall = shortfall;
+	w.shortfall = credit_add(shortfall, ps->folded_shortfall);
 	w.hold_expiry = hold_expiry;
 	w.stripes = ps->escrow ? escrow_stripes(ps) : ps->stripes;
 	share = ps->escrow && w.stripes > 0 ? escrow_share(ps, w.stripes) : 0;
@@ -590,7 +598,7 @@ pool_write(PoolState *ps, LedgerEntry *e, int calls, Credit shortfall,
 	cache_note_pool_stripes(ps->org_id, w.stripes);
 	if (ps->user_id != NULL)
 		add_member_usage(ps->org_id, ps->user_id, member_used, member_reserved);
-	if (ps->stripes_locked || share > 0)
+	if (ps->stripes_locked || share > 0 || w.stripes > ps->stripes)
 	{
 		Datum		args[5];
 
@@ -603,7 +611,7 @@ pool_write(PoolState *ps, LedgerEntry *e, int calls, Credit shortfall,
 		args[0] = CStringGetTextDatum(ps->org_id);
 		args[1] = TimestampTzGetDatum(ps->period_start);
 		args[2] = Int64GetDatum(share);
-		args[3] = Int32GetDatum(share > 0 ? w.stripes : 0);
+		args[3] = Int32GetDatum(share > 0 || w.stripes > ps->stripes ? w.stripes : 0);
 		args[4] = BoolGetDatum(ps->stripes_locked);
 		spi_run(stripes_write_plan, args, false, 0);
 	}
@@ -696,11 +704,16 @@ pool_release(PoolState *ps, Credit amount, LedgerEntry *e)
 	pool_write(ps, e, 0, 0, 0, 0, -amount);
 }
 
-/* A stripe charge: the cost moves from the stripe's funds to its used. */
+/*
+ * A stripe charge: the cost moves from the stripe's funds to its used; on a
+ * pool that is empty (dry), nothing is charged and the shortfall is counted.
+ */
 typedef struct StripeCharge
 {
 	Credit		cost;
 	TimestampTz period_start;
+	bool		dry;
+	Credit		shortfall;		/* dry: what the call runs short */
 } StripeCharge;
 
 static bool
@@ -709,132 +722,105 @@ charge_stripe(Datum *values, bool *nulls, bool *replace, void *arg)
 	StripeCharge *c = (StripeCharge *) arg;
 
 	/* re-checked on the latest version, as UPDATE ... WHERE would */
-	if (DatumGetCredit(values[2]) < c->cost ||
-		DatumGetTimestampTz(values[3]) != c->period_start)
+	if (DatumGetTimestampTz(values[3]) != c->period_start)
 		return false;
-	values[0] = CreditGetDatum(credit_add(DatumGetCredit(values[0]), c->cost));
-	values[2] = CreditGetDatum(credit_sub(DatumGetCredit(values[2]), c->cost));
+	if (c->dry)
+	{
+		if (DatumGetCredit(values[2]) != 0)
+			return false;
+		values[5] = CreditGetDatum(credit_add(DatumGetCredit(values[5]), c->shortfall));
+		replace[5] = true;
+	}
+	else
+	{
+		if (DatumGetCredit(values[2]) < c->cost)
+			return false;
+		values[0] = CreditGetDatum(credit_add(DatumGetCredit(values[0]), c->cost));
+		values[2] = CreditGetDatum(credit_sub(DatumGetCredit(values[2]), c->cost));
+		replace[0] = replace[2] = true;
+	}
 	values[4] = Int64GetDatum(DatumGetInt64(values[4]) + 1);
-	replace[0] = replace[2] = replace[4] = true;
+	replace[4] = true;
 	return true;
 }
 
-/*
- * The fast path of a debit: charge the whole cost (e->cost) to this
- * backend's escrow stripe (by its PGPROC slot, which concurrent backends do
- * not share), if the pool is split into stripes, its stripe's funds cover
- * the cost and the pool is not due for maintenance.  Returns false, having
- * changed nothing, when the slow path (pool_lock and pool_charge) must do
- * it.  The caller has checked the org (pool_check_org).
- *
- * The stripes are read once, with the statement's snapshot: their sum gives
- * the entry's available_after (the pool's available credits as committed
- * when the call started, less this charge), and this backend's stripe its
- * place and funds.  The stripe is then locked and charged in place of an
- * UPDATE (reader_update: the latest version, re-checked), the member's
- * usage added to and the ledger entry appended, without a statement.  It
- * all runs in a subtransaction: a stripe found short once locked stays
- * locked, and rolling back releases it, so a session never waits for the
- * pool lock while holding a stripe.
- */
-static bool fast_debit(const char *org_id, LedgerEntry *e);
-
-bool
-pool_fast_debit(const char *org_id, LedgerEntry *e)
+/* A pool as a fast debit reads it: its pools row and its stripes. */
+typedef struct PoolView
 {
-	bool		done;
-
-	if (strcmp(grow_org, org_id) == 0)
-		return false;			/* the slow path adds stripes first */
-	if (cache_pool_stripes(org_id) == 0)
-		return false;			/* one balance when last seen: no read */
-
-	/*
-	 * Read and lock with a snapshot of our own, as a query would: it sees
-	 * what this transaction wrote so far (another debit of the same
-	 * statement, say), and in READ COMMITTED what is committed now.
-	 */
-	PushCopiedSnapshot(GetTransactionSnapshot());
-	UpdateActiveSnapshotCommandId();
-	done = fast_debit(org_id, e);
-	PopActiveSnapshot();
-	return done;
-}
-
-static bool
-fast_debit(const char *org_id, LedgerEntry *e)
-{
-	Datum		v[10];
-	bool		n[10];
+	bool		found;
+	bool		due;
 	int			stripes;
-	int			mine;
-	Credit		striped = 0;
-	bool		covered = false;
-	ItemPointerData tid;
+	TimestampTz period_start;
+	Credit		available;		/* the whole pool's */
+	Credit		escrowed;		/* the stripes' funds */
+	bool		mine_found;		/* this backend's stripe (mine) */
+	ItemPointerData mine_tid;
+	Credit		mine_funds;
+	TimestampTz mine_period_start;
+} PoolView;
+
+/*
+ * The pool as its pools row (v, n: pools_reader's columns, read by the
+ * caller) and its stripes show it; the stripes are read with the active
+ * snapshot, or, when fresh (after taking the pool's share lock, see
+ * charge_dry), with a new one.  mine is this backend's stripe.
+ */
+static void
+view_stripes(const char *org_id, Datum *v, bool *n, int mine, bool fresh, PoolView *pv)
+{
 	RowScan    *scan;
-	StripeCharge charge;
-	volatile bool done = false;
-	volatile bool waited = false;
-	MemoryContext cxt = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
+	Datum		sv[6];
+	bool		sn[6];
+	Credit		striped = 0;
 
-	if (!reader_get(&pools_reader, 1, &org_id, v, n) ||
-		due(v[4], n[4]) || due(v[5], n[5]) || due(v[6], n[6]))
-		return false;
-	stripes = DatumGetInt32(v[8]);
-	cache_note_pool_stripes(org_id, stripes);
-	if (stripes == 0)
-		return false;
-	mine = (credits_stripe >= 0 ? credits_stripe : MyProc->pgprocno) % stripes;
-	charge.cost = e->cost;
-	charge.period_start = DatumGetTimestampTz(v[7]);
+	pv->found = true;
+	pv->due = due(v[4], n[4]) || due(v[5], n[5]) || due(v[6], n[6]);
+	pv->stripes = DatumGetInt32(v[8]);
+	pv->period_start = DatumGetTimestampTz(v[7]);
+	pv->escrowed = 0;
+	pv->mine_found = false;
 
-	scan = reader_begin(&stripe_reader, 1, &org_id, NULL);
+	/* fresh: what is committed now, unless the transaction has one snapshot */
+	scan = reader_begin(&stripe_reader, 1, &org_id,
+						fresh && !IsolationUsesXactSnapshot() ? GetLatestSnapshot() : NULL);
+	while (reader_next(scan, sv, sn))
 	{
-		Datum		sv[5];
-		bool		sn[5];
-
-		while (reader_next(scan, sv, sn))
+		striped = credit_add(striped, DatumGetCredit(sv[0]));
+		pv->escrowed = credit_add(pv->escrowed, DatumGetCredit(sv[2]));
+		if (DatumGetInt32(sv[1]) == mine)
 		{
-			striped = credit_add(striped, DatumGetCredit(sv[0]));
-			if (DatumGetInt32(sv[1]) == mine)
-			{
-				covered = DatumGetCredit(sv[2]) >= e->cost &&
-					DatumGetTimestampTz(sv[3]) == charge.period_start;
-				tid = *reader_tid(scan);
-			}
+			pv->mine_found = true;
+			pv->mine_tid = *reader_tid(scan);
+			pv->mine_funds = DatumGetCredit(sv[2]);
+			pv->mine_period_start = DatumGetTimestampTz(sv[3]);
 		}
 	}
 	reader_end(scan);
-	if (!covered)
-		return false;
-
-	e->period_start = charge.period_start;
-	e->charged = e->cost;
-	e->from_allowance = e->cost;
-	e->shortfall = 0;
-	e->from_topup = 0;
-	e->reserved_change = 0;
-	e->available_after =
+	pv->available =
 		credit_sub(credit_sub(credit_add(credit_sub(DatumGetCredit(v[0]), DatumGetCredit(v[1])),
 										 DatumGetCredit(v[2])),
-							  credit_add(DatumGetCredit(v[3]), striped)),
-				   e->cost);
+							  DatumGetCredit(v[3])),
+				   striped);
+}
+
+/*
+ * Run fn(arg) in a subtransaction: kept when it returns true, rolled back
+ * (with the row locks it took) when it returns false or fails.
+ */
+static bool
+in_subtransaction(bool (*fn) (void *arg), void *arg)
+{
+	volatile bool done = false;
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
 
 	BeginInternalSubTransaction(NULL);
 	MemoryContextSwitchTo(cxt);
 	PG_TRY();
 	{
-		bool		w;
-
-		done = reader_update(&stripe_reader, &tid, charge_stripe, &charge, &w);
-		waited = w;
+		done = fn(arg);
 		if (done)
-		{
-			add_member_usage(org_id, e->user_id, e->cost, 0);
-			ledger_append(e);
 			ReleaseCurrentSubTransaction();
-		}
 		else
 			RollbackAndReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(cxt);
@@ -853,8 +839,158 @@ fast_debit(const char *org_id, LedgerEntry *e)
 		ReThrowError(edata);
 	}
 	PG_END_TRY();
+	return done;
+}
+
+/* What a fast debit charges, and where. */
+typedef struct FastDebit
+{
+	const char *org_id;
+	LedgerEntry *e;
+	int			mine;
+	PoolView	pv;
+	StripeCharge charge;
+	bool		waited;			/* for this backend's stripe */
+} FastDebit;
+
+/* Charge the stripe, add to the member's usage, append the entry. */
+static bool
+charge_fast(void *arg)
+{
+	FastDebit  *f = (FastDebit *) arg;
+	bool		waited;
+	bool		done = reader_update(&stripe_reader, &f->pv.mine_tid, charge_stripe, &f->charge,
+									 &waited);
+
+	f->waited = waited;
+	if (!done)
+		return false;
+	add_member_usage(f->org_id, f->e->user_id, f->e->charged, 0);
+	ledger_append(f->e);
+	return true;
+}
+
+/*
+ * A debit of an empty pool: share-lock the pools row (as SELECT ... FOR
+ * SHARE; debits of an empty pool do not wait for each other, while every
+ * writer of the row, and so every change that could add credits, waits for
+ * them and they for it), then, with a snapshot taken after the lock, make
+ * sure the pool is still empty and the same, and count the call and its
+ * shortfall on this backend's stripe.
+ */
+static bool
+charge_dry(void *arg)
+{
+	FastDebit  *f = (FastDebit *) arg;
+	Datum		v[10];
+	bool		n[10];
+	bool		waited;
+	PoolView	now;
+
+	if (!reader_lock(&pools_reader, 1, &f->org_id, LockTupleShare, v, n, &waited))
+		return false;
+	view_stripes(f->org_id, v, n, f->mine, true, &now);
+	if (now.due || now.stripes != f->pv.stripes || now.period_start != f->pv.period_start ||
+		now.available != 0 || now.escrowed != 0 || !now.mine_found)
+		return false;
+	f->pv.mine_tid = now.mine_tid;
+	return charge_fast(f);
+}
+
+/*
+ * The fast path of a debit, for a pool split into stripes that is not due
+ * for maintenance.  Returns false, having changed nothing, when the slow
+ * path (pool_lock and pool_charge) must do it.  The caller has checked the
+ * org (pool_check_org).
+ *
+ * The pools row and the stripes are read once, with a snapshot of our own:
+ * their sum gives the entry's available_after (the pool's available credits
+ * as committed when the call started, less this charge), and this
+ * backend's stripe (by its PGPROC slot, which concurrent backends do not
+ * share) its place and funds.  When those cover the whole cost
+ * (e->cost), the stripe is locked and charged in place of an UPDATE
+ * (reader_update: the latest version, re-checked), the member's usage added
+ * to and the ledger entry appended, without a statement.  When the whole
+ * pool is empty, the call is charged nothing and its shortfall (the cost of
+ * a premium model, is_fallback false) is counted on the stripe, under a
+ * share lock of the pools row (charge_dry).  Either runs in a
+ * subtransaction: a stripe found short once locked stays locked, and
+ * rolling back releases it, so a session never waits for the pool lock
+ * while holding a stripe.
+ */
+static bool fast_debit(const char *org_id, LedgerEntry *e, bool is_fallback);
+
+bool
+pool_fast_debit(const char *org_id, LedgerEntry *e, bool is_fallback)
+{
+	bool		done;
+
+	if (strcmp(grow_org, org_id) == 0)
+		return false;			/* the slow path adds stripes first */
+	if (cache_pool_stripes(org_id) == 0)
+		return false;			/* one balance when last seen: no read */
+
+	/*
+	 * Read and lock with a snapshot of our own, as a query would: it sees
+	 * what this transaction wrote so far (another debit of the same
+	 * statement, say), and in READ COMMITTED what is committed now.
+	 */
+	PushCopiedSnapshot(GetTransactionSnapshot());
+	UpdateActiveSnapshotCommandId();
+	done = fast_debit(org_id, e, is_fallback);
+	PopActiveSnapshot();
+	return done;
+}
+
+static bool
+fast_debit(const char *org_id, LedgerEntry *e, bool is_fallback)
+{
+	Datum		v[10];
+	bool		n[10];
+	FastDebit	f;
+	bool		done;
+
+	if (!reader_get(&pools_reader, 1, &org_id, v, n))
+		return false;
+	f.org_id = org_id;
+	f.e = e;
+	f.waited = false;
+	f.pv.stripes = DatumGetInt32(v[8]);
+	cache_note_pool_stripes(org_id, f.pv.stripes);
+	if (f.pv.stripes == 0)
+		return false;
+	f.mine = (credits_stripe >= 0 ? credits_stripe : MyProc->pgprocno) % f.pv.stripes;
+	view_stripes(org_id, v, n, f.mine, false, &f.pv);
+	if (f.pv.due || !f.pv.mine_found || f.pv.mine_period_start != f.pv.period_start)
+		return false;
+
+	e->period_start = f.pv.period_start;
+	e->from_topup = 0;
+	e->reserved_change = 0;
+	f.charge.cost = e->cost;
+	f.charge.period_start = f.pv.period_start;
+	f.charge.dry = f.pv.available == 0 && f.pv.escrowed == 0;
+	if (f.charge.dry)
+	{
+		/* an empty pool: nothing charged, a premium call runs short */
+		f.charge.shortfall = is_fallback ? 0 : e->cost;
+		e->charged = e->from_allowance = 0;
+		e->shortfall = f.charge.shortfall;
+		e->available_after = 0;
+		done = in_subtransaction(charge_dry, &f);
+	}
+	else
+	{
+		if (f.pv.mine_funds < e->cost)
+			return false;
+		e->charged = e->from_allowance = e->cost;
+		e->shortfall = 0;
+		e->available_after = credit_sub(f.pv.available, e->cost);
+		done = in_subtransaction(charge_fast, &f);
+	}
+
 	/* another session shares this stripe: ask for more, if there can be */
-	if (waited && stripes < credits_max_stripes && cache_org_stripes(org_id) < 0)
+	if (f.waited && f.pv.stripes < credits_max_stripes && cache_org_stripes(org_id) < 0)
 		strlcpy(grow_org, org_id, sizeof(grow_org));
 	return done;
 }

@@ -20,6 +20,7 @@
 #include "catalog/index.h"
 #include "executor/tuptable.h"
 #include "catalog/namespace.h"
+#include "storage/lmgr.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/fmgroids.h"
@@ -423,7 +424,20 @@ reader_lock(RowReader *r, int nkeys, const char **keys, LockTupleMode mode,
 		Relation	rel = reader_open(r, RowShareLock, NULL);
 		TupleTableSlot *slot = table_slot_create(rel, NULL);
 
+		/*
+		 * A share lock needs no sleep while only other share locks are held,
+		 * so a stream of them would starve a writer waiting for the row.  A
+		 * waiting writer holds the row's tuple lock (the lock manager's, as
+		 * heap_lock_tuple and heap_update take it before they sleep): queue
+		 * for it first, behind the writer.
+		 */
+		ItemPointerData queued = tid;	/* lock_version moves tid along */
+
+		if (mode == LockTupleShare)
+			LockTuple(rel, &queued, ShareLock);
 		locked = lock_version(rel, &tid, slot, mode, waited) == TM_Ok;
+		if (mode == LockTupleShare)
+			UnlockTuple(rel, &queued, ShareLock);
 		if (locked)
 			slot_columns(r, slot, values, nulls, true);
 		ExecDropSingleTupleTableSlot(slot);

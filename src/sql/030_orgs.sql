@@ -94,8 +94,10 @@ COMMENT ON COLUMN credits.pools.allowance IS
 COMMENT ON COLUMN credits.pools.allowance_used IS 'allowance drawn in this period';
 COMMENT ON COLUMN credits.pools.topup IS 'what remains of the org''s unexpired purchased grants';
 COMMENT ON COLUMN credits.pools.topup_used IS 'credits drawn from grants in this period';
-COMMENT ON COLUMN credits.pools.calls IS 'calls charged (debits and settles) in this period';
-COMMENT ON COLUMN credits.pools.shortfall IS 'cost that could not be charged in this period';
+COMMENT ON COLUMN credits.pools.calls IS
+    'calls charged (debits and settles) in this period, but those the stripes still count (pool_stripes.calls)';
+COMMENT ON COLUMN credits.pools.shortfall IS
+    'cost that could not be charged in this period, but what the stripes still count (pool_stripes.shortfall)';
 COMMENT ON COLUMN credits.pools.alert_level IS
     'highest threshold (percent) already announced in this period';
 COMMENT ON COLUMN credits.pools.next_grant_expiry IS
@@ -128,6 +130,7 @@ CREATE TABLE credits.pool_stripes (
     used         credits.credit NOT NULL DEFAULT 0,
     calls        bigint NOT NULL DEFAULT 0,
     period_start timestamptz NOT NULL,
+    shortfall    credits.credit NOT NULL DEFAULT 0,
     PRIMARY KEY (org_id, stripe)
 ) WITH (fillfactor = 10);
 COMMENT ON TABLE credits.pool_stripes IS
@@ -136,6 +139,8 @@ COMMENT ON COLUMN credits.pool_stripes.funds IS 'allowance escrowed to this stri
 COMMENT ON COLUMN credits.pool_stripes.used IS
     'allowance used through this stripe since the pool last folded it in';
 COMMENT ON COLUMN credits.pool_stripes.calls IS 'debits through this stripe since then';
+COMMENT ON COLUMN credits.pool_stripes.shortfall IS
+    'shortfall of the debits of an empty pool counted through this stripe since then';
 
 -- Fold the org's stripes into its pool row and empty them; the pool row is
 -- then the whole truth until the next escrow.  Locks the pool, then the
@@ -145,16 +150,21 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, credits, pg_temp
 DECLARE
     used_ credits.credit;
     calls_ bigint;
+    shortfall_ credits.credit;
 BEGIN
     PERFORM 1 FROM credits.pools p WHERE p.org_id = org FOR UPDATE;
-    SELECT coalesce(credits.sum(s.used), 0), coalesce(sum(s.calls), 0) INTO used_, calls_
+    SELECT coalesce(credits.sum(s.used), 0), coalesce(sum(s.calls), 0),
+           coalesce(credits.sum(s.shortfall), 0)
+      INTO used_, calls_, shortfall_
       FROM (SELECT * FROM credits.pool_stripes s WHERE s.org_id = org
              ORDER BY s.stripe FOR UPDATE) s;
-    UPDATE credits.pool_stripes s SET funds = 0, used = 0, calls = 0
-     WHERE s.org_id = org AND (s.funds <> 0 OR s.used <> 0 OR s.calls <> 0);
-    IF used_ <> 0 OR calls_ <> 0 THEN
+    UPDATE credits.pool_stripes s SET funds = 0, used = 0, calls = 0, shortfall = 0
+     WHERE s.org_id = org
+       AND (s.funds <> 0 OR s.used <> 0 OR s.calls <> 0 OR s.shortfall <> 0);
+    IF used_ <> 0 OR calls_ <> 0 OR shortfall_ <> 0 THEN
         UPDATE credits.pools p SET allowance_used = p.allowance_used + used_,
-                                   calls = p.calls + calls_
+                                   calls = p.calls + calls_,
+                                   shortfall = p.shortfall + shortfall_
          WHERE p.org_id = org;
     END IF;
 END
