@@ -120,9 +120,12 @@ COMMENT ON COLUMN credits.pools.stripes IS
 -- gets a share of what may be spent without crossing the org's next
 -- threshold, never more than is available.  So the pool never goes below 0,
 -- thresholds and exhaustion are seen under the global lock, and every
--- figure is exact: pool = pools row + stripes.  Stripe rows are updated by
--- every fast debit: a low fillfactor keeps their HOT chains short (pages are
--- pruned early) and spreads them over pages.
+-- figure is exact: pool = pools row + stripes.  Once the pool is empty, a
+-- debit share-locks the pools row instead (every change that could add
+-- credits writes that row, so it waits) and counts its call and shortfall
+-- on its stripe.  Stripe rows are updated by every fast debit: a low
+-- fillfactor keeps their HOT chains short (pages are pruned early) and
+-- spreads them over pages.
 CREATE TABLE credits.pool_stripes (
     org_id       text NOT NULL REFERENCES credits.orgs ON DELETE CASCADE,
     stripe       integer NOT NULL,
