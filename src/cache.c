@@ -50,6 +50,7 @@ typedef struct OrgEntry
 	int			stripes;		/* orgs.stripes, -1 when NULL */
 	List	   *providers;		/* enabled providers (char *) */
 	int			pool_stripes;	/* pools.stripes as last seen here, -1: not yet */
+	bool		pool_empty;		/* the pool was empty when last charged here */
 } OrgEntry;
 
 typedef struct MemberEntry
@@ -403,6 +404,22 @@ void
 cache_note_pool_stripes(const char *org_id, int stripes)
 {
 	org_entry(org_id)->pool_stripes = stripes;
+}
+
+/*
+ * Was the org's pool empty when this backend last charged it?  A hint too:
+ * a debit then tries the empty pool's path first, which decides for itself.
+ */
+bool
+cache_pool_empty(const char *org_id)
+{
+	return org_entry(org_id)->pool_empty;
+}
+
+void
+cache_note_pool_empty(const char *org_id, bool empty)
+{
+	org_entry(org_id)->pool_empty = empty;
 }
 
 /* an org with more members than this is cached member by member */

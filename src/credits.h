@@ -137,6 +137,8 @@ extern int	cache_thresholds(const char *org_id, int *thresholds);
 extern int	cache_org_stripes(const char *org_id);
 extern int	cache_pool_stripes(const char *org_id);
 extern void cache_note_pool_stripes(const char *org_id, int stripes);
+extern bool cache_pool_empty(const char *org_id);
+extern void cache_note_pool_empty(const char *org_id, bool empty);
 extern bool cache_member(const char *org_id, const char *user_id, bool *has_cap, Credit *cap);
 
 /* ledger.c */

@@ -870,13 +870,21 @@ charge_fast(void *arg)
 	return true;
 }
 
+/* Which stripe is this backend's, of a pool split over stripes. */
+static int
+my_stripe(int stripes)
+{
+	return (credits_stripe >= 0 ? credits_stripe : MyProc->pgprocno) % stripes;
+}
+
 /*
  * A debit of an empty pool: share-lock the pools row (as SELECT ... FOR
  * SHARE; debits of an empty pool do not wait for each other, while every
  * writer of the row, and so every change that could add credits, waits for
  * them and they for it), then, with a snapshot taken after the lock, make
- * sure the pool is still empty and the same, and count the call and its
- * shortfall on this backend's stripe.
+ * sure the pool is split, current and empty, and count the call and its
+ * shortfall on this backend's stripe.  What was read before the lock
+ * decides nothing.
  */
 static bool
 charge_dry(void *arg)
@@ -885,15 +893,16 @@ charge_dry(void *arg)
 	Datum		v[10];
 	bool		n[10];
 	bool		waited;
-	PoolView	now;
 
-	if (!reader_lock(&pools_reader, 1, &f->org_id, LockTupleShare, v, n, &waited))
+	if (!reader_lock(&pools_reader, 1, &f->org_id, LockTupleShare, v, n, &waited) ||
+		DatumGetInt32(v[8]) == 0)
 		return false;
-	view_stripes(f->org_id, v, n, f->mine, true, &now);
-	if (now.due || now.stripes != f->pv.stripes || now.period_start != f->pv.period_start ||
-		now.available != 0 || now.escrowed != 0 || !now.mine_found)
+	f->mine = my_stripe(DatumGetInt32(v[8]));
+	view_stripes(f->org_id, v, n, f->mine, true, &f->pv);
+	if (f->pv.due || f->pv.available != 0 || f->pv.escrowed != 0 || !f->pv.mine_found ||
+		f->pv.mine_period_start != f->pv.period_start)
 		return false;
-	f->pv.mine_tid = now.mine_tid;
+	f->charge.period_start = f->e->period_start = f->pv.period_start;
 	return charge_fast(f);
 }
 
@@ -913,7 +922,8 @@ charge_dry(void *arg)
  * to and the ledger entry appended, without a statement.  When the whole
  * pool is empty, the call is charged nothing and its shortfall (the cost of
  * a premium model, is_fallback false) is counted on the stripe, under a
- * share lock of the pools row (charge_dry).  Either runs in a
+ * share lock of the pools row (charge_dry); a backend that found the pool
+ * empty last time goes there first, without the read.  Either runs in a
  * subtransaction: a stripe found short once locked stays locked, and
  * rolling back releases it, so a session never waits for the pool lock
  * while holding a stripe.
@@ -948,49 +958,65 @@ fast_debit(const char *org_id, LedgerEntry *e, bool is_fallback)
 	Datum		v[10];
 	bool		n[10];
 	FastDebit	f;
-	bool		done;
 
-	if (!reader_get(&pools_reader, 1, &org_id, v, n))
-		return false;
 	f.org_id = org_id;
 	f.e = e;
 	f.waited = false;
+	e->from_topup = 0;
+	e->reserved_change = 0;
+	f.charge.cost = e->cost;
+
+	/* an empty pool: nothing charged, a premium call runs short */
+	f.charge.dry = true;
+	f.charge.shortfall = is_fallback ? 0 : e->cost;
+	e->charged = e->from_allowance = 0;
+	e->shortfall = f.charge.shortfall;
+	e->available_after = 0;
+
+	/* empty when last seen here: straight to the share lock */
+	if (cache_pool_empty(org_id))
+	{
+		if (in_subtransaction(charge_dry, &f))
+			goto done;
+		cache_note_pool_empty(org_id, false);
+	}
+
+	if (!reader_get(&pools_reader, 1, &org_id, v, n))
+		return false;
 	f.pv.stripes = DatumGetInt32(v[8]);
 	cache_note_pool_stripes(org_id, f.pv.stripes);
 	if (f.pv.stripes == 0)
 		return false;
-	f.mine = (credits_stripe >= 0 ? credits_stripe : MyProc->pgprocno) % f.pv.stripes;
+	f.mine = my_stripe(f.pv.stripes);
 	view_stripes(org_id, v, n, f.mine, false, &f.pv);
 	if (f.pv.due || !f.pv.mine_found || f.pv.mine_period_start != f.pv.period_start)
 		return false;
 
-	e->period_start = f.pv.period_start;
-	e->from_topup = 0;
-	e->reserved_change = 0;
-	f.charge.cost = e->cost;
-	f.charge.period_start = f.pv.period_start;
-	f.charge.dry = f.pv.available == 0 && f.pv.escrowed == 0;
-	if (f.charge.dry)
+	if (f.pv.available == 0 && f.pv.escrowed == 0)
 	{
-		/* an empty pool: nothing charged, a premium call runs short */
-		f.charge.shortfall = is_fallback ? 0 : e->cost;
-		e->charged = e->from_allowance = 0;
-		e->shortfall = f.charge.shortfall;
-		e->available_after = 0;
-		done = in_subtransaction(charge_dry, &f);
+		bool		charged = in_subtransaction(charge_dry, &f);
+
+		cache_note_pool_empty(org_id, charged);
+		if (!charged)
+			return false;
 	}
 	else
 	{
 		if (f.pv.mine_funds < e->cost)
 			return false;
+		e->period_start = f.pv.period_start;
 		e->charged = e->from_allowance = e->cost;
 		e->shortfall = 0;
 		e->available_after = credit_sub(f.pv.available, e->cost);
-		done = in_subtransaction(charge_fast, &f);
+		f.charge.dry = false;
+		f.charge.period_start = f.pv.period_start;
+		if (!in_subtransaction(charge_fast, &f))
+			return false;
 	}
 
+done:
 	/* another session shares this stripe: ask for more, if there can be */
 	if (f.waited && f.pv.stripes < credits_max_stripes && cache_org_stripes(org_id) < 0)
 		strlcpy(grow_org, org_id, sizeof(grow_org));
-	return done;
+	return true;
 }
