@@ -12,7 +12,9 @@
  * credits.max_stripes (escrow_stripes); a debit that waited for its stripe
  * has the session's next debit of the org take the pool lock to do the same
  * (grow_org).  A debit that fits in its backend's stripe is charged there
- * (pool_fast_debit), locking that stripe only.  Everything else is the slow
+ * (pool_fast_debit), locking that stripe only; a debit of a split pool that
+ * is empty is charged nothing under a share lock of the pools row and
+ * counted on its stripe (charge_dry).  Everything else is the slow
  * path: it locks the pools row, then every stripe in order (pool_lock),
  * folds the stripes into its figures, works as a single balance would
  * (pool_charge, pool_reserve, pool_release) and writes the row back, the
