@@ -749,7 +749,6 @@ charge_stripe(Datum *values, bool *nulls, bool *replace, void *arg)
 /* A pool as a fast debit reads it: its pools row and its stripes. */
 typedef struct PoolView
 {
-	bool		found;
 	bool		due;
 	int			stripes;
 	TimestampTz period_start;
@@ -775,7 +774,6 @@ view_stripes(const char *org_id, Datum *v, bool *n, int mine, bool fresh, PoolVi
 	bool		sn[6];
 	Credit		striped = 0;
 
-	pv->found = true;
 	pv->due = due(v[4], n[4]) || due(v[5], n[5]) || due(v[6], n[6]);
 	pv->stripes = DatumGetInt32(v[8]);
 	pv->period_start = DatumGetTimestampTz(v[7]);

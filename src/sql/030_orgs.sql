@@ -95,9 +95,9 @@ COMMENT ON COLUMN credits.pools.allowance_used IS 'allowance drawn in this perio
 COMMENT ON COLUMN credits.pools.topup IS 'what remains of the org''s unexpired purchased grants';
 COMMENT ON COLUMN credits.pools.topup_used IS 'credits drawn from grants in this period';
 COMMENT ON COLUMN credits.pools.calls IS
-    'calls charged (debits and settles) in this period, but those the stripes still count (pool_stripes.calls)';
+    'calls charged (debits and settles) in this period, except those still counted on the stripes (pool_stripes.calls)';
 COMMENT ON COLUMN credits.pools.shortfall IS
-    'cost that could not be charged in this period, but what the stripes still count (pool_stripes.shortfall)';
+    'cost that could not be charged in this period, except what is still counted on the stripes (pool_stripes.shortfall)';
 COMMENT ON COLUMN credits.pools.alert_level IS
     'highest threshold (percent) already announced in this period';
 COMMENT ON COLUMN credits.pools.next_grant_expiry IS
