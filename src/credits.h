@@ -89,6 +89,7 @@ extern RowScan *reader_begin(RowReader *r, int nkeys, const char **keys, Snapsho
 extern bool reader_next(RowScan *s, Datum *values, bool *nulls);
 extern ItemPointer reader_tid(RowScan *s);
 extern void reader_end(RowScan *s);
+extern bool reader_find_numbered(RowReader *r, const char *key, int32 number, ItemPointer tid);
 typedef bool (*ReaderUpdate) (Datum *values, bool *nulls, bool *replace, void *arg);
 extern bool reader_update(RowReader *r, ItemPointer tid, ReaderUpdate update, void *arg,
 						  bool *waited);

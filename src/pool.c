@@ -762,12 +762,11 @@ typedef struct PoolView
 
 /*
  * The pool as its pools row (v, n: pools_reader's columns, read by the
- * caller) and its stripes show it; the stripes are read with the active
- * snapshot, or, when fresh (after taking the pool's share lock, see
- * charge_dry), with a new one.  mine is this backend's stripe.
+ * caller) and its stripes, read with the active snapshot, show it; mine is
+ * this backend's stripe.
  */
 static void
-view_stripes(const char *org_id, Datum *v, bool *n, int mine, bool fresh, PoolView *pv)
+view_stripes(const char *org_id, Datum *v, bool *n, int mine, PoolView *pv)
 {
 	RowScan    *scan;
 	Datum		sv[6];
@@ -780,9 +779,7 @@ view_stripes(const char *org_id, Datum *v, bool *n, int mine, bool fresh, PoolVi
 	pv->escrowed = 0;
 	pv->mine_found = false;
 
-	/* fresh: what is committed now, unless the transaction has one snapshot */
-	scan = reader_begin(&stripe_reader, 1, &org_id,
-						fresh && !IsolationUsesXactSnapshot() ? GetLatestSnapshot() : NULL);
+	scan = reader_begin(&stripe_reader, 1, &org_id, NULL);
 	while (reader_next(scan, sv, sn))
 	{
 		striped = credit_add(striped, DatumGetCredit(sv[0]));
@@ -881,10 +878,17 @@ my_stripe(int stripes)
  * A debit of an empty pool: share-lock the pools row (as SELECT ... FOR
  * SHARE; debits of an empty pool do not wait for each other, while every
  * writer of the row, and so every change that could add credits, waits for
- * them and they for it), then, with a snapshot taken after the lock, make
- * sure the pool is split, current and empty, and count the call and its
- * shortfall on this backend's stripe.  What was read before the lock
- * decides nothing.
+ * them and they for it), make sure, on the row as locked, that the pool is
+ * split, current and empty, and count the call and its shortfall on this
+ * backend's stripe.  What was read before the lock decides nothing.
+ *
+ * The row alone tells that the pool is empty: when what the row holds
+ * (allowance - allowance_used + topup - reserved) is 0, the stripes can
+ * have used nothing the row has not folded in (the pool's available
+ * credits, the row's less what the stripes used, are never negative) and
+ * hold nothing (what they hold is part of what is available).  A pool
+ * emptied through its stripes without a fold is not seen as empty: its
+ * next debit takes the slow path, which folds them.
  */
 static bool
 charge_dry(void *arg)
@@ -893,16 +897,22 @@ charge_dry(void *arg)
 	Datum		v[10];
 	bool		n[10];
 	bool		waited;
+	Credit		held;
 
-	if (!reader_lock(&pools_reader, 1, &f->org_id, LockTupleShare, v, n, &waited) ||
-		DatumGetInt32(v[8]) == 0)
+	if (!reader_lock(&pools_reader, 1, &f->org_id, LockTupleShare, v, n, &waited))
 		return false;
-	f->mine = my_stripe(DatumGetInt32(v[8]));
-	view_stripes(f->org_id, v, n, f->mine, true, &f->pv);
-	if (f->pv.due || f->pv.available != 0 || f->pv.escrowed != 0 || !f->pv.mine_found ||
-		f->pv.mine_period_start != f->pv.period_start)
+	held = credit_sub(credit_add(credit_sub(DatumGetCredit(v[0]), DatumGetCredit(v[1])),
+								 DatumGetCredit(v[2])),
+					  DatumGetCredit(v[3]));
+	f->pv.stripes = DatumGetInt32(v[8]);
+	if (held != 0 || f->pv.stripes == 0 ||
+		due(v[4], n[4]) || due(v[5], n[5]) || due(v[6], n[6]))
 		return false;
-	f->charge.period_start = f->e->period_start = f->pv.period_start;
+	f->mine = my_stripe(f->pv.stripes);
+	if (!reader_find_numbered(&stripe_reader, f->org_id, f->mine, &f->pv.mine_tid))
+		return false;
+	/* the stripe's period is re-checked on the version charged */
+	f->charge.period_start = f->e->period_start = DatumGetTimestampTz(v[7]);
 	return charge_fast(f);
 }
 
@@ -988,7 +998,7 @@ fast_debit(const char *org_id, LedgerEntry *e, bool is_fallback)
 	if (f.pv.stripes == 0)
 		return false;
 	f.mine = my_stripe(f.pv.stripes);
-	view_stripes(org_id, v, n, f.mine, false, &f.pv);
+	view_stripes(org_id, v, n, f.mine, &f.pv);
 	if (f.pv.due || !f.pv.mine_found || f.pv.mine_period_start != f.pv.period_start)
 		return false;
 

@@ -20,6 +20,7 @@
 #include "catalog/index.h"
 #include "executor/tuptable.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_type.h"
 #include "storage/lmgr.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
@@ -136,6 +137,34 @@ reader_begin(RowReader *r, int nkeys, const char **keys, Snapshot snapshot)
 		snapshot = ActiveSnapshotSet() ? GetActiveSnapshot() : GetTransactionSnapshot();
 	s->scan = systable_beginscan(s->rel, RelationGetRelid(s->idx), true, snapshot, nkeys, skeys);
 	return s;
+}
+
+/*
+ * Where the one row whose key is (key, number) is, with the active snapshot,
+ * for an index on a text and an integer column.
+ */
+bool
+reader_find_numbered(RowReader *r, const char *key, int32 number, ItemPointer tid)
+{
+	RowScan    *s = palloc(sizeof(RowScan));
+	ScanKeyData skeys[2];
+	bool		found;
+
+	s->reader = r;
+	s->rel = reader_open(r, AccessShareLock, &s->idx);
+	if (TupleDescAttr(RelationGetDescr(s->idx), 1)->atttypid != INT4OID)
+		elog(ERROR, "the second key of %s is not an integer", r->index);
+	ScanKeyEntryInitialize(&skeys[0], 0, 1, BTEqualStrategyNumber, InvalidOid,
+						   s->idx->rd_indcollation[0], F_TEXTEQ, CStringGetTextDatum(key));
+	ScanKeyEntryInitialize(&skeys[1], 0, 2, BTEqualStrategyNumber, InvalidOid,
+						   InvalidOid, F_INT4EQ, Int32GetDatum(number));
+	s->scan = systable_beginscan(s->rel, RelationGetRelid(s->idx), true, GetActiveSnapshot(),
+								 2, skeys);
+	found = reader_next(s, NULL, NULL);
+	if (found)
+		*tid = s->tid;
+	reader_end(s);
+	return found;
 }
 
 /*
