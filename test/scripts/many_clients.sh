@@ -9,7 +9,10 @@
 #  - credit_reserve, then credit_settle (with up to twice the estimated
 #    output), credit_release, or nothing: abandoned holds, with a 1-second
 #    TTL, that expire lazily under load and finally through expire_holds();
-#  - now and then a small purchased grant (recharge with an amount).
+#  - now and then a small purchased grant (recharge with an amount);
+#  - debits of a third org whose small pool, split over 4 stripes, is empty
+#    most of the time (debits of an empty pool count on their stripes under
+#    a share lock of the pool), with grants racing them.
 # Afterwards the test asserts exact equalities between the log, the ledger,
 # the pool, the holds and verify().
 set -euo pipefail
@@ -29,9 +32,14 @@ SELECT credits.add_member('many', 'u' || i, cap => CASE WHEN i = 1 THEN 2 END)
   FROM generate_series(1, 8) i;
 -- a second org with a large pool: most of its debits take the escrow
 -- stripes' fast path, and its thresholds are crossed under load
-SELECT org_id FROM credits.create_org('big', allowance_per_user => 40);
+SELECT org_id FROM credits.create_org('big', allowance_per_user => 20);
 SELECT credits.enable_provider('big', 'openai');
 SELECT credits.add_member('big', 'u' || i) FROM generate_series(1, 8) i;
+-- a third org that is empty most of the time, split over 4 stripes
+SELECT org_id FROM credits.create_org('dry', allowance_per_user => 1);
+UPDATE credits.orgs SET stripes = 4 WHERE org_id = 'dry';
+SELECT credits.enable_provider('dry', 'openai');
+SELECT credits.add_member('dry', 'u' || i) FROM generate_series(1, 8) i;
 CREATE TABLE calls (request int, entry_id bigint, model text, cost credits.credit,
                     charged credits.credit, shortfall credits.credit,
                     available credits.credit, replayed boolean);
@@ -79,6 +87,18 @@ cat > "$dir/grant.sql" <<'PGB'
 SELECT available FROM credits.recharge('many', 1);
 PGB
 
+cat > "$dir/dry.sql" <<'PGB'
+\set u random(1, 8)
+\set m random(1, 2)
+\set tin random(0, 20000)
+SELECT charged FROM credits.credit_debit('dry', 'u' || :u,
+         (ARRAY['gpt-4o', 'gpt-4o-mini'])[:m], :tin, 100);
+PGB
+
+cat > "$dir/drygrant.sql" <<'PGB'
+SELECT available FROM credits.recharge('dry', '0.5');
+PGB
+
 cat > "$dir/big.sql" <<'PGB'
 \set u random(1, 8)
 \set tin random(0, 2000)
@@ -86,7 +106,7 @@ SELECT charged FROM credits.credit_debit('big', 'u' || :u, 'gpt-4o', :tin, 10);
 PGB
 
 pgbench -n -c 16 -j 2 -t 250 -f "$dir/debit.sql@10" -f "$dir/hold.sql@5" -f "$dir/grant.sql@1" \
-    -f "$dir/big.sql@10" \
+    -f "$dir/big.sql@10" -f "$dir/dry.sql@10" -f "$dir/drygrant.sql@1" \
     "$db" > "$dir/pgbench.out" 2>&1 || { cat "$dir/pgbench.out"; exit 1; }
 grep -E "transactions actually processed|failed" "$dir/pgbench.out" || true
 
@@ -102,10 +122,14 @@ WITH pool AS (SELECT * FROM credits.pool_status WHERE org_id = 'many'),
 SELECT 'transactions: ' || (SELECT count(*) FROM calls) || ' debits + '
        || (SELECT count(*) FROM credits.holds WHERE org_id = 'many') || ' holds + '
        || (SELECT count(*) FROM credits.grants WHERE org_id = 'many') || ' grants + '
-       || (SELECT count(*) FROM credits.ledger WHERE org_id = 'big') || ' big debits <> 4000'
+       || (SELECT count(*) FROM credits.ledger WHERE org_id = 'big') || ' big debits + '
+       || (SELECT count(*) FROM credits.ledger WHERE org_id = 'dry' AND kind = 'debit') || ' dry debits + '
+       || (SELECT count(*) FROM credits.grants WHERE org_id = 'dry') || ' dry grants <> 4000'
  WHERE (SELECT count(*) FROM calls) + (SELECT count(*) FROM credits.holds WHERE org_id = 'many')
        + (SELECT count(*) FROM credits.grants WHERE org_id = 'many')
-       + (SELECT count(*) FROM credits.ledger WHERE org_id = 'big' AND kind = 'debit') <> 4000
+       + (SELECT count(*) FROM credits.ledger WHERE org_id = 'big' AND kind = 'debit')
+       + (SELECT count(*) FROM credits.ledger WHERE org_id = 'dry' AND kind = 'debit')
+       + (SELECT count(*) FROM credits.grants WHERE org_id = 'dry') <> 4000
 UNION ALL
 SELECT 'big: sum(charged) ' || (SELECT credits.sum(charged) FROM credits.ledger WHERE org_id = 'big')
        || ' <> allowance_used ' || s.allowance_used
@@ -126,6 +150,37 @@ SELECT 'big: the pool did not run dry exactly'
  WHERE (SELECT available FROM credits.pool_status WHERE org_id = 'big') <> 0
 UNION ALL
 SELECT 'big: verify: ' || check_name FROM credits.verify('big')
+UNION ALL
+SELECT 'dry: verify: ' || check_name FROM credits.verify('dry')
+UNION ALL
+SELECT 'dry: a premium debit ran short while credits were left'
+ WHERE EXISTS (SELECT 1 FROM credits.ledger WHERE org_id = 'dry' AND kind = 'debit'
+                AND shortfall > 0 AND available_after > 0)
+UNION ALL
+SELECT 'dry: a fallback debit ran short'
+ WHERE EXISTS (SELECT 1 FROM credits.ledger WHERE org_id = 'dry' AND model = 'gpt-4o-mini'
+                AND shortfall <> 0)
+UNION ALL
+SELECT 'dry: the pool never ran short' WHERE NOT EXISTS (
+    SELECT 1 FROM credits.ledger WHERE org_id = 'dry' AND shortfall > 0)
+UNION ALL
+SELECT 'dry: calls ' || p.calls || ' + ' || s.calls || ' on the stripes <> '
+       || l.calls || ' debits, shortfall ' || p.shortfall || ' + ' || s.shortfall
+       || ' on the stripes <> ' || l.shortfall
+  FROM credits.pools p,
+       (SELECT coalesce(sum(calls), 0) AS calls, coalesce(credits.sum(shortfall), 0) AS shortfall
+          FROM credits.pool_stripes WHERE org_id = 'dry') s,
+       (SELECT count(*) AS calls, coalesce(credits.sum(shortfall), 0) AS shortfall
+          FROM credits.ledger WHERE org_id = 'dry' AND kind = 'debit') l
+ WHERE p.org_id = 'dry'
+   AND (p.calls + s.calls <> l.calls OR p.shortfall + s.shortfall <> l.shortfall)
+UNION ALL
+SELECT 'dry: sum(charged) ' || (SELECT credits.sum(charged) FROM credits.ledger WHERE org_id = 'dry')
+       || ' <> the 8 allowed plus the grants drawn'
+  FROM credits.pool_status s WHERE s.org_id = 'dry'
+   AND (SELECT credits.sum(charged) FROM credits.ledger WHERE org_id = 'dry')
+       <> s.allowance + (SELECT coalesce(credits.sum(amount), 0) FROM credits.grants WHERE org_id = 'dry')
+          - s.available
 UNION ALL
 SELECT 'sum(charged) ' || (SELECT credits.sum(charged) FROM ledger)
        || ' <> allowance_used + topup_used ' || (p.allowance_used + p.topup_used)
