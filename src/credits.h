@@ -99,7 +99,6 @@ extern bool reader_lock(RowReader *r, int nkeys, const char **keys, LockTupleMod
 						Datum *values, bool *nulls, bool *waited);
 extern Relation reader_open(RowReader *r, LOCKMODE lockmode, Relation *idx);
 extern bool reader_get(RowReader *r, int nkeys, const char **keys, Datum *values, bool *nulls);
-extern Credit reader_sum(RowReader *r, int nkeys, const char **keys, Snapshot snapshot);
 
 /* catalog.c */
 typedef struct ModelInfo
@@ -173,7 +172,7 @@ extern void ledger_append(LedgerEntry *entry);
 typedef struct OrgState
 {
 	const char *org_id;
-	Credit		available;		/* whole pool, >= 0 */
+	bool		has_credits;	/* the whole pool's available credits are > 0 */
 } OrgState;
 
 typedef struct MemberState

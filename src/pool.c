@@ -85,8 +85,7 @@ static RowReader pools_reader = ROW_READER("pools", "pools_pkey",
 										   "period_start", "stripes");
 static RowReader usage_reader = ROW_READER("member_usage", "member_usage_pkey",
 										   "used", "reserved");
-/* a stripe's columns: used (first: reader_sum adds it up), stripe, funds,
- * period_start, calls, shortfall */
+/* a stripe's columns: used, stripe, funds, period_start, calls, shortfall */
 static RowReader stripe_reader = ROW_READER("pool_stripes", "pool_stripes_pkey",
 											"used", "stripe", "funds", "period_start", "calls",
 											"shortfall");
@@ -98,12 +97,18 @@ due(Datum value, bool isnull)
 	return !isnull && DatumGetTimestampTz(value) <= GetCurrentTransactionStartTimestamp();
 }
 
-/* The org's available credits now; an unknown org is UC004. */
+/*
+ * Whether the org's pool has credits now; an unknown org is UC004.  A pool
+ * split into stripes has them as soon as one stripe holds some (what the
+ * stripes hold is part of what is available), so its stripes are read only
+ * up to the first that does; else what they used counts as used.
+ */
 void
 pool_get_org(const char *org_id, OrgState *org)
 {
 	Datum		v[10];
 	bool		n[10];
+	Credit		available;
 
 	pool_check_org(org_id);
 	if (!reader_get(&pools_reader, 1, &org_id, v, n))
@@ -112,13 +117,25 @@ pool_get_org(const char *org_id, OrgState *org)
 				 errmsg("unknown org \"%s\"", org_id)));
 
 	org->org_id = org_id;
-	org->available = credit_sub(credit_add(credit_sub(DatumGetCredit(v[0]), DatumGetCredit(v[1])),
-										   DatumGetCredit(v[2])),
-								DatumGetCredit(v[3]));
-	if (DatumGetInt32(v[8]) > 0)
-		/* what the escrow stripes used is used too */
-		org->available = credit_sub(org->available,
-									reader_sum(&stripe_reader, 1, &org_id, NULL));
+	available = credit_sub(credit_add(credit_sub(DatumGetCredit(v[0]), DatumGetCredit(v[1])),
+									  DatumGetCredit(v[2])),
+						   DatumGetCredit(v[3]));
+	org->has_credits = available > 0;
+	if (org->has_credits && DatumGetInt32(v[8]) > 0)
+	{
+		RowScan    *scan = reader_begin(&stripe_reader, 1, &org_id, NULL);
+		Datum		sv[6];
+		bool		sn[6];
+		bool		holds = false;
+
+		while (!holds && reader_next(scan, sv, sn))
+		{
+			holds = DatumGetCredit(sv[2]) > 0;
+			available = credit_sub(available, DatumGetCredit(sv[0]));
+		}
+		reader_end(scan);
+		org->has_credits = holds || available > 0;
+	}
 	if (due(v[4], n[4]) || due(v[5], n[5]) || due(v[6], n[6]))
 	{
 		/* not brought up to date yet: the view computes what it will be */
@@ -135,7 +152,7 @@ pool_get_org(const char *org_id, OrgState *org)
 				1, argtypes);
 		}
 		if (spi_run(org_due_plan, &arg, true, 1) > 0)
-			org->available = DatumGetCredit(spi_value(0, 1, &isnull));
+			org->has_credits = DatumGetCredit(spi_value(0, 1, &isnull)) > 0;
 	}
 }
 

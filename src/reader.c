@@ -220,24 +220,6 @@ reader_get(RowReader *r, int nkeys, const char **keys, Datum *values, bool *null
 	return found;
 }
 
-/* The sum of the first column (a credit) of the rows whose key is keys. */
-Credit
-reader_sum(RowReader *r, int nkeys, const char **keys, Snapshot snapshot)
-{
-	RowScan    *s = reader_begin(r, nkeys, keys, snapshot);
-	Credit		sum = 0;
-	Datum		value[10];
-	bool		isnull[10];
-
-	while (reader_next(s, value, isnull))
-	{
-		if (!isnull[0])
-			sum = credit_add(sum, DatumGetCredit(value[0]));
-	}
-	reader_end(s);
-	return sum;
-}
-
 /*
  * Lock the version of the row at tid that an UPDATE would change, in mode:
  * in READ COMMITTED the latest one, waiting for a concurrent writer and

@@ -24,7 +24,7 @@
 static const char *
 premium_block_reason(const OrgState *org, const MemberState *member)
 {
-	if (org->available <= 0)
+	if (!org->has_credits)
 		return REASON_EXHAUSTED;
 	if (member != NULL && member_cap_reached(member))
 		return REASON_CAP;
