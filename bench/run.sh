@@ -83,6 +83,9 @@ run() {
                       UPDATE naive.members SET used = 0 WHERE org_id = 'dry'" >/dev/null ;;
     esac
     rm -f "$work"/log*
+    # as pgbench does before a run: vacuum, so that an autovacuum of what the
+    # scenario before wrote does not run during this one
+    $smoke || q "VACUUM" >/dev/null
     if $smoke; then
         pgbench -n -M prepared -c "$c" -j "$j" -t 5 "${args[@]}" "$db" > "$work/out" 2>&1 || { cat "$work/out" >&2; return 1; }
     else
