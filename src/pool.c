@@ -90,11 +90,33 @@ static RowReader stripe_reader = ROW_READER("pool_stripes", "pool_stripes_pkey",
 											"used", "stripe", "funds", "period_start", "calls",
 											"shortfall");
 
+/*
+ * What a pools row (pools_reader's columns) holds: allowance -
+ * allowance_used + topup - reserved, before the stripes' used.
+ */
+static Credit
+row_held(const Datum *v)
+{
+	return credit_sub(credit_add(credit_sub(DatumGetCredit(v[0]), DatumGetCredit(v[1])),
+								 DatumGetCredit(v[2])),
+					  DatumGetCredit(v[3]));
+}
+
 /* Is a timestamp column at or before now (NULL: no)? */
 static bool
 due(Datum value, bool isnull)
 {
 	return !isnull && DatumGetTimestampTz(value) <= GetCurrentTransactionStartTimestamp();
+}
+
+/*
+ * Is the pool of a pools row (pools_reader's columns) due for maintenance:
+ * its period ended, or a grant or hold expired?
+ */
+static bool
+row_due(const Datum *v, const bool *n)
+{
+	return due(v[4], n[4]) || due(v[5], n[5]) || due(v[6], n[6]);
 }
 
 /*
@@ -117,9 +139,7 @@ pool_get_org(const char *org_id, OrgState *org)
 				 errmsg("unknown org \"%s\"", org_id)));
 
 	org->org_id = org_id;
-	available = credit_sub(credit_add(credit_sub(DatumGetCredit(v[0]), DatumGetCredit(v[1])),
-									  DatumGetCredit(v[2])),
-						   DatumGetCredit(v[3]));
+	available = row_held(v);
 	org->has_credits = available > 0;
 	if (org->has_credits && DatumGetInt32(v[8]) > 0)
 	{
@@ -136,7 +156,7 @@ pool_get_org(const char *org_id, OrgState *org)
 		reader_end(scan);
 		org->has_credits = holds || available > 0;
 	}
-	if (due(v[4], n[4]) || due(v[5], n[5]) || due(v[6], n[6]))
+	if (row_due(v, n))
 	{
 		/* not brought up to date yet: the view computes what it will be */
 		Datum		arg = CStringGetTextDatum(org_id);
@@ -790,7 +810,7 @@ view_stripes(const char *org_id, Datum *v, bool *n, int mine, PoolView *pv)
 	bool		sn[6];
 	Credit		striped = 0;
 
-	pv->due = due(v[4], n[4]) || due(v[5], n[5]) || due(v[6], n[6]);
+	pv->due = row_due(v, n);
 	pv->stripes = DatumGetInt32(v[8]);
 	pv->period_start = DatumGetTimestampTz(v[7]);
 	pv->escrowed = 0;
@@ -810,11 +830,7 @@ view_stripes(const char *org_id, Datum *v, bool *n, int mine, PoolView *pv)
 		}
 	}
 	reader_end(scan);
-	pv->available =
-		credit_sub(credit_sub(credit_add(credit_sub(DatumGetCredit(v[0]), DatumGetCredit(v[1])),
-										 DatumGetCredit(v[2])),
-							  DatumGetCredit(v[3])),
-				   striped);
+	pv->available = credit_sub(row_held(v), striped);
 }
 
 /*
@@ -914,16 +930,11 @@ charge_dry(void *arg)
 	Datum		v[10];
 	bool		n[10];
 	bool		waited;
-	Credit		held;
 
 	if (!reader_lock(&pools_reader, 1, &f->org_id, LockTupleShare, v, n, &waited))
 		return false;
-	held = credit_sub(credit_add(credit_sub(DatumGetCredit(v[0]), DatumGetCredit(v[1])),
-								 DatumGetCredit(v[2])),
-					  DatumGetCredit(v[3]));
 	f->pv.stripes = DatumGetInt32(v[8]);
-	if (held != 0 || f->pv.stripes == 0 ||
-		due(v[4], n[4]) || due(v[5], n[5]) || due(v[6], n[6]))
+	if (row_held(v) != 0 || f->pv.stripes == 0 || row_due(v, n))
 		return false;
 	f->mine = my_stripe(f->pv.stripes);
 	if (!reader_find_numbered(&stripe_reader, f->org_id, f->mine, &f->pv.mine_tid))
