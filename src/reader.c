@@ -118,9 +118,13 @@ reader_open(RowReader *r, LOCKMODE lockmode, Relation *idx)
 	return rel;
 }
 
-/* Start reading the rows whose first nkeys key columns equal keys. */
-RowScan *
-reader_begin(RowReader *r, int nkeys, const char **keys, Snapshot snapshot)
+/*
+ * Start reading the rows whose first nkeys key columns equal keys: text
+ * keys, but for a second key that is an integer (number, when keys[1] is
+ * NULL).
+ */
+static RowScan *
+begin_scan(RowReader *r, int nkeys, const char **keys, int32 number, Snapshot snapshot)
 {
 	RowScan    *s = palloc(sizeof(RowScan));
 	ScanKeyData skeys[2];
@@ -130,13 +134,40 @@ reader_begin(RowReader *r, int nkeys, const char **keys, Snapshot snapshot)
 	s->rel = reader_open(r, AccessShareLock, &s->idx);
 
 	for (int i = 0; i < nkeys; i++)
-		ScanKeyEntryInitialize(&skeys[i], 0, i + 1, BTEqualStrategyNumber, InvalidOid,
-							   s->idx->rd_indcollation[i], F_TEXTEQ,
-							   CStringGetTextDatum(keys[i]));
+	{
+		if (keys[i] != NULL)
+			ScanKeyEntryInitialize(&skeys[i], 0, i + 1, BTEqualStrategyNumber, InvalidOid,
+								   s->idx->rd_indcollation[i], F_TEXTEQ,
+								   CStringGetTextDatum(keys[i]));
+		else if (TupleDescAttr(RelationGetDescr(s->idx), i)->atttypid == INT4OID)
+			ScanKeyEntryInitialize(&skeys[i], 0, i + 1, BTEqualStrategyNumber, InvalidOid,
+								   InvalidOid, F_INT4EQ, Int32GetDatum(number));
+		else
+			elog(ERROR, "key %d of %s is not an integer", i + 1, r->index);
+	}
 	if (snapshot == NULL)
 		snapshot = ActiveSnapshotSet() ? GetActiveSnapshot() : GetTransactionSnapshot();
 	s->scan = systable_beginscan(s->rel, RelationGetRelid(s->idx), true, snapshot, nkeys, skeys);
 	return s;
+}
+
+/* Start reading the rows whose first nkeys key columns equal keys. */
+RowScan *
+reader_begin(RowReader *r, int nkeys, const char **keys, Snapshot snapshot)
+{
+	return begin_scan(r, nkeys, keys, 0, snapshot);
+}
+
+/* Where the one row is that a scan (begun with the active snapshot) finds. */
+static bool
+scan_one(RowScan *s, ItemPointer tid)
+{
+	bool		found = reader_next(s, NULL, NULL);
+
+	if (found)
+		*tid = s->tid;
+	reader_end(s);
+	return found;
 }
 
 /*
@@ -146,25 +177,9 @@ reader_begin(RowReader *r, int nkeys, const char **keys, Snapshot snapshot)
 bool
 reader_find_numbered(RowReader *r, const char *key, int32 number, ItemPointer tid)
 {
-	RowScan    *s = palloc(sizeof(RowScan));
-	ScanKeyData skeys[2];
-	bool		found;
+	const char *keys[2] = {key, NULL};
 
-	s->reader = r;
-	s->rel = reader_open(r, AccessShareLock, &s->idx);
-	if (TupleDescAttr(RelationGetDescr(s->idx), 1)->atttypid != INT4OID)
-		elog(ERROR, "the second key of %s is not an integer", r->index);
-	ScanKeyEntryInitialize(&skeys[0], 0, 1, BTEqualStrategyNumber, InvalidOid,
-						   s->idx->rd_indcollation[0], F_TEXTEQ, CStringGetTextDatum(key));
-	ScanKeyEntryInitialize(&skeys[1], 0, 2, BTEqualStrategyNumber, InvalidOid,
-						   InvalidOid, F_INT4EQ, Int32GetDatum(number));
-	s->scan = systable_beginscan(s->rel, RelationGetRelid(s->idx), true, GetActiveSnapshot(),
-								 2, skeys);
-	found = reader_next(s, NULL, NULL);
-	if (found)
-		*tid = s->tid;
-	reader_end(s);
-	return found;
+	return scan_one(begin_scan(r, 2, keys, number, GetActiveSnapshot()), tid);
 }
 
 /*
@@ -385,13 +400,7 @@ push_fresh_snapshot(void)
 static bool
 find_row(RowReader *r, int nkeys, const char **keys, ItemPointer tid)
 {
-	RowScan    *s = reader_begin(r, nkeys, keys, GetActiveSnapshot());
-	bool		found = reader_next(s, NULL, NULL);
-
-	if (found)
-		*tid = s->tid;
-	reader_end(s);
-	return found;
+	return scan_one(reader_begin(r, nkeys, keys, GetActiveSnapshot()), tid);
 }
 
 /*
