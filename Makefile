@@ -9,13 +9,16 @@
 # once postgresql-server-dev is installed; PG_CONFIG picks the server.
 
 EXTENSION  = credits
-EXTVERSION = 1.0
+EXTVERSION = 1.1
 
 MODULE_big = credits
 OBJS = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
 HEADERS_credits = src/credits.h
 
-DATA = $(EXTENSION)--$(EXTVERSION).sql $(wildcard $(EXTENSION)--*--*.sql)
+# $(EXTENSION)--1.0.sql is the frozen 1.0 install script (never edited);
+# the current version's script is built from src/sql/, and every schema
+# change since 1.0 is also in the update scripts $(EXTENSION)--X--Y.sql.
+DATA = $(EXTENSION)--1.0.sql $(EXTENSION)--$(EXTVERSION).sql $(wildcard $(EXTENSION)--*--*.sql)
 EXTRA_CLEAN = $(EXTENSION)--$(EXTVERSION).sql
 
 REGRESS = $(patsubst sql/%.sql,%,$(sort $(wildcard sql/*.sql)))

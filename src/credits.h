@@ -8,6 +8,7 @@
 #include "postgres.h"
 
 #include "executor/spi.h"
+#include "executor/tuptable.h"
 #include "fmgr.h"
 #include "nodes/lockoptions.h"
 #include "storage/itemptr.h"
@@ -91,14 +92,19 @@ extern ItemPointer reader_tid(RowScan *s);
 extern void reader_end(RowScan *s);
 extern bool reader_find_numbered(RowReader *r, const char *key, int32 number, ItemPointer tid);
 typedef bool (*ReaderUpdate) (Datum *values, bool *nulls, bool *replace, void *arg);
-extern bool reader_update(RowReader *r, ItemPointer tid, ReaderUpdate update, void *arg,
-						  bool *waited);
+extern bool reader_update(RowReader *r, int nkeys, const char **keys, int32 number,
+						  ItemPointer tid, ReaderUpdate update, void *arg, bool *waited);
 extern bool reader_update_key(RowReader *r, int nkeys, const char **keys,
 							  ReaderUpdate update, void *arg, bool *waited);
 extern bool reader_lock(RowReader *r, int nkeys, const char **keys, LockTupleMode mode,
 						Datum *values, bool *nulls, bool *waited);
 extern Relation reader_open(RowReader *r, LOCKMODE lockmode, Relation *idx);
 extern bool reader_get(RowReader *r, int nkeys, const char **keys, Datum *values, bool *nulls);
+
+/* write.c: rows written as INSERT and UPDATE statements would */
+extern void write_insert(Relation rel, Datum *values, bool *nulls, const bool *set);
+extern bool write_update(Relation rel, TupleTableSlot *oldslot, const Datum *values,
+						 const bool *nulls, const bool *replace);
 
 /* catalog.c */
 typedef struct ModelInfo

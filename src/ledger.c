@@ -5,12 +5,8 @@
 #include "postgres.h"
 
 #include "access/table.h"
-#include "access/xact.h"
-#include "catalog/dependency.h"
 #include "catalog/pg_type.h"
-#include "commands/sequence.h"
 #include "common/hashfn.h"
-#include "executor/executor.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "storage/lock.h"
@@ -114,20 +110,26 @@ ledger_find_request(const char *org_id, const char *request_id, LedgerEntry *e)
 }
 
 /*
- * The ledger's columns an entry sets (its id and created_at first); the
- * others (topup_change, grant_id, note) are NULL in every entry appended
- * here.  The index only gives the reader its table.
+ * The ledger's columns an entry sets; every other column (entry_id, the
+ * identity, created_at, topup_change, grant_id, note, and any a DBA added)
+ * gets its default.  The index only gives the reader its table.
  */
 static RowReader ledger_writer = ROW_READER("ledger", "ledger_request_idx",
-											"entry_id", "created_at", "org_id", "kind",
-											"period_start", "user_id", "model", "input_tokens",
-											"output_tokens", "cost", "charged", "shortfall",
-											"from_allowance", "from_topup", "reserved_change",
-											"available_after", "request_id", "hold_id");
+											"org_id", "kind", "period_start", "user_id", "model",
+											"input_tokens", "output_tokens", "cost", "charged",
+											"shortfall", "from_allowance", "from_topup",
+											"reserved_change", "available_after", "request_id",
+											"hold_id", "entry_id");
 
-/* the ledger's identity sequence, and the ledger it belongs to */
-static Oid	entry_id_seq = InvalidOid;
-static Oid	entry_id_seq_of = InvalidOid;
+/* positions of ledger_writer's columns */
+enum
+{
+	LW_ORG_ID, LW_KIND, LW_PERIOD_START, LW_USER_ID, LW_MODEL, LW_INPUT_TOKENS, LW_OUTPUT_TOKENS,
+	LW_COST, LW_CHARGED, LW_SHORTFALL, LW_FROM_ALLOWANCE, LW_FROM_TOPUP, LW_RESERVED_CHANGE,
+	LW_AVAILABLE_AFTER, LW_REQUEST_ID, LW_HOLD_ID,
+	LW_SET,						/* the columns above are set, entry_id is read back */
+	LW_ENTRY_ID = LW_SET
+};
 
 static void
 set_text(Datum *values, bool *nulls, int i, const char *s)
@@ -138,13 +140,11 @@ set_text(Datum *values, bool *nulls, int i, const char *s)
 
 /*
  * Append an entry to the ledger in place of an INSERT statement, and set
- * its entry_id.  The row goes through PostgreSQL's own insert of logical
- * replication (ExecSimpleRelationInsert): NOT NULL constraints, every index
- * with its predicate and uniqueness (23505 for a request_id used twice),
- * row triggers; entry_id comes from the identity sequence and created_at
- * is now(), the columns' defaults.  Zero amounts of the rarely used columns
- * are stored as NULL, which costs no space.  No privileges or row security
- * are involved: the caller is the API.
+ * its entry_id.  The row goes through the executor's insert (write.c):
+ * defaults (entry_id from the identity, created_at now(), any column a DBA
+ * added), constraints, every index with its predicate and uniqueness (23505
+ * for a request_id used twice), triggers.  Zero amounts of the rarely used
+ * columns are stored as NULL, which costs no space.
  */
 void
 ledger_append(LedgerEntry *e)
@@ -152,67 +152,42 @@ ledger_append(LedgerEntry *e)
 	RowReader  *r = &ledger_writer;
 	Relation	rel = reader_open(r, RowExclusiveLock, NULL);
 	TupleDesc	desc = RelationGetDescr(rel);
-	EState	   *estate = CreateExecutorState();
-	RangeTblEntry *rte = makeNode(RangeTblEntry);
-	ResultRelInfo *rri = makeNode(ResultRelInfo);
-	TupleTableSlot *slot;
 	Datum		v[READER_MAX_COLS];
 	bool		n[READER_MAX_COLS] = {false};
+	Datum	   *values = palloc0(sizeof(Datum) * desc->natts);
+	bool	   *nulls = palloc0(sizeof(bool) * desc->natts);
+	bool	   *set = palloc0(sizeof(bool) * desc->natts);
 
-	if (entry_id_seq_of != RelationGetRelid(rel))
+	set_text(v, n, LW_ORG_ID, e->org_id);
+	set_text(v, n, LW_KIND, e->kind);
+	v[LW_PERIOD_START] = TimestampTzGetDatum(e->period_start);
+	set_text(v, n, LW_USER_ID, e->user_id);
+	set_text(v, n, LW_MODEL, e->model);
+	v[LW_INPUT_TOKENS] = Int64GetDatum(e->input_tokens);
+	n[LW_INPUT_TOKENS] = e->input_tokens < 0;
+	v[LW_OUTPUT_TOKENS] = Int64GetDatum(e->output_tokens);
+	n[LW_OUTPUT_TOKENS] = e->output_tokens < 0;
+	v[LW_COST] = CreditGetDatum(e->cost);
+	v[LW_CHARGED] = CreditGetDatum(e->charged);
+	v[LW_SHORTFALL] = CreditGetDatum(e->shortfall);
+	v[LW_FROM_ALLOWANCE] = CreditGetDatum(e->from_allowance);
+	v[LW_FROM_TOPUP] = CreditGetDatum(e->from_topup);
+	v[LW_RESERVED_CHANGE] = CreditGetDatum(e->reserved_change);
+	n[LW_RESERVED_CHANGE] = e->reserved_change == 0;
+	v[LW_AVAILABLE_AFTER] = CreditGetDatum(e->available_after);
+	set_text(v, n, LW_REQUEST_ID, e->request_id);
+	v[LW_HOLD_ID] = Int64GetDatum(e->hold_id);
+	n[LW_HOLD_ID] = e->hold_id == 0;
+
+	for (int i = 0; i < LW_SET; i++)
 	{
-		entry_id_seq = getIdentitySequence(RelationGetRelid(rel), r->attnums[0], false);
-		entry_id_seq_of = RelationGetRelid(rel);
+		int			k = r->attnums[i] - 1;
+
+		values[k] = v[i];
+		nulls[k] = n[i];
+		set[k] = true;
 	}
-	e->entry_id = nextval_internal(entry_id_seq, false);
-
-	v[0] = Int64GetDatum(e->entry_id);
-	v[1] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
-	set_text(v, n, 2, e->org_id);
-	set_text(v, n, 3, e->kind);
-	v[4] = TimestampTzGetDatum(e->period_start);
-	set_text(v, n, 5, e->user_id);
-	set_text(v, n, 6, e->model);
-	v[7] = Int64GetDatum(e->input_tokens);
-	n[7] = e->input_tokens < 0;
-	v[8] = Int64GetDatum(e->output_tokens);
-	n[8] = e->output_tokens < 0;
-	v[9] = CreditGetDatum(e->cost);
-	v[10] = CreditGetDatum(e->charged);
-	v[11] = CreditGetDatum(e->shortfall);
-	v[12] = CreditGetDatum(e->from_allowance);
-	v[13] = CreditGetDatum(e->from_topup);
-	v[14] = CreditGetDatum(e->reserved_change);
-	n[14] = e->reserved_change == 0;
-	v[15] = CreditGetDatum(e->available_after);
-	set_text(v, n, 16, e->request_id);
-	v[17] = Int64GetDatum(e->hold_id);
-	n[17] = e->hold_id == 0;
-
-	/* an executor state for one row, as the logical replication worker's */
-	rte->rtekind = RTE_RELATION;
-	rte->relid = RelationGetRelid(rel);
-	rte->relkind = rel->rd_rel->relkind;
-	rte->rellockmode = RowExclusiveLock;
-	ExecInitRangeTable(estate, list_make1(rte));
-	InitResultRelInfo(rri, rel, 1, NULL, 0);
-	estate->es_output_cid = GetCurrentCommandId(true);
-	ExecOpenIndices(rri, false);
-
-	slot = ExecInitExtraTupleSlot(estate, desc, &TTSOpsVirtual);
-	ExecClearTuple(slot);
-	memset(slot->tts_isnull, true, sizeof(bool) * desc->natts);
-	for (int i = 0; i < r->ncols; i++)
-	{
-		slot->tts_values[r->attnums[i] - 1] = v[i];
-		slot->tts_isnull[r->attnums[i] - 1] = n[i];
-	}
-	ExecStoreVirtualTuple(slot);
-	ExecSimpleRelationInsert(rri, estate, slot);
-
-	ExecCloseIndices(rri);
-	ExecResetTupleTable(estate->es_tupleTable, false);
-	FreeExecutorState(estate);
+	write_insert(rel, values, nulls, set);
+	e->entry_id = DatumGetInt64(values[r->attnums[LW_ENTRY_ID] - 1]);
 	table_close(rel, NoLock);
-	CommandCounterIncrement();
 }

@@ -489,13 +489,6 @@ write_pool_row(Datum *values, bool *nulls, bool *replace, void *arg)
 	PoolWrite  *w = (PoolWrite *) arg;
 	const PoolState *ps = w->ps;
 
-	/* the pools CHECK, which a write of the heap API does not evaluate */
-	if (credit_sub(credit_add(credit_sub(DatumGetCredit(values[0]), ps->allowance_used),
-							  ps->topup), ps->reserved) < 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_CHECK_VIOLATION),
-				 errmsg("new row for relation \"pools\" violates check constraint \"pools_available_not_negative\""),
-				 errdetail("Org \"%s\" would have less than 0 credits available.", ps->org_id)));
 	values[1] = CreditGetDatum(ps->allowance_used);
 	values[2] = CreditGetDatum(ps->topup);
 	values[3] = CreditGetDatum(ps->topup_used);
@@ -889,8 +882,9 @@ charge_fast(void *arg)
 {
 	FastDebit  *f = (FastDebit *) arg;
 	bool		waited;
-	bool		done = reader_update(&stripe_reader, &f->pv.mine_tid, charge_stripe, &f->charge,
-									 &waited);
+	const char *keys[2] = {f->org_id, NULL};
+	bool		done = reader_update(&stripe_reader, 2, keys, f->mine, &f->pv.mine_tid,
+									 charge_stripe, &f->charge, &waited);
 
 	f->waited = waited;
 	if (!done)

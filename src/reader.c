@@ -2,11 +2,12 @@
  * reader.c
  *	  Direct index lookups: the rows of a credits table whose leading key
  *	  columns equal some text keys, read with the statement's snapshot, and
- *	  locked or updated as SELECT ... FOR UPDATE or UPDATE would.  No
- *	  executor, no plan, no SQL privileges involved (the callers check the
- *	  tenant themselves): the read path before every AI request, the
- *	  charges of the pools and the configuration cache use them instead of
- *	  queries.
+ *	  locked or updated as SELECT ... FOR UPDATE or UPDATE would (updates
+ *	  go through the executor's own row update, write.c).  No plan and no
+ *	  SQL privileges involved (the callers check the tenant themselves):
+ *	  the read path before every AI request, the charges of the pools and
+ *	  the configuration cache use them instead of queries.  Relation locks
+ *	  are kept until the transaction ends, as the executor keeps them.
  */
 #include "postgres.h"
 
@@ -219,8 +220,13 @@ void
 reader_end(RowScan *s)
 {
 	systable_endscan(s->scan);
-	index_close(s->idx, AccessShareLock);
-	table_close(s->rel, AccessShareLock);
+	/*
+	 * The locks are kept until the transaction ends, as the executor keeps
+	 * them: a row's place found here stays that row's while it is locked or
+	 * updated later (VACUUM FULL or CLUSTER wait for the transaction).
+	 */
+	index_close(s->idx, NoLock);
+	table_close(s->rel, NoLock);
 	pfree(s);
 }
 
@@ -291,30 +297,56 @@ slot_columns(RowReader *r, TupleTableSlot *slot, Datum *values, bool *nulls, boo
 }
 
 /*
+ * Does the row in slot still have the key the caller looked it up by (the
+ * first nkeys columns of r's index equal keys; an integer second key,
+ * number, when keys[1] is NULL)?  A row's place names another row once the
+ * row is gone and its place reused.
+ */
+static bool
+has_key(RowReader *r, Relation idx, TupleTableSlot *slot, int nkeys, const char **keys,
+		int32 number)
+{
+	for (int i = 0; i < nkeys; i++)
+	{
+		bool		isnull;
+		Datum		d = slot_getattr(slot, idx->rd_index->indkey.values[i], &isnull);
+
+		if (isnull)
+			return false;
+		if (keys[i] != NULL ? strcmp(TextDatumGetCString(d), keys[i]) != 0
+			: DatumGetInt32(d) != number)
+			return false;
+	}
+	return true;
+}
+
+/*
  * Update one row in place of an UPDATE statement: lock the version of the
- * row at tid that UPDATE would change (lock_version), give its columns (the
- * reader's) to update(), and, when that returns true, write the columns it
- * marked in replace[].  Returns whether the row was updated, and in *waited
- * whether another transaction held the row.  The row lock is kept either
- * way, until the (sub)transaction ends.
- *
- * For the extension's own tables only: no triggers, constraints, row
- * security or privileges are involved (the caller is the API and checks
- * what a constraint would), and only plain indexes are maintained.
+ * row at tid that UPDATE would change (lock_version), make sure it still has
+ * its key (nkeys, keys, number as for reader_find_numbered), give its
+ * columns (the reader's) to update(), and, when that returns true, write the
+ * columns it marked in replace[] through the executor's update
+ * (write_update: indexes, constraints, triggers).  Returns whether the row
+ * was updated, and in *waited whether another transaction held the row.
+ * The row lock is kept either way, until the (sub)transaction ends, and so
+ * are the relation locks.
  */
 bool
-reader_update(RowReader *r, ItemPointer tid, ReaderUpdate update, void *arg, bool *waited)
+reader_update(RowReader *r, int nkeys, const char **keys, int32 number, ItemPointer tid,
+			  ReaderUpdate update, void *arg, bool *waited)
 {
+	Relation	idx;
 	Relation	rel;
 	TupleDesc	desc;
 	TupleTableSlot *slot;
 	bool		updated = false;
 
-	rel = reader_open(r, RowExclusiveLock, NULL);
+	rel = reader_open(r, RowExclusiveLock, &idx);
 	desc = RelationGetDescr(rel);
 	slot = table_slot_create(rel, NULL);
 
-	if (lock_version(rel, tid, slot, LockTupleNoKeyExclusive, waited) == TM_Ok)
+	if (lock_version(rel, tid, slot, LockTupleNoKeyExclusive, waited) == TM_Ok &&
+		has_key(r, idx, slot, nkeys, keys, number))
 	{
 		Datum		values[READER_MAX_COLS];
 		bool		nulls[READER_MAX_COLS];
@@ -326,8 +358,6 @@ reader_update(RowReader *r, ItemPointer tid, ReaderUpdate update, void *arg, boo
 			Datum	   *all = palloc0(sizeof(Datum) * desc->natts);
 			bool	   *allnulls = palloc0(sizeof(bool) * desc->natts);
 			bool	   *allreplace = palloc0(sizeof(bool) * desc->natts);
-			HeapTuple	oldtup = ExecFetchSlotHeapTuple(slot, false, NULL);
-			HeapTuple	newtup;
 
 			for (int i = 0; i < r->ncols; i++)
 			{
@@ -337,48 +367,19 @@ reader_update(RowReader *r, ItemPointer tid, ReaderUpdate update, void *arg, boo
 				allnulls[k] = nulls[i];
 				allreplace[k] = replace[i];
 			}
-			newtup = heap_modify_tuple(oldtup, desc, all, allnulls, allreplace);
-			simple_heap_update(rel, &slot->tts_tid, newtup);
-			if (!HeapTupleIsHeapOnly(newtup))
-			{
-				List	   *indexes = RelationGetIndexList(rel);
-				ListCell   *lc;
-				TupleTableSlot *newslot = MakeSingleTupleTableSlot(desc, &TTSOpsHeapTuple);
-
-				ExecStoreHeapTuple(newtup, newslot, false);
-				foreach(lc, indexes)
-				{
-					Relation	idx = index_open(lfirst_oid(lc), RowExclusiveLock);
-					IndexInfo  *info = BuildIndexInfo(idx);
-					Datum		ivalues[INDEX_MAX_KEYS];
-					bool		inulls[INDEX_MAX_KEYS];
-					bool		unchanged = true;
-
-					if (info->ii_Expressions != NIL || info->ii_Predicate != NIL)
-						elog(ERROR, "credits.%s has an index reader_update cannot maintain",
-							 r->table);
-					/*
-					 * Tell the index when its key is unchanged, as UPDATE
-					 * does: btree then deletes the old versions' entries
-					 * bottom-up instead of splitting pages for them.
-					 */
-					for (int k = 0; k < info->ii_NumIndexKeyAttrs; k++)
-						unchanged &= !allreplace[info->ii_IndexAttrNumbers[k] - 1];
-					FormIndexDatum(info, newslot, NULL, ivalues, inulls);
-					index_insert(idx, ivalues, inulls, &newtup->t_self, rel,
-								 idx->rd_index->indisunique ? UNIQUE_CHECK_YES : UNIQUE_CHECK_NO,
-								 unchanged, info);
-					index_close(idx, NoLock);
-				}
-				ExecDropSingleTupleTableSlot(newslot);
-				list_free(indexes);
-			}
-			CommandCounterIncrement();
+			if (!write_update(rel, slot, all, allnulls, allreplace))
+				ereport(ERROR,
+						(errcode(ERRCODE_TRIGGERED_ACTION_EXCEPTION),
+						 errmsg("a BEFORE UPDATE trigger skipped the update of a row of credits.%s",
+								r->table),
+						 errdetail("Every charge must update its rows; skipping one would lose it."),
+						 errhint("Make the trigger return NEW for the extension's writes.")));
 			updated = true;
 		}
 	}
 	ExecDropSingleTupleTableSlot(slot);
-	/* like the executor, keep the lock until the transaction ends */
+	/* like the executor, keep the locks until the transaction ends */
+	index_close(idx, NoLock);
 	table_close(rel, NoLock);
 	return updated;
 }
@@ -417,7 +418,7 @@ reader_update_key(RowReader *r, int nkeys, const char **keys, ReaderUpdate updat
 	*waited = false;
 	push_fresh_snapshot();
 	if (find_row(r, nkeys, keys, &tid))
-		updated = reader_update(r, &tid, update, arg, waited);
+		updated = reader_update(r, nkeys, keys, 0, &tid, update, arg, waited);
 	PopActiveSnapshot();
 	return updated;
 }
@@ -441,7 +442,8 @@ reader_lock(RowReader *r, int nkeys, const char **keys, LockTupleMode mode,
 	push_fresh_snapshot();
 	if (find_row(r, nkeys, keys, &tid))
 	{
-		Relation	rel = reader_open(r, RowShareLock, NULL);
+		Relation	idx;
+		Relation	rel = reader_open(r, RowShareLock, &idx);
 		TupleTableSlot *slot = table_slot_create(rel, NULL);
 
 		/*
@@ -455,12 +457,14 @@ reader_lock(RowReader *r, int nkeys, const char **keys, LockTupleMode mode,
 
 		if (mode == LockTupleShare)
 			LockTuple(rel, &queued, ShareLock);
-		locked = lock_version(rel, &tid, slot, mode, waited) == TM_Ok;
+		locked = lock_version(rel, &tid, slot, mode, waited) == TM_Ok &&
+			has_key(r, idx, slot, nkeys, keys, 0);
 		if (mode == LockTupleShare)
 			UnlockTuple(rel, &queued, ShareLock);
 		if (locked)
 			slot_columns(r, slot, values, nulls, true);
 		ExecDropSingleTupleTableSlot(slot);
+		index_close(idx, NoLock);
 		table_close(rel, NoLock);
 	}
 	PopActiveSnapshot();

@@ -21,7 +21,6 @@
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
-#include "optimizer/cost.h"
 #include "utils/guc.h"
 #include "utils/syscache.h"
 
@@ -53,15 +52,13 @@ as_owner_begin(AsOwner *state)
 	GetUserIdAndSecContext(&state->save_userid, &state->save_sec_context);
 	state->nestlevel = -1;
 	/* in a SECURITY DEFINER function with its SET clause: done already */
-	if (state->save_userid == owner && !enable_seqscan &&
+	if (state->save_userid == owner &&
 		strcmp(namespace_search_path, PINNED_SEARCH_PATH) == 0)
 		return;
 
 	state->nestlevel = NewGUCNestLevel();
 	SetUserIdAndSecContext(owner, state->save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
 	(void) set_config_option("search_path", PINNED_SEARCH_PATH,
-							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
-	(void) set_config_option("enable_seqscan", "off",
 							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
 }
 

@@ -162,7 +162,7 @@ CREATE FUNCTION credits.cost(model text, input_tokens bigint, output_tokens bigi
     RETURNS credits.credit
     AS 'MODULE_PATHNAME', 'credits_cost'
     LANGUAGE C STABLE PARALLEL SAFE SECURITY DEFINER
-    SET search_path = pg_catalog, credits, pg_temp SET enable_seqscan = off;
+    SET search_path = pg_catalog, credits, pg_temp;
 COMMENT ON FUNCTION credits.cost(text, bigint, bigint) IS
     'price of a call: ceil((input_tokens*input_price + output_tokens*output_price) / 1e6) + request_price, exact';
 

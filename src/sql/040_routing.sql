@@ -4,7 +4,7 @@
 -- They run as their caller (SECURITY INVOKER, no SET clause): they read
 -- through the backend's configuration cache and direct index lookups, and
 -- the few queries they do run (loading the cache, a pool that is due) run as
--- the extension's owner with search_path pinned and enable_seqscan = off,
+-- the extension's owner with search_path pinned,
 -- like those of the SECURITY DEFINER functions (see src/spi.c).  A SET
 -- clause would save and restore settings on every call, more than the rest
 -- of the call costs.

@@ -115,7 +115,7 @@ CREATE FUNCTION credits.credit_debit(org_id text, user_id text, model text,
     RETURNS credits.debit_result
     AS 'MODULE_PATHNAME', 'credits_credit_debit'
     LANGUAGE C VOLATILE SECURITY DEFINER
-    SET search_path = pg_catalog, credits, pg_temp SET enable_seqscan = off;
+    SET search_path = pg_catalog, credits, pg_temp;
 COMMENT ON FUNCTION credits.credit_debit(text, text, text, bigint, bigint, text) IS
     'record a completed call and charge the org''s pool atomically; request_id makes it idempotent';
 

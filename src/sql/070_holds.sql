@@ -176,7 +176,7 @@ CREATE FUNCTION credits.credit_reserve(org_id text, user_id text, model text,
     RETURNS credits.hold_result
     AS 'MODULE_PATHNAME', 'credits_credit_reserve'
     LANGUAGE C VOLATILE SECURITY DEFINER
-    SET search_path = pg_catalog, credits, pg_temp SET enable_seqscan = off;
+    SET search_path = pg_catalog, credits, pg_temp;
 COMMENT ON FUNCTION credits.credit_reserve(text, text, text, bigint, bigint, text, interval) IS
     'reserve the estimated cost of a streaming call, switching to the provider''s fallback when the model is unavailable or unaffordable';
 
@@ -184,13 +184,13 @@ CREATE FUNCTION credits.credit_settle(hold_id bigint, input_tokens bigint, outpu
     RETURNS credits.debit_result
     AS 'MODULE_PATHNAME', 'credits_credit_settle'
     LANGUAGE C VOLATILE SECURITY DEFINER
-    SET search_path = pg_catalog, credits, pg_temp SET enable_seqscan = off;
+    SET search_path = pg_catalog, credits, pg_temp;
 COMMENT ON FUNCTION credits.credit_settle(bigint, bigint, bigint) IS
     'charge a hold''s real usage: from the hold first, any excess from the pool; the rest is released';
 
 CREATE FUNCTION credits.credit_release(hold_id bigint) RETURNS credits.credit
     AS 'MODULE_PATHNAME', 'credits_credit_release'
     LANGUAGE C VOLATILE SECURITY DEFINER
-    SET search_path = pg_catalog, credits, pg_temp SET enable_seqscan = off;
+    SET search_path = pg_catalog, credits, pg_temp;
 COMMENT ON FUNCTION credits.credit_release(bigint) IS
     'release a hold without charging; returns the amount released';

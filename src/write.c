@@ -1,0 +1,326 @@
+/*
+ * write.c
+ *	  Inserting and updating rows of the extension's tables with the
+ *	  semantics of INSERT and UPDATE statements, without planning one.
+ *
+ * The charge paths write one row at a time, so they do not run a statement
+ * for it: they build the executor state PostgreSQL's logical replication
+ * apply worker builds for each replicated row (worker.c,
+ * create_edata_for_relation) and write through the same entry points,
+ * ExecSimpleRelationInsert and ExecSimpleRelationUpdate.  Those keep every
+ * rule a statement keeps:
+ *
+ *	- every index is maintained as ExecInsertIndexTuples does it: partial and
+ *	  expression indexes, uniqueness (23505), and an index that
+ *	  CREATE INDEX CONCURRENTLY or REINDEX CONCURRENTLY is still building is
+ *	  written only once it is ready for inserts;
+ *	- NOT NULL and CHECK constraints (23502, 23514), stored generated
+ *	  columns, and, for an insert, each column's default (the identity's
+ *	  next value included) for every column the caller does not set, so a
+ *	  column a DBA adds with a DEFAULT gets it;
+ *	- BEFORE and AFTER row triggers, and statement triggers around the one
+ *	  row (the AFTER ones fire when the write ends, as at the end of a
+ *	  statement); per-column UPDATE OF triggers see the columns written.
+ *
+ * What they do not do is what the API does itself: privileges and row
+ * security (the callers are the extension's functions, which check the
+ * tenant), and rows for transition tables of statement triggers
+ * (REFERENCING ... TABLE), which PostgreSQL fills only for a statement.
+ */
+#include "postgres.h"
+
+#include "access/sysattr.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "commands/trigger.h"
+#include "executor/executor.h"
+#include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "optimizer/optimizer.h"
+#include "parser/parse_relation.h"
+#include "rewrite/rewriteHandler.h"
+#include "utils/datum.h"
+#include "utils/inval.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+
+#include "credits.h"
+
+/*
+ * The default expressions of a table's columns, planned once per backend
+ * and dropped when the table changes (a relcache invalidation: ALTER TABLE
+ * ... ADD COLUMN, SET DEFAULT, ...).
+ */
+typedef struct TableDefaults
+{
+	Oid			relid;			/* InvalidOid: free slot */
+	MemoryContext cxt;
+	int			n;
+	AttrNumber *attnums;
+	Expr	  **exprs;
+} TableDefaults;
+
+static TableDefaults defaults[8];
+static bool callback_registered = false;
+
+static void
+defaults_invalidate(Datum arg, Oid relid)
+{
+	for (int i = 0; i < lengthof(defaults); i++)
+	{
+		if (OidIsValid(defaults[i].relid) &&
+			(relid == InvalidOid || relid == defaults[i].relid))
+		{
+			MemoryContextDelete(defaults[i].cxt);
+			memset(&defaults[i], 0, sizeof(TableDefaults));
+		}
+	}
+}
+
+/* The planned defaults of rel's columns (rel is open and locked). */
+static TableDefaults *
+table_defaults(Relation rel)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+	TableDefaults *d = NULL;
+	MemoryContext old;
+
+	for (int i = 0; i < lengthof(defaults); i++)
+	{
+		if (defaults[i].relid == RelationGetRelid(rel))
+			return &defaults[i];
+		if (d == NULL && !OidIsValid(defaults[i].relid))
+			d = &defaults[i];
+	}
+	if (d == NULL)
+		elog(ERROR, "too many credits tables written");
+	if (!callback_registered)
+	{
+		CacheRegisterRelcacheCallback(defaults_invalidate, (Datum) 0);
+		callback_registered = true;
+	}
+
+	d->cxt = AllocSetContextCreate(TopMemoryContext, "credits column defaults",
+								   ALLOCSET_SMALL_SIZES);
+	old = MemoryContextSwitchTo(d->cxt);
+	d->n = 0;
+	d->attnums = palloc(sizeof(AttrNumber) * desc->natts);
+	d->exprs = palloc(sizeof(Expr *) * desc->natts);
+	for (int i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+		Node	   *expr;
+
+		if (att->attisdropped || att->attgenerated)
+			continue;
+		expr = build_column_default(rel, i + 1);
+		if (expr == NULL)
+			continue;
+		d->attnums[d->n] = i + 1;
+		d->exprs[d->n] = expression_planner((Expr *) expr);
+		d->n++;
+	}
+	MemoryContextSwitchTo(old);
+	d->relid = RelationGetRelid(rel);
+	return d;
+}
+
+/* An executor state for writing one row of a table, as the apply worker's. */
+typedef struct TableWrite
+{
+	EState	   *estate;
+	ResultRelInfo *rri;
+	EPQState	epqstate;
+	CmdType		cmd;
+} TableWrite;
+
+/*
+ * Begin a write (cmd: CMD_INSERT or CMD_UPDATE) of rel, which the caller
+ * holds RowExclusiveLock on; cols are the columns written (attribute
+ * numbers less FirstLowInvalidHeapAttributeNumber, as in a range table).
+ * BEFORE STATEMENT triggers fire here.
+ */
+static void
+write_begin(TableWrite *w, Relation rel, CmdType cmd, Bitmapset *cols)
+{
+	EState	   *estate = CreateExecutorState();
+	MemoryContext old = MemoryContextSwitchTo(estate->es_query_cxt);
+	RangeTblEntry *rte = makeNode(RangeTblEntry);
+	AclMode		perms = cmd == CMD_INSERT ? ACL_INSERT : ACL_UPDATE;
+
+	w->estate = estate;
+	w->cmd = cmd;
+	rte->rtekind = RTE_RELATION;
+	rte->relid = RelationGetRelid(rel);
+	rte->relkind = rel->rd_rel->relkind;
+	rte->rellockmode = RowExclusiveLock;
+#if PG_VERSION_NUM >= 160000
+	{
+		List	   *perminfos = NIL;
+		RTEPermissionInfo *perminfo = addRTEPermissionInfo(&perminfos, rte);
+
+		perminfo->requiredPerms = perms;
+		if (cmd == CMD_INSERT)
+			perminfo->insertedCols = cols;
+		else
+			perminfo->updatedCols = cols;
+#if PG_VERSION_NUM >= 180000
+		ExecInitRangeTable(estate, list_make1(rte), perminfos, bms_make_singleton(1));
+#else
+		ExecInitRangeTable(estate, list_make1(rte), perminfos);
+#endif
+	}
+#else
+	rte->requiredPerms = perms;
+	if (cmd == CMD_INSERT)
+		rte->insertedCols = cols;
+	else
+		rte->updatedCols = cols;
+	ExecInitRangeTable(estate, list_make1(rte));
+#endif
+
+	w->rri = makeNode(ResultRelInfo);
+	InitResultRelInfo(w->rri, rel, 1, NULL, 0);
+	/* so that AFTER triggers find it (ExecGetTriggerResultRel), as worker.c */
+	estate->es_opened_result_relations = lappend(estate->es_opened_result_relations, w->rri);
+	estate->es_output_cid = GetCurrentCommandId(true);
+	estate->es_snapshot = GetActiveSnapshot();
+	ExecOpenIndices(w->rri, false);
+	if (cmd == CMD_UPDATE)
+#if PG_VERSION_NUM >= 160000
+		EvalPlanQualInit(&w->epqstate, estate, NULL, NIL, -1, NIL);
+#else
+		EvalPlanQualInit(&w->epqstate, estate, NULL, NIL, -1);
+#endif
+
+	AfterTriggerBeginQuery();
+	if (cmd == CMD_INSERT)
+		ExecBSInsertTriggers(estate, w->rri);
+	else
+		ExecBSUpdateTriggers(estate, w->rri);
+	MemoryContextSwitchTo(old);
+}
+
+/* End a write: AFTER STATEMENT triggers, then every queued AFTER trigger. */
+static void
+write_end(TableWrite *w)
+{
+	EState	   *estate = w->estate;
+
+	if (w->cmd == CMD_INSERT)
+		ExecASInsertTriggers(estate, w->rri, NULL);
+	else
+		ExecASUpdateTriggers(estate, w->rri, NULL);
+	AfterTriggerEndQuery(estate);
+	if (w->cmd == CMD_UPDATE)
+		EvalPlanQualEnd(&w->epqstate);
+	ExecCloseIndices(w->rri);
+	/* the relation stays open: the caller opened it and closes it */
+	ExecResetTupleTable(estate->es_tupleTable, false);
+	FreeExecutorState(estate);
+	/* later reads of this transaction see the row, as after a statement */
+	CommandCounterIncrement();
+}
+
+/*
+ * Insert a row into rel (open, RowExclusiveLock held) as INSERT would:
+ * values/nulls are indexed by attribute number - 1 for every column of the
+ * table, and the columns not marked in set[] get their defaults.  On return
+ * values/nulls hold the row as inserted (an identity or default included).
+ */
+void
+write_insert(Relation rel, Datum *values, bool *nulls, const bool *set)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+	TableDefaults *d = table_defaults(rel);
+	TableWrite	w;
+	TupleTableSlot *slot;
+	ExprContext *econtext;
+	Bitmapset  *cols = NULL;
+	MemoryContext old;
+
+	for (int i = 0; i < desc->natts; i++)
+	{
+		if (set[i])
+			cols = bms_add_member(cols, i + 1 - FirstLowInvalidHeapAttributeNumber);
+	}
+	write_begin(&w, rel, CMD_INSERT, cols);
+	old = MemoryContextSwitchTo(GetPerTupleMemoryContext(w.estate));
+
+	slot = ExecInitExtraTupleSlot(w.estate, desc, &TTSOpsVirtual);
+	ExecClearTuple(slot);
+	for (int i = 0; i < desc->natts; i++)
+	{
+		slot->tts_values[i] = set[i] ? values[i] : (Datum) 0;
+		slot->tts_isnull[i] = set[i] ? nulls[i] : true;
+	}
+	econtext = GetPerTupleExprContext(w.estate);
+	for (int i = 0; i < d->n; i++)
+	{
+		int			k = d->attnums[i] - 1;
+
+		if (set[k])
+			continue;
+		/* a copy: an invalidation may drop the cached expressions meanwhile */
+		slot->tts_values[k] = ExecEvalExpr(ExecInitExpr(copyObject(d->exprs[i]), NULL),
+										   econtext, &slot->tts_isnull[k]);
+	}
+	ExecStoreVirtualTuple(slot);
+	MemoryContextSwitchTo(old);
+
+	ExecSimpleRelationInsert(w.rri, w.estate, slot);
+
+	slot_getallattrs(slot);
+	for (int i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+
+		nulls[i] = slot->tts_isnull[i];
+		values[i] = nulls[i] || att->attbyval ? slot->tts_values[i] :
+			datumCopy(slot->tts_values[i], false, att->attlen);
+	}
+	write_end(&w);
+}
+
+/*
+ * Update the row version in oldslot (of rel, open with RowExclusiveLock;
+ * the caller locked that version) as UPDATE would: the columns marked in
+ * replace[] (indexed by attribute number - 1) take values/nulls, the others
+ * keep theirs.  Returns false when a BEFORE trigger skipped the row.
+ */
+bool
+write_update(Relation rel, TupleTableSlot *oldslot, const Datum *values, const bool *nulls,
+			 const bool *replace)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+	TableWrite	w;
+	TupleTableSlot *slot;
+	Bitmapset  *cols = NULL;
+	ItemPointerData before;
+
+	for (int i = 0; i < desc->natts; i++)
+	{
+		if (replace[i])
+			cols = bms_add_member(cols, i + 1 - FirstLowInvalidHeapAttributeNumber);
+	}
+	write_begin(&w, rel, CMD_UPDATE, cols);
+
+	slot_getallattrs(oldslot);
+	slot = ExecInitExtraTupleSlot(w.estate, desc, &TTSOpsVirtual);
+	ExecClearTuple(slot);
+	for (int i = 0; i < desc->natts; i++)
+	{
+		slot->tts_values[i] = replace[i] ? values[i] : oldslot->tts_values[i];
+		slot->tts_isnull[i] = replace[i] ? nulls[i] : oldslot->tts_isnull[i];
+	}
+	ExecStoreVirtualTuple(slot);
+	EvalPlanQualSetSlot(&w.epqstate, slot);
+
+	/* the new version's place tells whether a BEFORE trigger skipped it */
+	ItemPointerSetInvalid(&slot->tts_tid);
+	before = slot->tts_tid;
+	ExecSimpleRelationUpdate(w.rri, w.estate, &w.epqstate, oldslot, slot);
+	write_end(&w);
+	return !ItemPointerEquals(&before, &slot->tts_tid);
+}
