@@ -75,8 +75,6 @@ static Oid	org_providers_relid = InvalidOid;
 static Oid	members_relid = InvalidOid;
 static bool callback_registered = false;
 
-static SPIPlanPtr models_plan = NULL;
-
 /* an org's row, its enabled providers and a member's row, read directly */
 static RowReader orgs_reader = ROW_READER("orgs", "orgs_pkey", "thresholds", "stripes");
 static RowReader org_providers_reader = ROW_READER("org_providers", "org_providers_pkey",
@@ -145,41 +143,64 @@ remember_relids(void)
 	members_relid = get_relname_relid("members", nsp);
 }
 
+/* every model, in models_pkey order */
+static RowReader models_reader = ROW_READER("models", "models_pkey",
+											"model", "provider", "input_price", "output_price",
+											"request_price", "is_fallback", "active",
+											"display_name");
+
+enum
+{
+	M_MODEL, M_PROVIDER, M_INPUT_PRICE, M_OUTPUT_PRICE, M_REQUEST_PRICE, M_IS_FALLBACK,
+	M_ACTIVE, M_DISPLAY_NAME, M_NCOLS
+};
+
 static void
 load_models(void)
 {
-	uint64		n;
+	typedef struct Loaded
+	{
+		Datum		v[M_NCOLS];
+		bool		n[M_NCOLS];
+	}			Loaded;
+	List	   *rows = NIL;
+	ListCell   *lc;
+	RowScan    *scan;
+	Loaded		row;
 	HTAB	   *m;
 	HTAB	   *f;
 
-	if (models_plan == NULL)
-		models_plan = spi_prepare_saved(
-			"SELECT m.model, m.provider, m.input_price, m.output_price, m.request_price,"
-			"       m.is_fallback, m.active, m.display_name"
-			"  FROM credits.models m", 0, NULL);
 	remember_relids();
-	n = spi_run(models_plan, NULL, true, 0);
+	scan = reader_begin(&models_reader, 0, NULL, READER_LATEST);
+	while (reader_next(scan, row.v, row.n))
+	{
+		Loaded	   *copy = palloc(sizeof(Loaded));
 
+		*copy = row;
+		rows = lappend(rows, copy);
+	}
+	reader_end(scan);
+
+	/* no lock is taken from here on: the cache cannot be dropped under us */
 	drop_cache(&models_cxt);
 	m = new_table(&models_cxt, "credits models", sizeof(ModelEntry));
 	f = new_table(&models_cxt, "credits fallbacks", sizeof(FallbackEntry));
-	for (uint64 i = 0; i < n; i++)
+	foreach(lc, rows)
 	{
-		char	   *model = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
-		char	   *provider = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2);
+		Loaded	   *r = lfirst(lc);
+		char	   *model = TextDatumGetCString(r->v[M_MODEL]);
+		char	   *provider = TextDatumGetCString(r->v[M_PROVIDER]);
 		ModelEntry *e = hash_search(m, model, HASH_ENTER, NULL);
-		bool		isnull;
 
 		e->info.model = e->key;
 		e->info.provider = MemoryContextStrdup(models_cxt, provider);
-		e->info.input_price = DatumGetCredit(spi_value(i, 3, &isnull));
-		e->info.output_price = DatumGetCredit(spi_value(i, 4, &isnull));
-		e->info.request_price = DatumGetCredit(spi_value(i, 5, &isnull));
-		e->info.is_fallback = DatumGetBool(spi_value(i, 6, &isnull));
-		e->active = DatumGetBool(spi_value(i, 7, &isnull));
+		e->info.input_price = DatumGetCredit(r->v[M_INPUT_PRICE]);
+		e->info.output_price = DatumGetCredit(r->v[M_OUTPUT_PRICE]);
+		e->info.request_price = DatumGetCredit(r->v[M_REQUEST_PRICE]);
+		e->info.is_fallback = DatumGetBool(r->v[M_IS_FALLBACK]);
+		e->active = DatumGetBool(r->v[M_ACTIVE]);
 		e->display_name = MemoryContextStrdup(models_cxt,
-											  SPI_getvalue(SPI_tuptable->vals[i],
-														   SPI_tuptable->tupdesc, 8));
+											  TextDatumGetCString(r->v[M_DISPLAY_NAME]));
 		if (e->info.is_fallback && e->active)
 		{
 			FallbackEntry *fe = hash_search(f, provider, HASH_ENTER, NULL);
@@ -244,7 +265,7 @@ org_entry(const char *org_id)
 	memset(&loaded, 0, sizeof(loaded));
 	loaded.stripes = -1;
 	loaded.pool_stripes = -1;
-	loaded.exists = reader_get(&orgs_reader, 1, &org_id, v, n);
+	loaded.exists = reader_get(&orgs_reader, 1, &org_id, READER_LATEST, v, n);
 	if (loaded.exists)
 	{
 		ArrayType  *a = DatumGetArrayTypeP(v[0]);
@@ -260,7 +281,7 @@ org_entry(const char *org_id)
 		if (!n[1])
 			loaded.stripes = DatumGetInt32(v[1]);
 
-		scan = reader_begin(&org_providers_reader, 1, &org_id, NULL);
+		scan = reader_begin(&org_providers_reader, 1, &org_id, READER_LATEST);
 		while (reader_next(scan, v, n))
 			providers = lappend(providers, TextDatumGetCString(v[0]));
 		reader_end(scan);
@@ -450,7 +471,7 @@ load_org_members(const char *org_id)
 	char		key[KEYLEN];
 
 	remember_relids();
-	scan = reader_begin(&members_reader, 1, &org_id, NULL);
+	scan = reader_begin(&members_reader, 1, &org_id, READER_LATEST);
 	while (reader_next(scan, v, isnull))
 	{
 		if (n == ORG_MEMBERS_AT_ONCE)
@@ -514,7 +535,7 @@ cache_member(const char *org_id, const char *user_id, bool *has_cap, Credit *cap
 			bool		n[3];
 
 			remember_relids();
-			if (reader_get(&members_reader, 2, keys, v, n))
+			if (reader_get(&members_reader, 2, keys, READER_LATEST, v, n))
 			{
 				active = DatumGetBool(v[1]);
 				capped = !n[2];

@@ -86,6 +86,9 @@ typedef struct RowReader
 
 typedef struct RowScan RowScan;
 
+/* a snapshot taken after the table is locked: see reader_begin() */
+#define READER_LATEST ((Snapshot) 1)
+
 extern RowScan *reader_begin(RowReader *r, int nkeys, const char **keys, Snapshot snapshot);
 extern bool reader_next(RowScan *s, Datum *values, bool *nulls);
 extern ItemPointer reader_tid(RowScan *s);
@@ -99,7 +102,8 @@ extern bool reader_update_key(RowReader *r, int nkeys, const char **keys,
 extern bool reader_lock(RowReader *r, int nkeys, const char **keys, LockTupleMode mode,
 						Datum *values, bool *nulls, bool *waited);
 extern Relation reader_open(RowReader *r, LOCKMODE lockmode, Relation *idx);
-extern bool reader_get(RowReader *r, int nkeys, const char **keys, Datum *values, bool *nulls);
+extern bool reader_get(RowReader *r, int nkeys, const char **keys, Snapshot snapshot,
+					   Datum *values, bool *nulls);
 
 /* write.c: rows written as INSERT and UPDATE statements would */
 extern void write_insert(Relation rel, Datum *values, bool *nulls, const bool *set);

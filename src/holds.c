@@ -81,7 +81,7 @@ hold_get(int64 hold_id, bool lock, Hold *h)
 			" WHERE h.hold_id OPERATOR(pg_catalog.=) $1 FOR UPDATE",
 			1, argtypes);
 	}
-	if (spi_run(lock ? hold_lock_plan : hold_plan, &arg, !lock, 1) == 0)
+	if (spi_run(lock ? hold_lock_plan : hold_plan, &arg, false, 1) == 0)
 		return false;
 	hold_from_row(h);
 	return true;

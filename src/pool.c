@@ -133,7 +133,7 @@ pool_get_org(const char *org_id, OrgState *org)
 	Credit		available;
 
 	pool_check_org(org_id);
-	if (!reader_get(&pools_reader, 1, &org_id, v, n))
+	if (!reader_get(&pools_reader, 1, &org_id, NULL, v, n))
 		ereport(ERROR,
 				(errcode(ERRCODE_CREDITS_UNKNOWN_ORG),
 				 errmsg("unknown org \"%s\"", org_id)));
@@ -206,12 +206,12 @@ pool_get_member(const char *org_id, const char *user_id, bool active_only,
 		Datum		v[10];
 		bool		n[10];
 
-		if (reader_get(&usage_reader, 2, keys, v, n))
+		if (reader_get(&usage_reader, 2, keys, NULL, v, n))
 		{
 			member->used = DatumGetCredit(v[0]);
 			member->reserved = DatumGetCredit(v[1]);
 			/* usage of a period that has ended counts as 0 */
-			if (reader_get(&pools_reader, 1, &org_id, v, n) && due(v[4], n[4]))
+			if (reader_get(&pools_reader, 1, &org_id, NULL, v, n) && due(v[4], n[4]))
 				member->used = 0;
 		}
 	}
@@ -1013,7 +1013,7 @@ fast_debit(const char *org_id, LedgerEntry *e, bool is_fallback)
 		cache_note_pool_empty(org_id, false);
 	}
 
-	if (!reader_get(&pools_reader, 1, &org_id, v, n))
+	if (!reader_get(&pools_reader, 1, &org_id, NULL, v, n))
 		return false;
 	f.pv.stripes = DatumGetInt32(v[8]);
 	cache_note_pool_stripes(org_id, f.pv.stripes);

@@ -40,6 +40,7 @@ struct RowScan
 	Relation	idx;
 	SysScanDesc scan;
 	ItemPointerData tid;		/* of the row reader_next() returned last */
+	Snapshot	registered;		/* a snapshot of the scan's own, or NULL */
 };
 
 /* every reader initialized in this backend, for the invalidation callback */
@@ -130,9 +131,21 @@ begin_scan(RowReader *r, int nkeys, const char **keys, int32 number, Snapshot sn
 	RowScan    *s = palloc(sizeof(RowScan));
 	ScanKeyData skeys[2];
 
-	Assert(nkeys >= 1 && nkeys <= lengthof(skeys));
+	Assert(nkeys >= 0 && nkeys <= lengthof(skeys));
 	s->reader = r;
 	s->rel = reader_open(r, AccessShareLock, &s->idx);
+	s->registered = NULL;
+	if (snapshot == READER_LATEST)
+	{
+		/*
+		 * Taken after the table's lock, whose acquisition processed the
+		 * invalidations sent so far: everything committed whose
+		 * invalidation was seen is seen here too, and what commits later
+		 * sends an invalidation that is still to come.
+		 */
+		s->registered = RegisterSnapshot(GetLatestSnapshot());
+		snapshot = s->registered;
+	}
 
 	for (int i = 0; i < nkeys; i++)
 	{
@@ -152,7 +165,12 @@ begin_scan(RowReader *r, int nkeys, const char **keys, int32 number, Snapshot sn
 	return s;
 }
 
-/* Start reading the rows whose first nkeys key columns equal keys. */
+/*
+ * Start reading the rows whose first nkeys key columns equal keys (none:
+ * every row, in the index's order), with snapshot: NULL for the active one,
+ * READER_LATEST for one taken after locking the table (what a cache of the
+ * table must be loaded with).
+ */
 RowScan *
 reader_begin(RowReader *r, int nkeys, const char **keys, Snapshot snapshot)
 {
@@ -220,6 +238,8 @@ void
 reader_end(RowScan *s)
 {
 	systable_endscan(s->scan);
+	if (s->registered != NULL)
+		UnregisterSnapshot(s->registered);
 	/*
 	 * The locks are kept until the transaction ends, as the executor keeps
 	 * them: a row's place found here stays that row's while it is locked or
@@ -230,11 +250,15 @@ reader_end(RowScan *s)
 	pfree(s);
 }
 
-/* The one row whose key is keys, with the statement's snapshot. */
+/*
+ * The one row whose key is keys, with snapshot (NULL: the statement's; see
+ * reader_begin).
+ */
 bool
-reader_get(RowReader *r, int nkeys, const char **keys, Datum *values, bool *nulls)
+reader_get(RowReader *r, int nkeys, const char **keys, Snapshot snapshot, Datum *values,
+		   bool *nulls)
 {
-	RowScan    *s = reader_begin(r, nkeys, keys, NULL);
+	RowScan    *s = reader_begin(r, nkeys, keys, snapshot);
 	bool		found = reader_next(s, values, nulls);
 
 	reader_end(s);

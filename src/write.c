@@ -298,6 +298,7 @@ write_update(Relation rel, TupleTableSlot *oldslot, const Datum *values, const b
 	TupleTableSlot *slot;
 	Bitmapset  *cols = NULL;
 	ItemPointerData before;
+	bool		updated;
 
 	for (int i = 0; i < desc->natts; i++)
 	{
@@ -321,6 +322,7 @@ write_update(Relation rel, TupleTableSlot *oldslot, const Datum *values, const b
 	ItemPointerSetInvalid(&slot->tts_tid);
 	before = slot->tts_tid;
 	ExecSimpleRelationUpdate(w.rri, w.estate, &w.epqstate, oldslot, slot);
+	updated = !ItemPointerEquals(&before, &slot->tts_tid);
 	write_end(&w);
-	return !ItemPointerEquals(&before, &slot->tts_tid);
+	return updated;
 }
