@@ -5,12 +5,15 @@
 # loads the extension, the naive PL/pgSQL baseline (bench/naive.sql) and a
 # data set (bench/setup.sql), and runs each scenario of bench/scenarios for a
 # fixed time at 1, 8 and 32 clients (pgbench -j 2, prepared statements, as
-# an application driver sends them).  Prints a table of TPS,
+# an application driver sends them; the connect_* scenarios open a new
+# connection for every transaction, pgbench -C).  Prints a table of TPS,
 # p50/p99 latency, the ratio to the scenario's floor (measured in the same
 # run) and to the naive baseline, and writes it as CSV to bench/results/.
 #
 #   BENCH_SECONDS   seconds per scenario and client count (default 10)
 #   BENCH_CLIENTS   client counts (default "1 8 32")
+#   BENCH_CONNECT_CLIENTS  client counts of the connect_* scenarios (default
+#                   BENCH_CLIENTS; each client holds one connection at a time)
 #   BENCH_ONLY      run only these scenarios (and their floors and baselines)
 #   --smoke         a few transactions per scenario against the current
 #                   server ($PGHOST...), to keep the scripts working (make test)
@@ -29,6 +32,7 @@ $smoke || in_virtualenv "$0" \
 export PATH="$("$PG_CONFIG" --bindir):$PATH"
 seconds=${BENCH_SECONDS:-10}
 clients=${BENCH_CLIENTS:-1 8 32}
+connect_clients=${BENCH_CONNECT_CLIENTS:-$clients}
 db=credits_bench
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -46,20 +50,30 @@ pgbench -i -q -s 10 "$db" >/dev/null 2>&1
 scenarios="select1||
 update_hot||
 update_spread||
+writes_spread||
+read_rows||
+read_row||
 tpcb||
-debit_spread|update_spread|naive_spread
+debit_spread|writes_spread|naive_spread
 debit_hot|update_hot|naive_hot
 debit_dry|update_hot|naive_dry
-allowed_models|select1|
-resolve_model|select1|
+allowed_models|read_rows|
+resolve_model|read_row|
 reserve_settle|update_spread|
 naive_spread|update_spread|
 naive_hot|update_hot|
-naive_dry|update_hot|"
+naive_dry|update_hot|
+connect_select1||
+connect_debit|connect_select1|
+connect_allowed_models|connect_select1|
+connect_resolve_model|connect_select1|
+connect_cost|connect_select1|
+connect_pool_status|connect_select1|"
 
 if $smoke; then
     seconds=0
     clients=2
+    connect_clients=2
 fi
 if [ -n "${BENCH_ONLY:-}" ]; then
     keep=" $BENCH_ONLY "
@@ -76,6 +90,8 @@ run() {
     local name=$1 c=$2 j=2 args
     [ "$c" -lt 2 ] && j=1
     if [ "$name" = tpcb ]; then args=(-b tpcb-like); else args=(-f "$here/scenarios/$name.sql"); fi
+    # a new connection for every transaction, as a client without a pool
+    case "$name" in connect_*) args+=(-C) ;; esac
     # the exhaustion scenarios start from a full pool each time
     case "$name" in
         debit_dry) q "SELECT credits.recharge('dry')" >/dev/null ;;
@@ -94,7 +110,9 @@ run() {
     fi
     grep -q "number of failed transactions: 0 " "$work/out" || { cat "$work/out" >&2; return 1; }
     local tps
-    tps=$(sed -nE 's/^tps = ([0-9.]+) \(without initial connection time\)/\1/p' "$work/out")
+    # with -C pgbench counts the reconnections in: "(including reconnection times)"
+    tps=$(sed -nE 's/^tps = ([0-9.]+) \((without initial connection time|including reconnection times)\)/\1/p' "$work/out")
+    [ -n "$tps" ] || { cat "$work/out" >&2; return 1; }
     if $smoke; then
         echo "$tps - -"
         return 0
@@ -112,12 +130,14 @@ declare -A TPS
 csv="$work/results.csv"
 echo "scenario,clients,tps,p50_ms,p99_ms,floor,ratio_to_floor,ratio_to_naive" > "$csv"
 while IFS='|' read -r name floor naive; do
-    for c in $clients; do
+    cs=$clients
+    case "$name" in connect_*) cs=$connect_clients ;; esac
+    for c in $cs; do
         result=$(run "$name" "$c") || { echo "scenario $name with $c clients failed" >&2; exit 1; }
         read -r tps p50 p99 <<< "$result"
         TPS[$name/$c]=$tps
         echo "$name,$c,$tps,$p50,$p99,$floor,," >> "$csv"
-        printf '  %-16s %3s clients  %10s tps\n' "$name" "$c" "$tps" >&2
+        printf '  %-22s %3s clients  %10s tps\n' "$name" "$c" "$tps" >&2
     done
 done <<< "$scenarios"
 
