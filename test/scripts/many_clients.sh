@@ -243,9 +243,14 @@ SELECT 'verify: ' || check_name || ' expected ' || expected || ' actual ' || act
 SQL
 )
 
+# structural integrity after the load (amcheck: heap and every btree)
+failures+=$(psql -X -q -At -v ON_ERROR_STOP=1 -d "$db" -f "$(dirname "$0")/../sql/amcheck.sql" 2>&1) ||
+    failures+=$'\namcheck failed to run'
+
 if [ -n "$failures" ]; then
     echo "$failures"
     exit 1
 fi
+echo "amcheck: heap and btree indexes of schema credits are intact"
 psql -X -q -At -d "$db" -c "SELECT 'debits ' || count(*) || ', replayed ' || count(*) FILTER (WHERE replayed) || ', ledger entries ' || (SELECT count(*) FROM credits.ledger WHERE org_id = 'many') || ', holds by status ' || (SELECT string_agg(status || ' ' || n, ', ') FROM (SELECT status, count(*) n FROM credits.holds GROUP BY 1 ORDER BY 1) h) || '; big: ' || (SELECT count(*) FROM credits.ledger WHERE org_id = 'big') || ' entries, ' || (SELECT count(*) FROM credits.events WHERE org_id = 'big') || ' events' FROM calls"
 dropdb "$db"
