@@ -94,30 +94,51 @@ reader_init(RowReader *r)
 
 /*
  * Open r's table and, with idx, its index.  Taking the locks processes
- * invalidations, which may reset r: it is looked up again then, and must
- * still name what was opened.
+ * invalidations, which may reset r: it is looked up again then, and what
+ * was opened must still be what r names.  An index rebuilt by REINDEX
+ * CONCURRENTLY has a new OID under the same name (the old one is dropped
+ * once no transaction uses the table): the new one is opened then.
  */
 Relation
 reader_open(RowReader *r, LOCKMODE lockmode, Relation *idx)
 {
-	Oid			relid;
-	Oid			indexid;
-	Relation	rel;
-
-	if (!OidIsValid(r->relid))
-		reader_init(r);
-	relid = r->relid;
-	indexid = r->indexid;
-	rel = table_open(relid, lockmode);
-	if (idx != NULL)
-		*idx = index_open(indexid, lockmode);
-	if (!OidIsValid(r->relid))
+	for (int attempt = 0;; attempt++)
 	{
-		reader_init(r);
-		if (r->relid != relid || r->indexid != indexid)
-			elog(ERROR, "credits.%s was replaced concurrently", r->table);
+		Oid			relid;
+		Oid			indexid;
+		Relation	rel;
+		Relation	index = NULL;
+
+		if (!OidIsValid(r->relid))
+			reader_init(r);
+		relid = r->relid;
+		indexid = r->indexid;
+		rel = table_open(relid, lockmode);
+		if (idx != NULL)
+			index = try_relation_open(indexid, lockmode);
+		if (!OidIsValid(r->relid) || (idx != NULL && index == NULL))
+		{
+			reader_init(r);
+			if (r->relid != relid || r->indexid != indexid)
+			{
+				if (r->relid != relid || attempt >= 100)
+					ereport(ERROR,
+							(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+							 errmsg("credits.%s was replaced concurrently", r->table),
+							 errhint("Retry the call.")));
+				/* its index was rebuilt: open the new one */
+				if (index != NULL)
+					relation_close(index, NoLock);
+				table_close(rel, NoLock);
+				continue;
+			}
+			if (idx != NULL && index == NULL)
+				elog(ERROR, "index %s of credits.%s is missing", r->index, r->table);
+		}
+		if (idx != NULL)
+			*idx = index;
+		return rel;
 	}
-	return rel;
 }
 
 /*

@@ -233,12 +233,15 @@ void
 write_insert(Relation rel, Datum *values, bool *nulls, const bool *set)
 {
 	TupleDesc	desc = RelationGetDescr(rel);
-	TableDefaults *d = table_defaults(rel);
+	TableDefaults *d;
 	TableWrite	w;
 	TupleTableSlot *slot;
 	ExprContext *econtext;
 	Bitmapset  *cols = NULL;
 	MemoryContext old;
+	int			ndefaults;
+	AttrNumber *attnums;
+	ExprState **exprs;
 
 	for (int i = 0; i < desc->natts; i++)
 	{
@@ -248,6 +251,21 @@ write_insert(Relation rel, Datum *values, bool *nulls, const bool *set)
 	write_begin(&w, rel, CMD_INSERT, cols);
 	old = MemoryContextSwitchTo(GetPerTupleMemoryContext(w.estate));
 
+	/*
+	 * The defaults, copied before any is evaluated: evaluating one can take a
+	 * lock (nextval() locks its sequence), which processes invalidations and
+	 * may drop the cached ones.  The table's own locks are all taken by now.
+	 */
+	d = table_defaults(rel);
+	ndefaults = d->n;
+	attnums = palloc(sizeof(AttrNumber) * Max(ndefaults, 1));
+	exprs = palloc(sizeof(ExprState *) * Max(ndefaults, 1));
+	for (int i = 0; i < ndefaults; i++)
+	{
+		attnums[i] = d->attnums[i];
+		exprs[i] = set[attnums[i] - 1] ? NULL : ExecInitExpr(copyObject(d->exprs[i]), NULL);
+	}
+
 	slot = ExecInitExtraTupleSlot(w.estate, desc, &TTSOpsVirtual);
 	ExecClearTuple(slot);
 	for (int i = 0; i < desc->natts; i++)
@@ -256,15 +274,11 @@ write_insert(Relation rel, Datum *values, bool *nulls, const bool *set)
 		slot->tts_isnull[i] = set[i] ? nulls[i] : true;
 	}
 	econtext = GetPerTupleExprContext(w.estate);
-	for (int i = 0; i < d->n; i++)
+	for (int i = 0; i < ndefaults; i++)
 	{
-		int			k = d->attnums[i] - 1;
-
-		if (set[k])
-			continue;
-		/* a copy: an invalidation may drop the cached expressions meanwhile */
-		slot->tts_values[k] = ExecEvalExpr(ExecInitExpr(copyObject(d->exprs[i]), NULL),
-										   econtext, &slot->tts_isnull[k]);
+		if (exprs[i] != NULL)
+			slot->tts_values[attnums[i] - 1] = ExecEvalExpr(exprs[i], econtext,
+															&slot->tts_isnull[attnums[i] - 1]);
 	}
 	ExecStoreVirtualTuple(slot);
 	MemoryContextSwitchTo(old);
