@@ -58,7 +58,7 @@ for _ in $(seq 1 100); do
     sleep 0.1
 done
 q "$old" "SELECT credits.credit_debit('pp', 'pia', 'gpt-4o', 4000, 0, 'p-1')" >/dev/null
-check "a period was closed under 1.0" "t" "$(q "$old" "SELECT count(*) >= 1 FROM credits.periods WHERE org_id = 'up'")"
+check "a period was closed under 1.0" "t" "$(q "$old" "SELECT count(*) >= 1 FROM credits.periods WHERE org_id = 'pp'")"
 r1=$(q "$old" "SELECT entry_id || ' ' || charged || ' ' || available FROM credits.credit_debit('up', 'ann', 'gpt-4o', 40000, 1000, 'r-1')")
 
 # 2. update in place
