@@ -14,3 +14,399 @@ ALTER FUNCTION credits.credit_debit(text, text, text, bigint, bigint, text) RESE
 ALTER FUNCTION credits.credit_reserve(text, text, text, bigint, bigint, text, interval) RESET enable_seqscan;
 ALTER FUNCTION credits.credit_settle(bigint, bigint, bigint) RESET enable_seqscan;
 ALTER FUNCTION credits.credit_release(bigint) RESET enable_seqscan;
+
+
+-- The credit type's operators and aggregates move to pg_catalog, so that
+-- sum(charged), available > 0 and a + b work from any search_path (a
+-- dashboard's "$user", public included).  They keep their OIDs, so the
+-- operator classes, views and stored expressions that use them are
+-- unchanged; function bodies that named them credits.sum(...) or
+-- OPERATOR(credits.+) are replaced below.
+ALTER OPERATOR credits.= (credits.credit, credits.credit) SET SCHEMA pg_catalog;
+ALTER OPERATOR credits.<> (credits.credit, credits.credit) SET SCHEMA pg_catalog;
+ALTER OPERATOR credits.< (credits.credit, credits.credit) SET SCHEMA pg_catalog;
+ALTER OPERATOR credits.<= (credits.credit, credits.credit) SET SCHEMA pg_catalog;
+ALTER OPERATOR credits.> (credits.credit, credits.credit) SET SCHEMA pg_catalog;
+ALTER OPERATOR credits.>= (credits.credit, credits.credit) SET SCHEMA pg_catalog;
+ALTER OPERATOR credits.+ (credits.credit, credits.credit) SET SCHEMA pg_catalog;
+ALTER OPERATOR credits.- (credits.credit, credits.credit) SET SCHEMA pg_catalog;
+ALTER OPERATOR credits.- (NONE, credits.credit) SET SCHEMA pg_catalog;
+ALTER OPERATOR credits.* (credits.credit, bigint) SET SCHEMA pg_catalog;
+ALTER OPERATOR credits.* (bigint, credits.credit) SET SCHEMA pg_catalog;
+ALTER OPERATOR credits./ (credits.credit, bigint) SET SCHEMA pg_catalog;
+ALTER AGGREGATE credits.sum(credits.credit) SET SCHEMA pg_catalog;
+ALTER AGGREGATE credits.min(credits.credit) SET SCHEMA pg_catalog;
+ALTER AGGREGATE credits.max(credits.credit) SET SCHEMA pg_catalog;
+ALTER AGGREGATE credits.avg(credits.credit) SET SCHEMA pg_catalog;
+
+-- Functions whose bodies named the operators or aggregates in schema credits.
+-- verify(org) of an org that does not exist is also UC004 (unknown org), as
+-- for every other function, instead of no rows ("consistent").
+
+CREATE OR REPLACE FUNCTION credits._consolidate(org text) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, credits, pg_temp AS $$
+DECLARE
+    used_ credits.credit;
+    calls_ bigint;
+    shortfall_ credits.credit;
+BEGIN
+    PERFORM 1 FROM credits.pools p WHERE p.org_id = org FOR UPDATE;
+    SELECT coalesce(pg_catalog.sum(s.used), 0), coalesce(sum(s.calls), 0),
+           coalesce(pg_catalog.sum(s.shortfall), 0)
+      INTO used_, calls_, shortfall_
+      FROM (SELECT * FROM credits.pool_stripes s WHERE s.org_id = org
+             ORDER BY s.stripe FOR UPDATE) s;
+    UPDATE credits.pool_stripes s SET funds = 0, used = 0, calls = 0, shortfall = 0
+     WHERE s.org_id = org
+       AND (s.funds <> 0 OR s.used <> 0 OR s.calls <> 0 OR s.shortfall <> 0);
+    IF used_ <> 0 OR calls_ <> 0 OR shortfall_ <> 0 THEN
+        UPDATE credits.pools p SET allowance_used = p.allowance_used + used_,
+                                   calls = p.calls + calls_,
+                                   shortfall = p.shortfall + shortfall_
+         WHERE p.org_id = org;
+    END IF;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION credits._raise_allowance(org text) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, credits, pg_temp AS $$
+DECLARE
+    total credits.credit;
+BEGIN
+    PERFORM 1 FROM credits.pools p WHERE p.org_id = org FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    SELECT coalesce(pg_catalog.sum(coalesce(m.allowance, o.allowance_per_user)), 0)
+      INTO total
+      FROM credits.orgs o
+      JOIN credits.members m ON m.org_id = o.org_id AND m.active
+     WHERE o.org_id = org;
+    UPDATE credits.pools p SET allowance = total
+     WHERE p.org_id = org AND p.allowance < total;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION credits._rollover(org text, as_of timestamptz) RETURNS boolean
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, credits, pg_temp AS $$
+DECLARE
+    p credits.pools;
+    old credits.pools;
+    o credits.orgs;
+    b record;
+    new_allowance credits.credit;
+    expiring credits.credit;
+BEGIN
+    SELECT * INTO old FROM credits.pools WHERE org_id = org FOR UPDATE;
+    p := old;
+    IF NOT FOUND OR p.period_end > as_of THEN
+        RETURN false;
+    END IF;
+    SELECT * INTO o FROM credits.orgs WHERE org_id = org;
+    SELECT * INTO b FROM credits.billing_period(o.billing_anchor, o.period, o.time_zone, as_of);
+
+    INSERT INTO credits.periods (org_id, period_start, period_end, allowance, allowance_used,
+                                 topup_used, shortfall, calls)
+    VALUES (org, p.period_start, p.period_end, p.allowance, p.allowance_used, p.topup_used,
+            p.shortfall, p.calls);
+
+    SELECT coalesce(pg_catalog.sum(coalesce(m.allowance, o.allowance_per_user)), 0)
+      INTO new_allowance
+      FROM credits.members m WHERE m.org_id = org AND m.active;
+
+    SELECT coalesce(pg_catalog.sum(g.remaining), 0) INTO expiring
+      FROM credits.grants g
+     WHERE g.org_id = org AND g.remaining > 0 AND g.expires_at <= as_of;
+
+    -- Start the new period.  Every step keeps the pool's figures valid: the
+    -- allowance changes only once what is reserved fits in the new funds.
+    -- members' usage starts again; their open holds are carried
+    DELETE FROM credits.member_usage WHERE org_id = org AND reserved = 0;
+    UPDATE credits.member_usage SET used = 0 WHERE org_id = org;
+    UPDATE credits.pools
+       SET period_start = b.period_start, period_end = b.period_end,
+           allowance_used = 0, topup_used = 0, calls = 0, shortfall = 0, alert_level = 0,
+           stripes = 0, waits = 0
+     WHERE org_id = org;
+    -- expired holds are released; the others are carried, trimmed if the
+    -- new period (without its expired grants) cannot cover them
+    PERFORM credits._expire_holds(org, as_of, new_allowance + p.topup);
+    PERFORM credits._trim_holds(org, new_allowance + p.topup - expiring, new_allowance + p.topup);
+    UPDATE credits.pools SET allowance = new_allowance WHERE org_id = org;
+    PERFORM credits._expire_grants(org, as_of);
+    SELECT * INTO p FROM credits.pools WHERE org_id = org;
+    UPDATE credits.pools SET alert_level = credits._alert_level(p, o.thresholds)
+     WHERE org_id = org RETURNING * INTO p;
+
+    INSERT INTO credits.ledger (org_id, kind, period_start, available_after, note)
+    VALUES (org, 'reset', p.period_start, credits._available(p),
+            'period ' || b.period_start || ' .. ' || b.period_end);
+    PERFORM credits._emit_event(org, 'period_reset', jsonb_build_object(
+        'period_start', p.period_start, 'period_end', p.period_end,
+        'allowance', p.allowance::numeric, 'topup', p.topup::numeric,
+        'reserved', p.reserved::numeric, 'available', credits._available(p)::numeric,
+        'previous', jsonb_build_object(
+            'period_start', old.period_start, 'period_end', old.period_end,
+            'allowance', old.allowance::numeric, 'allowance_used', old.allowance_used::numeric,
+            'topup_used', old.topup_used::numeric, 'shortfall', old.shortfall::numeric,
+            'calls', old.calls)));
+    RETURN true;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION credits._pool_now(p credits.pools, o credits.orgs, as_of timestamptz,
+                                  OUT period_start timestamptz, OUT period_end timestamptz,
+                                  OUT allowance credits.credit, OUT allowance_used credits.credit,
+                                  OUT topup credits.credit, OUT reserved credits.credit)
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, credits, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    b record;
+BEGIN
+    period_start := p.period_start;
+    period_end := p.period_end;
+    allowance := p.allowance;
+    allowance_used := p.allowance_used
+        + coalesce((SELECT pg_catalog.sum(s.used) FROM credits.pool_stripes s
+                     WHERE s.org_id = p.org_id), 0);
+    topup := p.topup;
+    reserved := p.reserved;
+    IF p.next_hold_expiry <= as_of THEN
+        reserved := reserved - coalesce((SELECT pg_catalog.sum(h.reserved) FROM credits.holds h
+                                          WHERE h.org_id = p.org_id AND h.status = 'open'
+                                            AND h.expires_at <= as_of), 0);
+    END IF;
+    IF p.next_grant_expiry <= as_of THEN
+        topup := topup - coalesce((SELECT pg_catalog.sum(g.remaining) FROM credits.grants g
+                                    WHERE g.org_id = p.org_id AND g.remaining > 0
+                                      AND g.expires_at <= as_of), 0);
+    END IF;
+    IF p.period_end <= as_of THEN
+        SELECT * INTO b FROM credits.billing_period(o.billing_anchor, o.period, o.time_zone, as_of);
+        period_start := b.period_start;
+        period_end := b.period_end;
+        allowance := coalesce((SELECT pg_catalog.sum(coalesce(m.allowance, o.allowance_per_user))
+                                 FROM credits.members m
+                                WHERE m.org_id = p.org_id AND m.active), 0);
+        allowance_used := 0;
+    END IF;
+    -- holds the pool can no longer cover are trimmed
+    reserved := least(reserved, greatest(allowance - allowance_used + topup, 0));
+END
+$$;
+
+CREATE OR REPLACE FUNCTION credits.usage(org_id text, since timestamptz DEFAULT NULL,
+                              until timestamptz DEFAULT NULL)
+    RETURNS TABLE(user_id text, model text, calls bigint, input_tokens numeric,
+                  output_tokens numeric, cost credits.credit, charged credits.credit,
+                  shortfall credits.credit)
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, credits, pg_temp AS $$
+DECLARE
+    o credits.orgs := credits._get_org(org_id);
+    lo timestamptz := since;
+    hi timestamptz := until;
+BEGIN
+    IF lo IS NULL AND hi IS NULL THEN
+        SELECT p.period_start, p.period_end INTO lo, hi
+          FROM credits.pools p WHERE p.org_id = o.org_id;
+    END IF;
+    RETURN QUERY
+        SELECT l.user_id, l.model, count(*), sum(l.input_tokens), sum(l.output_tokens),
+               coalesce(pg_catalog.sum(l.cost), 0), coalesce(pg_catalog.sum(l.charged), 0),
+               coalesce(pg_catalog.sum(l.shortfall), 0)
+          FROM credits.ledger l
+         WHERE l.org_id = o.org_id
+           AND l.kind IN ('debit', 'settle')
+           AND (lo IS NULL OR l.created_at >= lo)
+           AND (hi IS NULL OR l.created_at < hi)
+         GROUP BY l.user_id, l.model
+         ORDER BY l.user_id, l.model;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION credits.verify(org_id text DEFAULT NULL)
+    RETURNS TABLE(org_id text, check_name text, expected text, actual text)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, credits, pg_temp AS $$
+    -- an org that does not exist is UC004, not "consistent"
+    SELECT credits._get_org(verify.org_id) WHERE verify.org_id IS NOT NULL;
+    WITH pools AS (
+        -- a pool is its row plus its escrow stripes
+        SELECT p.org_id, p.period_start, p.period_end, p.allowance,
+               p.allowance_used + coalesce(s.used, 0) AS allowance_used, p.topup,
+               p.topup_used, p.reserved,
+               p.allowance - p.allowance_used - coalesce(s.used, 0) + p.topup - p.reserved
+                 AS available,
+               coalesce(s.funds, 0) AS escrowed, coalesce(s.negative, false) AS negative_stripe,
+               p.stripes, s.beyond
+          FROM credits.pools p
+          LEFT JOIN (SELECT x.org_id, pg_catalog.sum(x.used) AS used, pg_catalog.sum(x.funds) AS funds,
+                            bool_or(x.funds < 0 OR x.used < 0) AS negative,
+                            max(x.stripe) FILTER (WHERE x.funds <> 0 OR x.used <> 0) AS beyond
+                       FROM credits.pool_stripes x GROUP BY x.org_id) s USING (org_id)
+         WHERE $1 IS NULL OR p.org_id = $1
+    ),
+    ledger AS (
+        SELECT l.* FROM credits.ledger l WHERE $1 IS NULL OR l.org_id = $1
+    ),
+    period_ledger AS (
+        SELECT p.org_id,
+               coalesce(pg_catalog.sum(l.from_allowance), 0) AS from_allowance,
+               coalesce(pg_catalog.sum(l.from_topup), 0) AS from_topup
+          FROM pools p
+          LEFT JOIN ledger l ON l.org_id = p.org_id AND l.period_start = p.period_start
+         GROUP BY p.org_id
+    ),
+    all_ledger AS (
+        SELECT p.org_id,
+               coalesce(pg_catalog.sum(l.topup_change), 0)
+                 - coalesce(pg_catalog.sum(l.from_topup), 0) AS topup,
+               coalesce(pg_catalog.sum(l.reserved_change), 0) AS reserved
+          FROM pools p
+          LEFT JOIN ledger l ON l.org_id = p.org_id
+         GROUP BY p.org_id
+    ),
+    -- a recharge restores the period: members' usage counts from the last one
+    restored AS (
+        SELECT p.org_id, coalesce(max(l.entry_id), 0) AS after
+          FROM pools p
+          LEFT JOIN ledger l ON l.org_id = p.org_id AND l.period_start = p.period_start
+                            AND l.kind = 'recharge' AND l.from_allowance <> 0
+         GROUP BY p.org_id
+    ),
+    member_ledger AS (
+        SELECT l.org_id, l.user_id, pg_catalog.sum(l.charged) AS charged
+          FROM pools p
+          JOIN restored r ON r.org_id = p.org_id
+          JOIN ledger l ON l.org_id = p.org_id AND l.period_start = p.period_start
+                       AND l.entry_id > r.after
+         WHERE l.user_id IS NOT NULL
+         GROUP BY l.org_id, l.user_id
+    ),
+    members_allowance AS (
+        SELECT m.org_id, pg_catalog.sum(coalesce(m.allowance, o.allowance_per_user)) AS total
+          FROM credits.members m JOIN credits.orgs o USING (org_id)
+         WHERE m.active AND ($1 IS NULL OR m.org_id = $1)
+         GROUP BY m.org_id
+    ),
+    grants AS (
+        SELECT g.*, coalesce((SELECT pg_catalog.sum(d.amount) FROM credits.grant_draws d
+                               WHERE d.grant_id = g.grant_id), 0) AS drawn
+          FROM credits.grants g WHERE $1 IS NULL OR g.org_id = $1
+    ),
+    open_holds AS (
+        SELECT p.org_id, coalesce(pg_catalog.sum(h.reserved), 0) AS reserved
+          FROM pools p
+          LEFT JOIN credits.holds h ON h.org_id = p.org_id AND h.status = 'open'
+         GROUP BY p.org_id
+    ),
+    member_holds AS (
+        SELECT h.org_id, h.user_id, pg_catalog.sum(h.reserved) AS reserved
+          FROM credits.holds h
+         WHERE h.status = 'open' AND ($1 IS NULL OR h.org_id = $1)
+         GROUP BY h.org_id, h.user_id
+    )
+    -- 1. available >= 0
+    SELECT p.org_id, 'available_not_negative', '>= 0', p.available::text
+      FROM pools p WHERE p.available < 0
+    UNION ALL
+    -- escrowed credits are part of what is available, never negative
+    SELECT p.org_id, 'escrow_within_available', '<= ' || p.available::text, p.escrowed::text
+      FROM pools p WHERE p.escrowed > p.available OR p.negative_stripe
+    UNION ALL
+    -- the stripes numbered from pools.stripes on are empty (readers skip them)
+    SELECT p.org_id, 'stripes_beyond_count_empty', '< ' || p.stripes, p.beyond::text
+      FROM pools p WHERE p.beyond >= p.stripes
+    UNION ALL
+    -- 2. pool figures equal what the ledger implies
+    SELECT p.org_id, 'allowance_used_matches_ledger', l.from_allowance::text, p.allowance_used::text
+      FROM pools p JOIN period_ledger l USING (org_id)
+     WHERE p.allowance_used <> l.from_allowance
+    UNION ALL
+    SELECT p.org_id, 'topup_used_matches_ledger', l.from_topup::text, p.topup_used::text
+      FROM pools p JOIN period_ledger l USING (org_id)
+     WHERE p.topup_used <> l.from_topup
+    UNION ALL
+    SELECT p.org_id, 'topup_matches_ledger', l.topup::text, p.topup::text
+      FROM pools p JOIN all_ledger l USING (org_id)
+     WHERE p.topup <> l.topup
+    UNION ALL
+    SELECT p.org_id, 'topup_matches_grants',
+           coalesce((SELECT pg_catalog.sum(g.remaining) FROM grants g WHERE g.org_id = p.org_id), 0)::text,
+           p.topup::text
+      FROM pools p
+     WHERE p.topup <> coalesce((SELECT pg_catalog.sum(g.remaining) FROM grants g
+                                 WHERE g.org_id = p.org_id), 0)
+    UNION ALL
+    SELECT p.org_id, 'reserved_matches_ledger', l.reserved::text, p.reserved::text
+      FROM pools p JOIN all_ledger l USING (org_id)
+     WHERE p.reserved <> l.reserved
+    UNION ALL
+    SELECT p.org_id, 'reserved_matches_open_holds', h.reserved::text, p.reserved::text
+      FROM pools p JOIN open_holds h USING (org_id)
+     WHERE p.reserved <> h.reserved
+    UNION ALL
+    -- each grant's remaining equals its amount minus its draws (and expiry)
+    SELECT g.org_id, 'grant_remaining:' || g.grant_id,
+           (g.amount - g.drawn - g.expired_amount)::text, g.remaining::text
+      FROM grants g
+     WHERE g.remaining <> g.amount - g.drawn - g.expired_amount
+    UNION ALL
+    SELECT l.org_id, 'grant_draws_match_entry:' || l.entry_id, l.from_topup::text,
+           coalesce((SELECT pg_catalog.sum(d.amount) FROM credits.grant_draws d
+                      WHERE d.entry_id = l.entry_id), 0)::text
+      FROM ledger l
+     WHERE l.from_topup <> coalesce((SELECT pg_catalog.sum(d.amount) FROM credits.grant_draws d
+                                      WHERE d.entry_id = l.entry_id), 0)
+    UNION ALL
+    -- member usage equals the sum of that member's charges
+    SELECT coalesce(u.org_id, l.org_id),
+           'member_usage_matches_ledger:' || coalesce(u.user_id, l.user_id),
+           coalesce(l.charged, 0)::text, coalesce(u.used, 0)::text
+      FROM (SELECT mu.* FROM credits.member_usage mu JOIN pools p USING (org_id)) u
+      FULL JOIN member_ledger l USING (org_id, user_id)
+     WHERE coalesce(u.used, 0) <> coalesce(l.charged, 0)
+    UNION ALL
+    SELECT coalesce(u.org_id, h.org_id),
+           'member_reserved_matches_holds:' || coalesce(u.user_id, h.user_id),
+           coalesce(h.reserved, 0)::text, coalesce(u.reserved, 0)::text
+      FROM (SELECT mu.* FROM credits.member_usage mu JOIN pools p USING (org_id)) u
+      FULL JOIN member_holds h USING (org_id, user_id)
+     WHERE coalesce(u.reserved, 0) <> coalesce(h.reserved, 0)
+    UNION ALL
+    -- the pool's allowance covers every active member
+    SELECT p.org_id, 'allowance_covers_members', '>= ' || coalesce(m.total, 0)::text,
+           p.allowance::text
+      FROM pools p LEFT JOIN members_allowance m USING (org_id)
+     WHERE p.allowance < coalesce(m.total, 0)
+    UNION ALL
+    -- each entry is well formed
+    SELECT l.org_id, 'ledger_entry:' || l.entry_id,
+           'known kind; charged = from_allowance + from_topup <= cost - shortfall',
+           l.kind || ' ' || l.charged || ' ' || l.from_allowance || ' ' || l.from_topup
+             || ' ' || l.cost || ' ' || l.shortfall
+      FROM ledger l
+     WHERE l.kind NOT IN ('debit', 'hold', 'settle', 'release', 'recharge', 'topup',
+                          'expire', 'reset', 'adjust')
+        OR (l.kind IN ('debit', 'settle')
+            AND (l.charged <> l.from_allowance + l.from_topup
+                 OR l.charged + l.shortfall > l.cost
+                 OR l.charged < 0 OR l.shortfall < 0))
+    UNION ALL
+    -- pool and member figures are never negative
+    SELECT p.org_id, 'pool_figures_not_negative', '>= 0',
+           p.allowance_used || ' ' || p.topup || ' ' || p.topup_used || ' ' || p.reserved
+      FROM pools p
+     WHERE p.allowance_used < 0 OR p.allowance_used > p.allowance OR p.topup < 0
+        OR p.topup_used < 0 OR p.reserved < 0
+    UNION ALL
+    SELECT u.org_id, 'member_usage_not_negative:' || u.user_id, '>= 0', u.used || ' ' || u.reserved
+      FROM credits.member_usage u JOIN pools p USING (org_id)
+     WHERE u.used < 0 OR u.reserved < 0
+    UNION ALL
+    -- 3. a request_id is charged at most once per org
+    SELECT l.org_id, 'request_id_once:' || l.request_id, '1', count(*)::text
+      FROM ledger l
+     WHERE l.request_id IS NOT NULL
+     GROUP BY l.org_id, l.request_id HAVING count(*) > 1
+    ORDER BY 1, 2
+$$;

@@ -3,7 +3,6 @@
 \pset border 2
 \pset footer off
 \set ON_ERROR_STOP on
-SET search_path = public, credits;
 
 \echo
 \echo '== 1. CREATE EXTENSION credits: the default catalog ships three providers'
@@ -93,6 +92,6 @@ SELECT org_id, allowance, allowance_used, topup, available FROM credits.pool_sta
 
 \echo
 \echo '== 13. The ledger is the truth, and everything agrees with it'
-SELECT kind, count(*) AS entries, credits.sum(charged) AS charged
+SELECT kind, count(*) AS entries, sum(charged) AS charged
   FROM credits.ledger GROUP BY kind ORDER BY kind;
 SELECT count(*) AS "verify(): violations" FROM credits.verify();

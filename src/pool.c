@@ -553,8 +553,8 @@ add_member_usage(const char *org_id, const char *user_id, Credit used, Credit re
 			"INSERT INTO credits.member_usage AS u (org_id, user_id, used, reserved)"
 			" VALUES ($1, $2, credits._micro($3), credits._micro($4))"
 			" ON CONFLICT (org_id, user_id) DO UPDATE"
-			"    SET used = u.used OPERATOR(credits.+) EXCLUDED.used,"
-			"        reserved = u.reserved OPERATOR(credits.+) EXCLUDED.reserved",
+			"    SET used = u.used OPERATOR(pg_catalog.+) EXCLUDED.used,"
+			"        reserved = u.reserved OPERATOR(pg_catalog.+) EXCLUDED.reserved",
 			4, argtypes);
 	}
 	args[0] = CStringGetTextDatum(org_id);

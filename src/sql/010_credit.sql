@@ -57,44 +57,44 @@ CREATE FUNCTION credits.credit_smaller(credits.credit, credits.credit) RETURNS c
 CREATE FUNCTION credits.credit_larger(credits.credit, credits.credit) RETURNS credits.credit
     AS 'MODULE_PATHNAME', 'credit_larger' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 
-CREATE OPERATOR credits.= (
+CREATE OPERATOR pg_catalog.= (
     LEFTARG = credits.credit, RIGHTARG = credits.credit, PROCEDURE = credits.credit_eq,
-    COMMUTATOR = OPERATOR(credits.=), NEGATOR = OPERATOR(credits.<>),
+    COMMUTATOR = OPERATOR(pg_catalog.=), NEGATOR = OPERATOR(pg_catalog.<>),
     RESTRICT = eqsel, JOIN = eqjoinsel, HASHES, MERGES);
-CREATE OPERATOR credits.<> (
+CREATE OPERATOR pg_catalog.<> (
     LEFTARG = credits.credit, RIGHTARG = credits.credit, PROCEDURE = credits.credit_ne,
-    COMMUTATOR = OPERATOR(credits.<>), NEGATOR = OPERATOR(credits.=),
+    COMMUTATOR = OPERATOR(pg_catalog.<>), NEGATOR = OPERATOR(pg_catalog.=),
     RESTRICT = neqsel, JOIN = neqjoinsel);
-CREATE OPERATOR credits.< (
+CREATE OPERATOR pg_catalog.< (
     LEFTARG = credits.credit, RIGHTARG = credits.credit, PROCEDURE = credits.credit_lt,
-    COMMUTATOR = OPERATOR(credits.>), NEGATOR = OPERATOR(credits.>=),
+    COMMUTATOR = OPERATOR(pg_catalog.>), NEGATOR = OPERATOR(pg_catalog.>=),
     RESTRICT = scalarltsel, JOIN = scalarltjoinsel);
-CREATE OPERATOR credits.<= (
+CREATE OPERATOR pg_catalog.<= (
     LEFTARG = credits.credit, RIGHTARG = credits.credit, PROCEDURE = credits.credit_le,
-    COMMUTATOR = OPERATOR(credits.>=), NEGATOR = OPERATOR(credits.>),
+    COMMUTATOR = OPERATOR(pg_catalog.>=), NEGATOR = OPERATOR(pg_catalog.>),
     RESTRICT = scalarlesel, JOIN = scalarlejoinsel);
-CREATE OPERATOR credits.> (
+CREATE OPERATOR pg_catalog.> (
     LEFTARG = credits.credit, RIGHTARG = credits.credit, PROCEDURE = credits.credit_gt,
-    COMMUTATOR = OPERATOR(credits.<), NEGATOR = OPERATOR(credits.<=),
+    COMMUTATOR = OPERATOR(pg_catalog.<), NEGATOR = OPERATOR(pg_catalog.<=),
     RESTRICT = scalargtsel, JOIN = scalargtjoinsel);
-CREATE OPERATOR credits.>= (
+CREATE OPERATOR pg_catalog.>= (
     LEFTARG = credits.credit, RIGHTARG = credits.credit, PROCEDURE = credits.credit_ge,
-    COMMUTATOR = OPERATOR(credits.<=), NEGATOR = OPERATOR(credits.<),
+    COMMUTATOR = OPERATOR(pg_catalog.<=), NEGATOR = OPERATOR(pg_catalog.<),
     RESTRICT = scalargesel, JOIN = scalargejoinsel);
 
 CREATE OPERATOR CLASS credits.credit_ops
     DEFAULT FOR TYPE credits.credit USING btree AS
-        OPERATOR 1 credits.<,
-        OPERATOR 2 credits.<=,
-        OPERATOR 3 credits.=,
-        OPERATOR 4 credits.>=,
-        OPERATOR 5 credits.>,
+        OPERATOR 1 pg_catalog.<,
+        OPERATOR 2 pg_catalog.<=,
+        OPERATOR 3 pg_catalog.=,
+        OPERATOR 4 pg_catalog.>=,
+        OPERATOR 5 pg_catalog.>,
         FUNCTION 1 credits.credit_cmp(credits.credit, credits.credit),
         FUNCTION 2 credits.credit_sortsupport(internal);
 
 CREATE OPERATOR CLASS credits.credit_hash_ops
     DEFAULT FOR TYPE credits.credit USING hash AS
-        OPERATOR 1 credits.=,
+        OPERATOR 1 pg_catalog.=,
         FUNCTION 1 credits.credit_hash(credits.credit),
         FUNCTION 2 credits.credit_hash_extended(credits.credit, bigint);
 
@@ -112,16 +112,16 @@ CREATE FUNCTION credits.int8_mul_credit(bigint, credits.credit) RETURNS credits.
 CREATE FUNCTION credits.credit_div_int8(credits.credit, bigint) RETURNS credits.credit
     AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 
-CREATE OPERATOR credits.+ (LEFTARG = credits.credit, RIGHTARG = credits.credit,
-    PROCEDURE = credits.credit_pl, COMMUTATOR = OPERATOR(credits.+));
-CREATE OPERATOR credits.- (LEFTARG = credits.credit, RIGHTARG = credits.credit,
+CREATE OPERATOR pg_catalog.+ (LEFTARG = credits.credit, RIGHTARG = credits.credit,
+    PROCEDURE = credits.credit_pl, COMMUTATOR = OPERATOR(pg_catalog.+));
+CREATE OPERATOR pg_catalog.- (LEFTARG = credits.credit, RIGHTARG = credits.credit,
     PROCEDURE = credits.credit_mi);
-CREATE OPERATOR credits.- (RIGHTARG = credits.credit, PROCEDURE = credits.credit_um);
-CREATE OPERATOR credits.* (LEFTARG = credits.credit, RIGHTARG = bigint,
-    PROCEDURE = credits.credit_mul_int8, COMMUTATOR = OPERATOR(credits.*));
-CREATE OPERATOR credits.* (LEFTARG = bigint, RIGHTARG = credits.credit,
-    PROCEDURE = credits.int8_mul_credit, COMMUTATOR = OPERATOR(credits.*));
-CREATE OPERATOR credits./ (LEFTARG = credits.credit, RIGHTARG = bigint,
+CREATE OPERATOR pg_catalog.- (RIGHTARG = credits.credit, PROCEDURE = credits.credit_um);
+CREATE OPERATOR pg_catalog.* (LEFTARG = credits.credit, RIGHTARG = bigint,
+    PROCEDURE = credits.credit_mul_int8, COMMUTATOR = OPERATOR(pg_catalog.*));
+CREATE OPERATOR pg_catalog.* (LEFTARG = bigint, RIGHTARG = credits.credit,
+    PROCEDURE = credits.int8_mul_credit, COMMUTATOR = OPERATOR(pg_catalog.*));
+CREATE OPERATOR pg_catalog./ (LEFTARG = credits.credit, RIGHTARG = bigint,
     PROCEDURE = credits.credit_div_int8);
 
 -- Only these mixed operators exist, on purpose: with the implicit integer
@@ -171,24 +171,24 @@ CREATE FUNCTION credits.credit_sum_final(bigint[]) RETURNS credits.credit
 
 -- sum and avg add up in 128 bits ({count, low, high} in a bigint[3]): only a
 -- result out of range is an error, whatever the order of the rows.
-CREATE AGGREGATE credits.sum(credits.credit) (
+CREATE AGGREGATE pg_catalog.sum(credits.credit) (
     SFUNC = credits.credit_avg_accum, STYPE = bigint[], INITCOND = '{0,0,0}',
     COMBINEFUNC = credits.credit_avg_combine, FINALFUNC = credits.credit_sum_final,
     PARALLEL = SAFE);
-CREATE AGGREGATE credits.min(credits.credit) (
+CREATE AGGREGATE pg_catalog.min(credits.credit) (
     SFUNC = credits.credit_smaller, STYPE = credits.credit,
-    COMBINEFUNC = credits.credit_smaller, SORTOP = OPERATOR(credits.<), PARALLEL = SAFE);
-CREATE AGGREGATE credits.max(credits.credit) (
+    COMBINEFUNC = credits.credit_smaller, SORTOP = OPERATOR(pg_catalog.<), PARALLEL = SAFE);
+CREATE AGGREGATE pg_catalog.max(credits.credit) (
     SFUNC = credits.credit_larger, STYPE = credits.credit,
-    COMBINEFUNC = credits.credit_larger, SORTOP = OPERATOR(credits.>), PARALLEL = SAFE);
-CREATE AGGREGATE credits.avg(credits.credit) (
+    COMBINEFUNC = credits.credit_larger, SORTOP = OPERATOR(pg_catalog.>), PARALLEL = SAFE);
+CREATE AGGREGATE pg_catalog.avg(credits.credit) (
     SFUNC = credits.credit_avg_accum, STYPE = bigint[], INITCOND = '{0,0,0}',
     COMBINEFUNC = credits.credit_avg_combine, FINALFUNC = credits.credit_avg_final,
     PARALLEL = SAFE);
 
-COMMENT ON AGGREGATE credits.sum(credits.credit) IS
+COMMENT ON AGGREGATE pg_catalog.sum(credits.credit) IS
     'exact sum; a total out of range is an error (22003)';
-COMMENT ON AGGREGATE credits.min(credits.credit) IS 'smallest amount';
-COMMENT ON AGGREGATE credits.max(credits.credit) IS 'largest amount';
-COMMENT ON AGGREGATE credits.avg(credits.credit) IS
+COMMENT ON AGGREGATE pg_catalog.min(credits.credit) IS 'smallest amount';
+COMMENT ON AGGREGATE pg_catalog.max(credits.credit) IS 'largest amount';
+COMMENT ON AGGREGATE pg_catalog.avg(credits.credit) IS
     'mean, rounded half away from zero to the micro-credit';

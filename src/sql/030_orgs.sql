@@ -156,8 +156,8 @@ DECLARE
     shortfall_ credits.credit;
 BEGIN
     PERFORM 1 FROM credits.pools p WHERE p.org_id = org FOR UPDATE;
-    SELECT coalesce(credits.sum(s.used), 0), coalesce(sum(s.calls), 0),
-           coalesce(credits.sum(s.shortfall), 0)
+    SELECT coalesce(pg_catalog.sum(s.used), 0), coalesce(sum(s.calls), 0),
+           coalesce(pg_catalog.sum(s.shortfall), 0)
       INTO used_, calls_, shortfall_
       FROM (SELECT * FROM credits.pool_stripes s WHERE s.org_id = org
              ORDER BY s.stripe FOR UPDATE) s;
@@ -201,7 +201,7 @@ BEGIN
     IF NOT FOUND THEN
         RETURN;
     END IF;
-    SELECT coalesce(credits.sum(coalesce(m.allowance, o.allowance_per_user)), 0)
+    SELECT coalesce(pg_catalog.sum(coalesce(m.allowance, o.allowance_per_user)), 0)
       INTO total
       FROM credits.orgs o
       JOIN credits.members m ON m.org_id = o.org_id AND m.active

@@ -162,11 +162,11 @@ BEGIN
     VALUES (org, p.period_start, p.period_end, p.allowance, p.allowance_used, p.topup_used,
             p.shortfall, p.calls);
 
-    SELECT coalesce(credits.sum(coalesce(m.allowance, o.allowance_per_user)), 0)
+    SELECT coalesce(pg_catalog.sum(coalesce(m.allowance, o.allowance_per_user)), 0)
       INTO new_allowance
       FROM credits.members m WHERE m.org_id = org AND m.active;
 
-    SELECT coalesce(credits.sum(g.remaining), 0) INTO expiring
+    SELECT coalesce(pg_catalog.sum(g.remaining), 0) INTO expiring
       FROM credits.grants g
      WHERE g.org_id = org AND g.remaining > 0 AND g.expires_at <= as_of;
 

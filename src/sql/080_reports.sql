@@ -18,17 +18,17 @@ BEGIN
     period_end := p.period_end;
     allowance := p.allowance;
     allowance_used := p.allowance_used
-        + coalesce((SELECT credits.sum(s.used) FROM credits.pool_stripes s
+        + coalesce((SELECT pg_catalog.sum(s.used) FROM credits.pool_stripes s
                      WHERE s.org_id = p.org_id), 0);
     topup := p.topup;
     reserved := p.reserved;
     IF p.next_hold_expiry <= as_of THEN
-        reserved := reserved - coalesce((SELECT credits.sum(h.reserved) FROM credits.holds h
+        reserved := reserved - coalesce((SELECT pg_catalog.sum(h.reserved) FROM credits.holds h
                                           WHERE h.org_id = p.org_id AND h.status = 'open'
                                             AND h.expires_at <= as_of), 0);
     END IF;
     IF p.next_grant_expiry <= as_of THEN
-        topup := topup - coalesce((SELECT credits.sum(g.remaining) FROM credits.grants g
+        topup := topup - coalesce((SELECT pg_catalog.sum(g.remaining) FROM credits.grants g
                                     WHERE g.org_id = p.org_id AND g.remaining > 0
                                       AND g.expires_at <= as_of), 0);
     END IF;
@@ -36,7 +36,7 @@ BEGIN
         SELECT * INTO b FROM credits.billing_period(o.billing_anchor, o.period, o.time_zone, as_of);
         period_start := b.period_start;
         period_end := b.period_end;
-        allowance := coalesce((SELECT credits.sum(coalesce(m.allowance, o.allowance_per_user))
+        allowance := coalesce((SELECT pg_catalog.sum(coalesce(m.allowance, o.allowance_per_user))
                                  FROM credits.members m
                                 WHERE m.org_id = p.org_id AND m.active), 0);
         allowance_used := 0;
@@ -76,8 +76,8 @@ BEGIN
     END IF;
     RETURN QUERY
         SELECT l.user_id, l.model, count(*), sum(l.input_tokens), sum(l.output_tokens),
-               coalesce(credits.sum(l.cost), 0), coalesce(credits.sum(l.charged), 0),
-               coalesce(credits.sum(l.shortfall), 0)
+               coalesce(pg_catalog.sum(l.cost), 0), coalesce(pg_catalog.sum(l.charged), 0),
+               coalesce(pg_catalog.sum(l.shortfall), 0)
           FROM credits.ledger l
          WHERE l.org_id = o.org_id
            AND l.kind IN ('debit', 'settle')
@@ -95,6 +95,8 @@ COMMENT ON FUNCTION credits.usage(text, timestamptz, timestamptz) IS
 CREATE FUNCTION credits.verify(org_id text DEFAULT NULL)
     RETURNS TABLE(org_id text, check_name text, expected text, actual text)
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, credits, pg_temp AS $$
+    -- an org that does not exist is UC004, not "consistent"
+    SELECT credits._get_org(verify.org_id) WHERE verify.org_id IS NOT NULL;
     WITH pools AS (
         -- a pool is its row plus its escrow stripes
         SELECT p.org_id, p.period_start, p.period_end, p.allowance,
@@ -105,7 +107,7 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, credits, pg_t
                coalesce(s.funds, 0) AS escrowed, coalesce(s.negative, false) AS negative_stripe,
                p.stripes, s.beyond
           FROM credits.pools p
-          LEFT JOIN (SELECT x.org_id, credits.sum(x.used) AS used, credits.sum(x.funds) AS funds,
+          LEFT JOIN (SELECT x.org_id, pg_catalog.sum(x.used) AS used, pg_catalog.sum(x.funds) AS funds,
                             bool_or(x.funds < 0 OR x.used < 0) AS negative,
                             max(x.stripe) FILTER (WHERE x.funds <> 0 OR x.used <> 0) AS beyond
                        FROM credits.pool_stripes x GROUP BY x.org_id) s USING (org_id)
@@ -116,17 +118,17 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, credits, pg_t
     ),
     period_ledger AS (
         SELECT p.org_id,
-               coalesce(credits.sum(l.from_allowance), 0) AS from_allowance,
-               coalesce(credits.sum(l.from_topup), 0) AS from_topup
+               coalesce(pg_catalog.sum(l.from_allowance), 0) AS from_allowance,
+               coalesce(pg_catalog.sum(l.from_topup), 0) AS from_topup
           FROM pools p
           LEFT JOIN ledger l ON l.org_id = p.org_id AND l.period_start = p.period_start
          GROUP BY p.org_id
     ),
     all_ledger AS (
         SELECT p.org_id,
-               coalesce(credits.sum(l.topup_change), 0)
-                 - coalesce(credits.sum(l.from_topup), 0) AS topup,
-               coalesce(credits.sum(l.reserved_change), 0) AS reserved
+               coalesce(pg_catalog.sum(l.topup_change), 0)
+                 - coalesce(pg_catalog.sum(l.from_topup), 0) AS topup,
+               coalesce(pg_catalog.sum(l.reserved_change), 0) AS reserved
           FROM pools p
           LEFT JOIN ledger l ON l.org_id = p.org_id
          GROUP BY p.org_id
@@ -140,7 +142,7 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, credits, pg_t
          GROUP BY p.org_id
     ),
     member_ledger AS (
-        SELECT l.org_id, l.user_id, credits.sum(l.charged) AS charged
+        SELECT l.org_id, l.user_id, pg_catalog.sum(l.charged) AS charged
           FROM pools p
           JOIN restored r ON r.org_id = p.org_id
           JOIN ledger l ON l.org_id = p.org_id AND l.period_start = p.period_start
@@ -149,24 +151,24 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, credits, pg_t
          GROUP BY l.org_id, l.user_id
     ),
     members_allowance AS (
-        SELECT m.org_id, credits.sum(coalesce(m.allowance, o.allowance_per_user)) AS total
+        SELECT m.org_id, pg_catalog.sum(coalesce(m.allowance, o.allowance_per_user)) AS total
           FROM credits.members m JOIN credits.orgs o USING (org_id)
          WHERE m.active AND ($1 IS NULL OR m.org_id = $1)
          GROUP BY m.org_id
     ),
     grants AS (
-        SELECT g.*, coalesce((SELECT credits.sum(d.amount) FROM credits.grant_draws d
+        SELECT g.*, coalesce((SELECT pg_catalog.sum(d.amount) FROM credits.grant_draws d
                                WHERE d.grant_id = g.grant_id), 0) AS drawn
           FROM credits.grants g WHERE $1 IS NULL OR g.org_id = $1
     ),
     open_holds AS (
-        SELECT p.org_id, coalesce(credits.sum(h.reserved), 0) AS reserved
+        SELECT p.org_id, coalesce(pg_catalog.sum(h.reserved), 0) AS reserved
           FROM pools p
           LEFT JOIN credits.holds h ON h.org_id = p.org_id AND h.status = 'open'
          GROUP BY p.org_id
     ),
     member_holds AS (
-        SELECT h.org_id, h.user_id, credits.sum(h.reserved) AS reserved
+        SELECT h.org_id, h.user_id, pg_catalog.sum(h.reserved) AS reserved
           FROM credits.holds h
          WHERE h.status = 'open' AND ($1 IS NULL OR h.org_id = $1)
          GROUP BY h.org_id, h.user_id
@@ -197,10 +199,10 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, credits, pg_t
      WHERE p.topup <> l.topup
     UNION ALL
     SELECT p.org_id, 'topup_matches_grants',
-           coalesce((SELECT credits.sum(g.remaining) FROM grants g WHERE g.org_id = p.org_id), 0)::text,
+           coalesce((SELECT pg_catalog.sum(g.remaining) FROM grants g WHERE g.org_id = p.org_id), 0)::text,
            p.topup::text
       FROM pools p
-     WHERE p.topup <> coalesce((SELECT credits.sum(g.remaining) FROM grants g
+     WHERE p.topup <> coalesce((SELECT pg_catalog.sum(g.remaining) FROM grants g
                                  WHERE g.org_id = p.org_id), 0)
     UNION ALL
     SELECT p.org_id, 'reserved_matches_ledger', l.reserved::text, p.reserved::text
@@ -218,10 +220,10 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, credits, pg_t
      WHERE g.remaining <> g.amount - g.drawn - g.expired_amount
     UNION ALL
     SELECT l.org_id, 'grant_draws_match_entry:' || l.entry_id, l.from_topup::text,
-           coalesce((SELECT credits.sum(d.amount) FROM credits.grant_draws d
+           coalesce((SELECT pg_catalog.sum(d.amount) FROM credits.grant_draws d
                       WHERE d.entry_id = l.entry_id), 0)::text
       FROM ledger l
-     WHERE l.from_topup <> coalesce((SELECT credits.sum(d.amount) FROM credits.grant_draws d
+     WHERE l.from_topup <> coalesce((SELECT pg_catalog.sum(d.amount) FROM credits.grant_draws d
                                       WHERE d.entry_id = l.entry_id), 0)
     UNION ALL
     -- member usage equals the sum of that member's charges

@@ -326,7 +326,7 @@ INSERT INTO cases (sql, sqlstate, msg) VALUES
 ($$SELECT -'-9223372036854.775808'::credits.credit$$, '22003', NULL),
 ($$SELECT '9223372036854.775807'::credits.credit * 2$$, '22003', NULL),
 ($$SELECT '1'::credits.credit / 0$$, '22012', NULL),
-($$SELECT credits.sum(c) FROM (VALUES ('9223372036854.775807'::credits.credit), ('1')) v(c)$$, '22003', NULL),
+($$SELECT sum(c) FROM (VALUES ('9223372036854.775807'::credits.credit), ('1')) v(c)$$, '22003', NULL),
 
 -- the ledger is append-only; credits.hold_ttl must be positive
 ($$UPDATE credits.ledger SET note = 'edited'$$, '55000', NULL),

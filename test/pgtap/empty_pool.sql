@@ -30,7 +30,7 @@ $$;
 SELECT results_eq($$SELECT charged, available, exhausted
                       FROM credits.credit_debit('ep', 'alice', 'gpt-4o', 400000)$$,
     $$VALUES ('100'::credit, '0'::credit, true)$$, 'a debit of all 100 credits empties the pool');
-SELECT results_eq($$SELECT count(*)::int, credits.sum(funds) FROM credits.pool_stripes WHERE org_id = 'ep'$$,
+SELECT results_eq($$SELECT count(*)::int, sum(funds) FROM credits.pool_stripes WHERE org_id = 'ep'$$,
     $$VALUES (2, '0'::credit)$$, '... which is split over 2 stripes with nothing in them');
 SELECT results_eq('SELECT * FROM pg_temp.pool()', $$VALUES (1::bigint, '0'::credit)$$,
     '... and the pool row counts that call');
@@ -55,7 +55,7 @@ SELECT results_eq($$SELECT charged, shortfall FROM credits.credit_debit('ep', 'c
     $$VALUES ('0'::credit, '10'::credit)$$, 'a member with a cap runs short too');
 SELECT results_eq('SELECT * FROM pg_temp.pool()', $$VALUES (2::bigint, '10'::credit)$$,
     '... counted on the pool row (the pool lock)');
-SELECT results_eq($$SELECT count(*)::int, credits.sum(shortfall) FROM credits.ledger
+SELECT results_eq($$SELECT count(*)::int, sum(shortfall) FROM credits.ledger
                      WHERE org_id = 'ep' AND kind = 'debit'$$,
     $$VALUES (4, '20'::credit)$$, 'the ledger has every call and its shortfall');
 SELECT is_empty($$SELECT * FROM credits.verify('ep')$$, 'verify() is clean');

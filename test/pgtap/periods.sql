@@ -531,7 +531,7 @@ SELECT results_eq(
     $$VALUES ('2'::credit, '11'::credit, '12'::credit)$$,
     'order: pool top-up 2; 11 drawn in this period, 12 in the closed one');
 SELECT results_eq(
-    $$SELECT g.note, g.amount, credits.sum(d.amount)
+    $$SELECT g.note, g.amount, sum(d.amount)
         FROM credits.grants g JOIN credits.grant_draws d USING (grant_id)
        WHERE g.org_id = 'order' GROUP BY g.grant_id, g.note, g.amount ORDER BY g.note$$,
     $$VALUES ('A'::text, '5'::credit, '5'::credit), ('B', '5', '5'), ('C', '5', '5'), ('D', '5', '3'), ('E', '5', '5')$$,
@@ -720,11 +720,11 @@ SELECT throws_ok($$SELECT credits.schedule_jobs()$$, '55000', 'pg_cron is not in
 -- ---------------------------------------------------------------------------
 -- Consistency
 -- ---------------------------------------------------------------------------
-SELECT ok((SELECT bool_and(p.topup = coalesce((SELECT credits.sum(g.remaining) FROM credits.grants g
+SELECT ok((SELECT bool_and(p.topup = coalesce((SELECT sum(g.remaining) FROM credits.grants g
                                                 WHERE g.org_id = p.org_id), '0'))
              FROM credits.pools p),
           'every pool''s top-up is what remains of its grants');
-SELECT ok((SELECT bool_and(p.reserved = coalesce((SELECT credits.sum(h.reserved) FROM credits.holds h
+SELECT ok((SELECT bool_and(p.reserved = coalesce((SELECT sum(h.reserved) FROM credits.holds h
                                                    WHERE h.org_id = p.org_id AND h.status = 'open'), '0'))
              FROM credits.pools p),
           'every pool''s reserved is the sum of its open holds');

@@ -221,7 +221,7 @@ SELECT results_eq(
     $$SELECT * FROM credits.verify('rep2')$$,
     $$VALUES ('rep2'::text, 'allowance_used_matches_ledger'::text, '10'::text, '1'::text)$$,
     'verify(rep2): only rep2''s violations');
-SELECT is_empty($$SELECT * FROM credits.verify('nope')$$, 'verify: an unknown org has nothing to report');
+SELECT throws_ok($$SELECT * FROM credits.verify('nope')$$, 'UC004', 'unknown org "nope"', 'verify: an unknown org is UC004, as for every other function');
 UPDATE credits.pools p SET allowance = o.allowance, allowance_used = o.allowance_used
   FROM pools_ok o WHERE p.org_id = o.org_id;
 SELECT is_empty($$SELECT * FROM credits.verify() WHERE org_id IN ('rep', 'rep2', 'quiet')$$,

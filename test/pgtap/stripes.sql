@@ -81,7 +81,7 @@ SELECT is_empty($$SELECT * FROM credits.verify('st')$$, 'verify() is clean after
 -- before left it (150 versions of one row: past a page, so not all HOT)
 UPDATE credits.orgs SET stripes = 1 WHERE org_id = 'st';
 SELECT is(pg_temp.debit(4000), '1'::credit, 'orgs.stripes = 1: a debit escrows one stripe');
-SELECT is((SELECT credits.sum(d.charged)
+SELECT is((SELECT sum(d.charged)
              FROM generate_series(1, 150) g,
                   LATERAL credits.credit_debit('st', 'alice', 'gpt-4o', 4000 + 0 * g) d),
           '150'::credit, '150 debits in one statement are all charged');

@@ -131,10 +131,10 @@ SELECT 'transactions: ' || (SELECT count(*) FROM calls) || ' debits + '
        + (SELECT count(*) FROM credits.ledger WHERE org_id = 'dry' AND kind = 'debit')
        + (SELECT count(*) FROM credits.grants WHERE org_id = 'dry') <> 4000
 UNION ALL
-SELECT 'big: sum(charged) ' || (SELECT credits.sum(charged) FROM credits.ledger WHERE org_id = 'big')
+SELECT 'big: sum(charged) ' || (SELECT sum(charged) FROM credits.ledger WHERE org_id = 'big')
        || ' <> allowance_used ' || s.allowance_used
   FROM credits.pool_status s WHERE s.org_id = 'big'
-   AND s.allowance_used <> (SELECT credits.sum(charged) FROM credits.ledger WHERE org_id = 'big')
+   AND s.allowance_used <> (SELECT sum(charged) FROM credits.ledger WHERE org_id = 'big')
 UNION ALL
 SELECT 'big: available ' || available FROM credits.pool_status WHERE org_id = 'big' AND available < 0
 UNION ALL
@@ -168,28 +168,28 @@ SELECT 'dry: calls ' || p.calls || ' + ' || s.calls || ' on the stripes <> '
        || l.calls || ' debits, shortfall ' || p.shortfall || ' + ' || s.shortfall
        || ' on the stripes <> ' || l.shortfall
   FROM credits.pools p,
-       (SELECT coalesce(sum(calls), 0) AS calls, coalesce(credits.sum(shortfall), 0) AS shortfall
+       (SELECT coalesce(sum(calls), 0) AS calls, coalesce(sum(shortfall), 0) AS shortfall
           FROM credits.pool_stripes WHERE org_id = 'dry') s,
-       (SELECT count(*) AS calls, coalesce(credits.sum(shortfall), 0) AS shortfall
+       (SELECT count(*) AS calls, coalesce(sum(shortfall), 0) AS shortfall
           FROM credits.ledger WHERE org_id = 'dry' AND kind = 'debit') l
  WHERE p.org_id = 'dry'
    AND (p.calls + s.calls <> l.calls OR p.shortfall + s.shortfall <> l.shortfall)
 UNION ALL
-SELECT 'dry: sum(charged) ' || (SELECT credits.sum(charged) FROM credits.ledger WHERE org_id = 'dry')
+SELECT 'dry: sum(charged) ' || (SELECT sum(charged) FROM credits.ledger WHERE org_id = 'dry')
        || ' <> the 8 allowed plus the grants drawn'
   FROM credits.pool_status s WHERE s.org_id = 'dry'
-   AND (SELECT credits.sum(charged) FROM credits.ledger WHERE org_id = 'dry')
-       <> s.allowance + (SELECT coalesce(credits.sum(amount), 0) FROM credits.grants WHERE org_id = 'dry')
+   AND (SELECT sum(charged) FROM credits.ledger WHERE org_id = 'dry')
+       <> s.allowance + (SELECT coalesce(sum(amount), 0) FROM credits.grants WHERE org_id = 'dry')
           - s.available
 UNION ALL
-SELECT 'sum(charged) ' || (SELECT credits.sum(charged) FROM ledger)
+SELECT 'sum(charged) ' || (SELECT sum(charged) FROM ledger)
        || ' <> allowance_used + topup_used ' || (p.allowance_used + p.topup_used)
   FROM credits.pools p WHERE p.org_id = 'many'
-   AND p.allowance_used + p.topup_used <> (SELECT credits.sum(charged) FROM ledger)
+   AND p.allowance_used + p.topup_used <> (SELECT sum(charged) FROM ledger)
 UNION ALL
 SELECT 'sum(charged) of first debits <> charged by debits'
- WHERE (SELECT credits.sum(charged) FROM calls WHERE NOT replayed)
-       <> (SELECT credits.sum(charged) FROM ledger WHERE kind = 'debit')
+ WHERE (SELECT sum(charged) FROM calls WHERE NOT replayed)
+       <> (SELECT sum(charged) FROM ledger WHERE kind = 'debit')
 UNION ALL
 SELECT 'available < 0: ' || available FROM pool WHERE available < 0
 UNION ALL

@@ -62,10 +62,10 @@ expire_holds|SELECT credits.expire_holds()
 schedule_jobs|SELECT credits.schedule_jobs()
 verify|SELECT * FROM credits.verify('priv')
 usage|SELECT * FROM credits.usage('priv')
-op_plus|SELECT '1'::credits.credit OPERATOR(credits.+) '2'::credits.credit
-op_less|SELECT '1'::credits.credit OPERATOR(credits.<) '2.5'::credits.credit
+op_plus|SELECT '1'::credits.credit + '2'::credits.credit
+op_less|SELECT '1'::credits.credit < '2.5'::credits.credit
 cast|SELECT 5::credits.credit, '1.5'::credits.credit::numeric, 2.25::credits.credit::bigint
-agg_sum|SELECT credits.sum(x), credits.avg(x) FROM (VALUES ('1'::credits.credit), ('2')) v(x)
+agg_sum|SELECT sum(x), avg(x) FROM (VALUES ('1'::credits.credit), ('2')) v(x)
 select_providers|SELECT count(*) FROM credits.providers
 select_models|SELECT count(*) FROM credits.models
 select_orgs|SELECT count(*) FROM credits.orgs
