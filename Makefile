@@ -21,8 +21,14 @@ HEADERS_credits = src/credits.h
 DATA = $(EXTENSION)--1.0.sql $(EXTENSION)--$(EXTVERSION).sql $(wildcard $(EXTENSION)--*--*.sql)
 EXTRA_CLEAN = $(EXTENSION)--$(EXTVERSION).sql
 
+# make installcheck (against a running server, PGHOST/PGPORT/PGUSER): the
+# regression tests, the isolation specs and the pgTAP files
 REGRESS = $(patsubst sql/%.sql,%,$(sort $(wildcard sql/*.sql)))
 REGRESS_OPTS = --load-extension=$(EXTENSION)
+ISOLATION = $(patsubst test/isolation/specs/%.spec,%,$(sort $(wildcard test/isolation/specs/*.spec)))
+ISOLATION_OPTS = --inputdir=test/isolation --load-extension=$(EXTENSION)
+PGTAP_DB ?= credits_tap
+EXTRA_CLEAN += output_iso
 
 PG_CPPFLAGS = -I$(srcdir)/src
 PG_CFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare
@@ -46,6 +52,16 @@ $(EXTENSION)--$(EXTVERSION).sql: $(sort $(wildcard src/sql/*.sql))
 	cat $^ > $@
 
 all: $(EXTENSION)--$(EXTVERSION).sql
+
+# pgTAP, as part of installcheck: every test/pgtap/*.sql in a fresh database
+installcheck: installcheck-pgtap
+.PHONY: installcheck-pgtap
+installcheck-pgtap:
+	dropdb --if-exists $(PGTAP_DB)
+	createdb $(PGTAP_DB)
+	psql -X -q -v ON_ERROR_STOP=1 -d $(PGTAP_DB) -c 'CREATE EXTENSION pgtap; CREATE EXTENSION $(EXTENSION);'
+	pg_prove -d $(PGTAP_DB) $(sort $(wildcard test/pgtap/*.sql))
+	dropdb $(PGTAP_DB)
 
 .PHONY: test demo bench deps
 deps:
