@@ -100,7 +100,7 @@ extern bool reader_update(RowReader *r, int nkeys, const char **keys, int32 numb
 extern bool reader_update_key(RowReader *r, int nkeys, const char **keys,
 							  ReaderUpdate update, void *arg, bool *waited);
 extern bool reader_lock(RowReader *r, int nkeys, const char **keys, LockTupleMode mode,
-						Datum *values, bool *nulls, bool *waited);
+						Datum *values, bool *nulls, bool *waited, ItemPointer locked_tid);
 extern Relation reader_open(RowReader *r, LOCKMODE lockmode, Relation *idx);
 extern bool reader_get(RowReader *r, int nkeys, const char **keys, Snapshot snapshot,
 					   Datum *values, bool *nulls);
@@ -211,6 +211,7 @@ typedef struct PoolState
 	bool		contended;		/* this session had to wait for the pool lock */
 	int			waits;			/* pools.waits: such waits while one balance */
 	bool		escrow;			/* escrow the stripes anew (a debit) */
+	ItemPointerData row_tid;	/* the pools row version locked */
 	/* the member being charged, read under the lock by pool_limit() */
 	const char *user_id;
 	bool		has_cap;

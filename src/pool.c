@@ -266,7 +266,8 @@ lock_row(const char *org_id, PoolState *ps, bool *due_now)
 	ps->contended = strcmp(grow_org, org_id) == 0;
 	if (ps->contended)
 		grow_org[0] = '\0';
-	if (!reader_lock(&pool_lock_reader, 1, &org_id, LockTupleExclusive, v, n, &waited))
+	if (!reader_lock(&pool_lock_reader, 1, &org_id, LockTupleExclusive, v, n, &waited,
+					 &ps->row_tid))
 		return false;
 	ps->contended |= waited;
 
@@ -625,7 +626,14 @@ pool_write(PoolState *ps, LedgerEntry *e, int calls, Credit shortfall,
 	w.stripes = ps->escrow ? escrow_stripes(ps) : ps->stripes;
 	share = ps->escrow && w.stripes > 0 ? escrow_share(ps, w.stripes) : 0;
 
-	if (!reader_update_key(&pool_write_reader, 1, &ps->org_id, write_pool_row, &w, &waited))
+	/*
+	 * The version pool_lock() locked, which nothing has updated since (the
+	 * lock and its key are checked again); else the row as an UPDATE would
+	 * find it.
+	 */
+	if (!reader_update(&pool_write_reader, 1, &ps->org_id, 0, &ps->row_tid, write_pool_row, &w,
+					   &waited) &&
+		!reader_update_key(&pool_write_reader, 1, &ps->org_id, write_pool_row, &w, &waited))
 		elog(ERROR, "could not write the pool of org \"%s\"", ps->org_id);
 	cache_note_pool_stripes(ps->org_id, w.stripes);
 	if (ps->user_id != NULL)
@@ -925,7 +933,7 @@ charge_dry(void *arg)
 	bool		n[10];
 	bool		waited;
 
-	if (!reader_lock(&pools_reader, 1, &f->org_id, LockTupleShare, v, n, &waited))
+	if (!reader_lock(&pools_reader, 1, &f->org_id, LockTupleShare, v, n, &waited, NULL))
 		return false;
 	f->pv.stripes = DatumGetInt32(v[8]);
 	if (row_held(v) != 0 || f->pv.stripes == 0 || row_due(v, n))

@@ -473,12 +473,13 @@ reader_update_key(RowReader *r, int nkeys, const char **keys, ReaderUpdate updat
  * LockTupleExclusive) or FOR NO KEY UPDATE run now, and read its columns
  * (the reader's) into values/nulls, as locked.  Returns false when there is
  * no such row (or it was deleted concurrently); *waited tells whether
- * another transaction held it.  The lock is kept until the (sub)transaction
- * ends.
+ * another transaction held it, and in *locked_tid (unless NULL) where the
+ * locked version is, for reader_update().  The lock is kept until the
+ * (sub)transaction ends.
  */
 bool
 reader_lock(RowReader *r, int nkeys, const char **keys, LockTupleMode mode,
-			Datum *values, bool *nulls, bool *waited)
+			Datum *values, bool *nulls, bool *waited, ItemPointer locked_tid)
 {
 	ItemPointerData tid;
 	bool		locked = false;
@@ -507,7 +508,11 @@ reader_lock(RowReader *r, int nkeys, const char **keys, LockTupleMode mode,
 		if (mode == LockTupleShare)
 			UnlockTuple(rel, &queued, ShareLock);
 		if (locked)
+		{
 			slot_columns(r, slot, values, nulls, true);
+			if (locked_tid != NULL)
+				*locked_tid = slot->tts_tid;
+		}
 		ExecDropSingleTupleTableSlot(slot);
 		index_close(idx, NoLock);
 		table_close(rel, NoLock);
