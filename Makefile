@@ -13,7 +13,8 @@ EXTVERSION = 1.1
 
 MODULE_big = credits
 OBJS = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
-HEADERS_credits = src/credits.h
+# installed for other extensions: the credit type only (credits.h is internal)
+HEADERS_credits = src/credit.h
 
 # $(EXTENSION)--1.0.sql is the frozen 1.0 install script (never edited);
 # the current version's script is built from src/sql/, and every schema
@@ -44,8 +45,8 @@ all install installcheck:
 	@exit 1
 endif
 
-# every object depends on the shared header (PGXS tracks no header dependencies)
-$(OBJS): src/credits.h
+# every object depends on the shared headers (PGXS tracks no header dependencies)
+$(OBJS): src/credits.h src/credit.h
 
 # The install script is assembled from the ordered pieces under src/sql/.
 $(EXTENSION)--$(EXTVERSION).sql: $(sort $(wildcard src/sql/*.sql))

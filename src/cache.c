@@ -75,12 +75,33 @@ static Oid	org_providers_relid = InvalidOid;
 static Oid	members_relid = InvalidOid;
 static bool callback_registered = false;
 
-/* an org's row, its enabled providers and a member's row, read directly */
+/*
+ * An org's row, its enabled providers and a member's row, read directly.
+ * Each reader's enum names the positions of its columns in the values it
+ * reads: the enum must list them in the same order as the reader.
+ */
 static RowReader orgs_reader = ROW_READER("orgs", "orgs_pkey", "thresholds", "stripes");
+enum
+{
+	OR_THRESHOLDS, OR_STRIPES,
+	OR_NCOLS
+};
+
 static RowReader org_providers_reader = ROW_READER("org_providers", "org_providers_pkey",
 												   "provider");
+enum
+{
+	OP_PROVIDER,
+	OP_NCOLS
+};
+
 static RowReader members_reader = ROW_READER("members", "members_pkey",
 											 "user_id", "active", "cap");
+enum
+{
+	MR_USER_ID, MR_ACTIVE, MR_CAP,
+	MR_NCOLS
+};
 
 static void
 drop_cache(MemoryContext *cxt)
@@ -143,12 +164,11 @@ remember_relids(void)
 	members_relid = get_relname_relid("members", nsp);
 }
 
-/* every model, in models_pkey order */
+/* every model, in models_pkey order; M_* in the same order as its columns */
 static RowReader models_reader = ROW_READER("models", "models_pkey",
 											"model", "provider", "input_price", "output_price",
 											"request_price", "is_fallback", "active",
 											"display_name");
-
 enum
 {
 	M_MODEL, M_PROVIDER, M_INPUT_PRICE, M_OUTPUT_PRICE, M_REQUEST_PRICE, M_IS_FALLBACK,
@@ -252,8 +272,8 @@ org_entry(const char *org_id)
 {
 	OrgEntry	loaded;
 	OrgEntry   *e;
-	Datum		v[2];
-	bool		n[2];
+	Datum		v[OR_NCOLS];
+	bool		n[OR_NCOLS];
 	List	   *providers = NIL;
 	ListCell   *lc;
 	MemoryContext old;
@@ -268,22 +288,24 @@ org_entry(const char *org_id)
 	loaded.exists = reader_get(&orgs_reader, 1, &org_id, READER_LATEST, v, n);
 	if (loaded.exists)
 	{
-		ArrayType  *a = DatumGetArrayTypeP(v[0]);
+		ArrayType  *a = DatumGetArrayTypeP(v[OR_THRESHOLDS]);
 		Datum	   *elems;
 		bool	   *nulls;
 		int			count;
 		RowScan    *scan;
+		Datum		pv[OP_NCOLS];
+		bool		pn[OP_NCOLS];
 
 		deconstruct_array(a, INT4OID, 4, true, TYPALIGN_INT, &elems, &nulls, &count);
 		loaded.nthresholds = Min(count, lengthof(loaded.thresholds));
 		for (int j = 0; j < loaded.nthresholds; j++)
 			loaded.thresholds[j] = DatumGetInt32(elems[j]);
-		if (!n[1])
-			loaded.stripes = DatumGetInt32(v[1]);
+		if (!n[OR_STRIPES])
+			loaded.stripes = DatumGetInt32(v[OR_STRIPES]);
 
 		scan = reader_begin(&org_providers_reader, 1, &org_id, READER_LATEST);
-		while (reader_next(scan, v, n))
-			providers = lappend(providers, TextDatumGetCString(v[0]));
+		while (reader_next(scan, pv, pn))
+			providers = lappend(providers, TextDatumGetCString(pv[OP_PROVIDER]));
 		reader_end(scan);
 	}
 
@@ -466,8 +488,8 @@ load_org_members(const char *org_id)
 	int			n = 0;
 	bool		complete = true;
 	RowScan    *scan;
-	Datum		v[3];
-	bool		isnull[3];
+	Datum		v[MR_NCOLS];
+	bool		isnull[MR_NCOLS];
 	char		key[KEYLEN];
 
 	remember_relids();
@@ -479,10 +501,10 @@ load_org_members(const char *org_id)
 			complete = false;
 			break;
 		}
-		loaded[n].user_id = TextDatumGetCString(v[0]);
-		loaded[n].active = DatumGetBool(v[1]);
-		loaded[n].has_cap = !isnull[2];
-		loaded[n].cap = isnull[2] ? 0 : DatumGetCredit(v[2]);
+		loaded[n].user_id = TextDatumGetCString(v[MR_USER_ID]);
+		loaded[n].active = DatumGetBool(v[MR_ACTIVE]);
+		loaded[n].has_cap = !isnull[MR_CAP];
+		loaded[n].cap = isnull[MR_CAP] ? 0 : DatumGetCredit(v[MR_CAP]);
 		n++;
 	}
 	reader_end(scan);
@@ -531,15 +553,15 @@ cache_member(const char *org_id, const char *user_id, bool *has_cap, Credit *cap
 		if (!complete)
 		{
 			const char *keys[2] = {org_id, user_id};
-			Datum		v[3];
-			bool		n[3];
+			Datum		v[MR_NCOLS];
+			bool		n[MR_NCOLS];
 
 			remember_relids();
 			if (reader_get(&members_reader, 2, keys, READER_LATEST, v, n))
 			{
-				active = DatumGetBool(v[1]);
-				capped = !n[2];
-				amount = capped ? DatumGetCredit(v[2]) : 0;
+				active = DatumGetBool(v[MR_ACTIVE]);
+				capped = !n[MR_CAP];
+				amount = capped ? DatumGetCredit(v[MR_CAP]) : 0;
 			}
 		}
 		/* not a member (complete), or read by itself */

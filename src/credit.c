@@ -243,6 +243,17 @@ credit_sub(Credit a, Credit b)
 	return r;
 }
 
+/*
+ * A pool's available credits: allowance - allowance_used + topup - reserved
+ * (credits.pools' CHECK and the pool_status view compute the same), each
+ * step checked for overflow.  The one place the C code computes it.
+ */
+Credit
+credit_available(Credit allowance, Credit allowance_used, Credit topup, Credit reserved)
+{
+	return credit_sub(credit_add(credit_sub(allowance, allowance_used), topup), reserved);
+}
+
 static Credit
 credit_from_int128(int128 v)
 {

@@ -1,6 +1,7 @@
 /*
  * credits.h
- *	  Shared declarations of the credits extension.
+ *	  Shared declarations of the credits extension: internal, not installed
+ *	  (other extensions use credit.h, the credit type only).
  */
 #ifndef CREDITS_H
 #define CREDITS_H
@@ -18,16 +19,8 @@
 #include "utils/snapshot.h"
 #include "utils/timestamp.h"
 
-/* A credit amount: signed 64-bit count of micro-credits. */
-typedef int64 Credit;
-
-#define CREDIT_SCALE		INT64CONST(1000000)
-#define CREDIT_DIGITS		6
-
-#define DatumGetCredit(X)	((Credit) DatumGetInt64(X))
-#define CreditGetDatum(X)	Int64GetDatum(X)
-#define PG_GETARG_CREDIT(n)	DatumGetCredit(PG_GETARG_DATUM(n))
-#define PG_RETURN_CREDIT(x)	return CreditGetDatum(x)
+/* the credit type (Credit and its macros): the installed public header */
+#include "credit.h"
 
 /* Custom SQLSTATEs, class UC. */
 #define ERRCODE_CREDITS_NO_FALLBACK		MAKE_SQLSTATE('U','C','0','0','1')
@@ -48,11 +41,9 @@ extern int	credits_max_stripes;
 extern int	credits_split_after;
 extern void check_tenant(const char *org_id);
 
-/* credit.c */
-extern char *credit_to_cstring(Credit value);
-extern Credit credit_add(Credit a, Credit b);
-extern Credit credit_sub(Credit a, Credit b);
-extern void credit_out_of_range(void) pg_attribute_noreturn();
+/* credit.c (credit_to_cstring, credit_add, credit_sub: see credit.h) */
+extern Credit credit_available(Credit allowance, Credit allowance_used, Credit topup,
+							   Credit reserved);
 
 /* args.c: checks at the SQL boundary */
 extern void arg_not_null(FunctionCallInfo fcinfo, int n, const char *name);

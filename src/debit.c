@@ -11,21 +11,32 @@
 
 #include "credits.h"
 
+/*
+ * Attribute positions of credits.debit_result (050_ledger.sql): in the same
+ * order as the type's attributes.
+ */
+enum
+{
+	DR_ENTRY_ID, DR_MODEL, DR_COST, DR_CHARGED, DR_SHORTFALL, DR_AVAILABLE, DR_EXHAUSTED,
+	DR_REPLAYED,
+	DR_NCOLS
+};
+
 /* Build a credits.debit_result from a ledger entry. */
 Datum
 debit_result(FunctionCallInfo fcinfo, const LedgerEntry *e, bool replayed)
 {
-	Datum		values[8];
-	bool		nulls[8] = {false};
+	Datum		values[DR_NCOLS];
+	bool		nulls[DR_NCOLS] = {false};
 
-	values[0] = Int64GetDatum(e->entry_id);
-	values[1] = CStringGetTextDatum(e->model);
-	values[2] = CreditGetDatum(e->cost);
-	values[3] = CreditGetDatum(e->charged);
-	values[4] = CreditGetDatum(e->shortfall);
-	values[5] = CreditGetDatum(e->available_after);
-	values[6] = BoolGetDatum(e->available_after == 0);
-	values[7] = BoolGetDatum(replayed);
+	values[DR_ENTRY_ID] = Int64GetDatum(e->entry_id);
+	values[DR_MODEL] = CStringGetTextDatum(e->model);
+	values[DR_COST] = CreditGetDatum(e->cost);
+	values[DR_CHARGED] = CreditGetDatum(e->charged);
+	values[DR_SHORTFALL] = CreditGetDatum(e->shortfall);
+	values[DR_AVAILABLE] = CreditGetDatum(e->available_after);
+	values[DR_EXHAUSTED] = BoolGetDatum(e->available_after == 0);
+	values[DR_REPLAYED] = BoolGetDatum(replayed);
 	return row_result(fcinfo, values, nulls);
 }
 

@@ -38,28 +38,35 @@ static SPIPlanPtr hold_lock_plan = NULL;
 static SPIPlanPtr insert_plan = NULL;
 static SPIPlanPtr end_plan = NULL;
 
+/* the columns a hold is read with, and their 1-based numbers: in the same order */
 #define HOLD_COLUMNS \
 	"h.hold_id, h.org_id, h.user_id, h.requested_model, h.model, h.fell_back," \
 	" h.input_tokens, h.max_output_tokens, h.reserved, h.available_after, h.status," \
 	" h.expires_at"
+enum
+{
+	HC_HOLD_ID = 1, HC_ORG_ID, HC_USER_ID, HC_REQUESTED_MODEL, HC_MODEL, HC_FELL_BACK,
+	HC_INPUT_TOKENS, HC_MAX_OUTPUT_TOKENS, HC_RESERVED, HC_AVAILABLE_AFTER, HC_STATUS,
+	HC_EXPIRES_AT
+};
 
 static void
 hold_from_row(Hold *h)
 {
 	bool		isnull;
 
-	h->hold_id = DatumGetInt64(spi_value(0, 1, &isnull));
-	h->org_id = spi_string(0, 2);
-	h->user_id = spi_string(0, 3);
-	h->requested_model = spi_string(0, 4);
-	h->model = spi_string(0, 5);
-	h->fell_back = DatumGetBool(spi_value(0, 6, &isnull));
-	h->input_tokens = DatumGetInt64(spi_value(0, 7, &isnull));
-	h->max_output_tokens = DatumGetInt64(spi_value(0, 8, &isnull));
-	h->reserved = DatumGetCredit(spi_value(0, 9, &isnull));
-	h->available_after = DatumGetCredit(spi_value(0, 10, &isnull));
-	h->status = spi_string(0, 11);
-	h->expires_at = DatumGetTimestampTz(spi_value(0, 12, &isnull));
+	h->hold_id = DatumGetInt64(spi_value(0, HC_HOLD_ID, &isnull));
+	h->org_id = spi_string(0, HC_ORG_ID);
+	h->user_id = spi_string(0, HC_USER_ID);
+	h->requested_model = spi_string(0, HC_REQUESTED_MODEL);
+	h->model = spi_string(0, HC_MODEL);
+	h->fell_back = DatumGetBool(spi_value(0, HC_FELL_BACK, &isnull));
+	h->input_tokens = DatumGetInt64(spi_value(0, HC_INPUT_TOKENS, &isnull));
+	h->max_output_tokens = DatumGetInt64(spi_value(0, HC_MAX_OUTPUT_TOKENS, &isnull));
+	h->reserved = DatumGetCredit(spi_value(0, HC_RESERVED, &isnull));
+	h->available_after = DatumGetCredit(spi_value(0, HC_AVAILABLE_AFTER, &isnull));
+	h->status = spi_string(0, HC_STATUS);
+	h->expires_at = DatumGetTimestampTz(spi_value(0, HC_EXPIRES_AT, &isnull));
 }
 
 /* Read a hold; with lock, FOR UPDATE (the org's pool must be locked first). */
@@ -138,19 +145,29 @@ hold_end(int64 hold_id, const char *status)
 	spi_run(end_plan, args, false, 0);
 }
 
+/*
+ * Attribute positions of credits.hold_result (070_holds.sql): in the same
+ * order as the type's attributes.
+ */
+enum
+{
+	HR_HOLD_ID, HR_MODEL, HR_FELL_BACK, HR_RESERVED, HR_AVAILABLE, HR_EXPIRES_AT, HR_REPLAYED,
+	HR_NCOLS
+};
+
 static Datum
 hold_result(FunctionCallInfo fcinfo, const Hold *h, bool replayed)
 {
-	Datum		values[7];
-	bool		nulls[7] = {false};
+	Datum		values[HR_NCOLS];
+	bool		nulls[HR_NCOLS] = {false};
 
-	values[0] = Int64GetDatum(h->hold_id);
-	values[1] = CStringGetTextDatum(h->model);
-	values[2] = BoolGetDatum(h->fell_back);
-	values[3] = CreditGetDatum(h->reserved);
-	values[4] = CreditGetDatum(h->available_after);
-	values[5] = TimestampTzGetDatum(h->expires_at);
-	values[6] = BoolGetDatum(replayed);
+	values[HR_HOLD_ID] = Int64GetDatum(h->hold_id);
+	values[HR_MODEL] = CStringGetTextDatum(h->model);
+	values[HR_FELL_BACK] = BoolGetDatum(h->fell_back);
+	values[HR_RESERVED] = CreditGetDatum(h->reserved);
+	values[HR_AVAILABLE] = CreditGetDatum(h->available_after);
+	values[HR_EXPIRES_AT] = TimestampTzGetDatum(h->expires_at);
+	values[HR_REPLAYED] = BoolGetDatum(replayed);
 	return row_result(fcinfo, values, nulls);
 }
 
@@ -228,6 +245,12 @@ credits_credit_reserve(PG_FUNCTION_ARGS)
 	char		nulls[12];
 	bool		isnull;
 	Datum		result;
+
+	/* insert_plan's RETURNING list (hold_id), 1-based (spi_value) */
+	enum
+	{
+		IR_HOLD_ID = 1
+	};
 
 	SPI_connect();
 
@@ -324,7 +347,7 @@ credits_credit_reserve(PG_FUNCTION_ARGS)
 	if (SPI_execute_plan(insert_plan, args, nulls, false, 0) != SPI_OK_INSERT_RETURNING)
 		elog(ERROR, "could not insert into credits.holds");
 
-	h.hold_id = DatumGetInt64(spi_value(0, 1, &isnull));
+	h.hold_id = DatumGetInt64(spi_value(0, IR_HOLD_ID, &isnull));
 	h.model = (char *) held->model;
 	h.fell_back = fell_back;
 	h.reserved = amount;

@@ -57,10 +57,17 @@ ledger_lock_request(const char *org_id, const char *request_id)
 	(void) LockAcquire(&tag, ExclusiveLock, false, false);
 }
 
+/* the columns an entry is read with, and their 1-based numbers: in the same order */
 #define LEDGER_COLUMNS \
 	"entry_id, kind, period_start, user_id, model, input_tokens, output_tokens," \
 	" cost, charged, shortfall, from_allowance, from_topup, reserved_change," \
 	" available_after, hold_id"
+enum
+{
+	LC_ENTRY_ID = 1, LC_KIND, LC_PERIOD_START, LC_USER_ID, LC_MODEL, LC_INPUT_TOKENS,
+	LC_OUTPUT_TOKENS, LC_COST, LC_CHARGED, LC_SHORTFALL, LC_FROM_ALLOWANCE, LC_FROM_TOPUP,
+	LC_RESERVED_CHANGE, LC_AVAILABLE_AFTER, LC_HOLD_ID
+};
 
 /* The entry (debit or hold) that used this request_id, if any. */
 bool
@@ -86,24 +93,24 @@ ledger_find_request(const char *org_id, const char *request_id, LedgerEntry *e)
 		return false;
 
 	ledger_entry_init(e, org_id, NULL);
-	e->entry_id = DatumGetInt64(spi_value(0, 1, &isnull));
-	e->kind = spi_string(0, 2);
-	e->period_start = DatumGetTimestampTz(spi_value(0, 3, &isnull));
-	e->user_id = spi_string(0, 4);
-	e->model = spi_string(0, 5);
-	d = spi_value(0, 6, &isnull);
+	e->entry_id = DatumGetInt64(spi_value(0, LC_ENTRY_ID, &isnull));
+	e->kind = spi_string(0, LC_KIND);
+	e->period_start = DatumGetTimestampTz(spi_value(0, LC_PERIOD_START, &isnull));
+	e->user_id = spi_string(0, LC_USER_ID);
+	e->model = spi_string(0, LC_MODEL);
+	d = spi_value(0, LC_INPUT_TOKENS, &isnull);
 	e->input_tokens = isnull ? -1 : DatumGetInt64(d);
-	d = spi_value(0, 7, &isnull);
+	d = spi_value(0, LC_OUTPUT_TOKENS, &isnull);
 	e->output_tokens = isnull ? -1 : DatumGetInt64(d);
-	e->cost = DatumGetCredit(spi_value(0, 8, &isnull));
-	e->charged = DatumGetCredit(spi_value(0, 9, &isnull));
-	e->shortfall = DatumGetCredit(spi_value(0, 10, &isnull));
-	e->from_allowance = DatumGetCredit(spi_value(0, 11, &isnull));
-	e->from_topup = DatumGetCredit(spi_value(0, 12, &isnull));
-	d = spi_value(0, 13, &isnull);
+	e->cost = DatumGetCredit(spi_value(0, LC_COST, &isnull));
+	e->charged = DatumGetCredit(spi_value(0, LC_CHARGED, &isnull));
+	e->shortfall = DatumGetCredit(spi_value(0, LC_SHORTFALL, &isnull));
+	e->from_allowance = DatumGetCredit(spi_value(0, LC_FROM_ALLOWANCE, &isnull));
+	e->from_topup = DatumGetCredit(spi_value(0, LC_FROM_TOPUP, &isnull));
+	d = spi_value(0, LC_RESERVED_CHANGE, &isnull);
 	e->reserved_change = isnull ? 0 : DatumGetCredit(d);
-	e->available_after = DatumGetCredit(spi_value(0, 14, &isnull));
-	d = spi_value(0, 15, &isnull);
+	e->available_after = DatumGetCredit(spi_value(0, LC_AVAILABLE_AFTER, &isnull));
+	d = spi_value(0, LC_HOLD_ID, &isnull);
 	e->hold_id = isnull ? 0 : DatumGetInt64(d);
 	e->request_id = request_id;
 	return true;
@@ -121,7 +128,7 @@ static RowReader ledger_writer = ROW_READER("ledger", "ledger_request_idx",
 											"reserved_change", "available_after", "request_id",
 											"hold_id", "entry_id");
 
-/* positions of ledger_writer's columns */
+/* positions of ledger_writer's columns: in the same order as its list */
 enum
 {
 	LW_ORG_ID, LW_KIND, LW_PERIOD_START, LW_USER_ID, LW_MODEL, LW_INPUT_TOKENS, LW_OUTPUT_TOKENS,
@@ -152,8 +159,8 @@ ledger_append(LedgerEntry *e)
 	RowReader  *r = &ledger_writer;
 	Relation	rel = reader_open(r, RowExclusiveLock, NULL);
 	TupleDesc	desc = RelationGetDescr(rel);
-	Datum		v[READER_MAX_COLS];
-	bool		n[READER_MAX_COLS] = {false};
+	Datum		v[LW_SET];
+	bool		n[LW_SET] = {false};
 	Datum	   *values = palloc0(sizeof(Datum) * desc->natts);
 	bool	   *nulls = palloc0(sizeof(bool) * desc->natts);
 	bool	   *set = palloc0(sizeof(bool) * desc->natts);

@@ -114,6 +114,16 @@ period_index(TimestampTz anchor, const Interval *period, text *zone, TimestampTz
 }
 
 /*
+ * Positions of credits.billing_period's result columns, its OUT parameters
+ * (020_catalog.sql): in the same order.
+ */
+enum
+{
+	BP_PERIOD_NO, BP_PERIOD_START, BP_PERIOD_END,
+	BP_NCOLS
+};
+
+/*
  * credits.billing_period(anchor, period, time_zone, as_of)
  *	  -> (period_no, period_start, period_end)
  */
@@ -126,8 +136,8 @@ credits_billing_period(PG_FUNCTION_ARGS)
 	text	   *zone;
 	TimestampTz as_of;
 	int64		k;
-	Datum		values[3];
-	bool		nulls[3] = {false, false, false};
+	Datum		values[BP_NCOLS];
+	bool		nulls[BP_NCOLS] = {false};
 
 	arg_not_null(fcinfo, 0, "billing_anchor");
 	arg_not_null(fcinfo, 1, "period");
@@ -146,9 +156,9 @@ credits_billing_period(PG_FUNCTION_ARGS)
 	check_time_zone(zone);
 	k = period_index(anchor, period, zone, as_of);
 
-	values[0] = Int64GetDatum(k);
-	values[1] = TimestampTzGetDatum(period_start(anchor, period, zone, k));
-	values[2] = TimestampTzGetDatum(period_start(anchor, period, zone, k + 1));
+	values[BP_PERIOD_NO] = Int64GetDatum(k);
+	values[BP_PERIOD_START] = TimestampTzGetDatum(period_start(anchor, period, zone, k));
+	values[BP_PERIOD_END] = TimestampTzGetDatum(period_start(anchor, period, zone, k + 1));
 	PG_RETURN_DATUM(row_result(fcinfo, values, nulls));
 }
 

@@ -78,28 +78,52 @@ pool_check_org(const char *org_id)
 				 errhint("Create it with credits.create_org().")));
 }
 
-/* direct index lookups (reader.c) of the pool's rows */
+/*
+ * Direct index lookups (reader.c) of the pool's rows.  Each reader's enum
+ * names the positions of its columns in the values it reads: the enum must
+ * list them in the same order as the reader.
+ */
 static RowReader pools_reader = ROW_READER("pools", "pools_pkey",
 										   "allowance", "allowance_used", "topup", "reserved",
 										   "period_end", "next_grant_expiry", "next_hold_expiry",
 										   "period_start", "stripes");
+enum
+{
+	PR_ALLOWANCE, PR_ALLOWANCE_USED, PR_TOPUP, PR_RESERVED,
+	PR_PERIOD_END, PR_NEXT_GRANT_EXPIRY, PR_NEXT_HOLD_EXPIRY,
+	PR_PERIOD_START, PR_STRIPES,
+	PR_NCOLS
+};
+
 static RowReader usage_reader = ROW_READER("member_usage", "member_usage_pkey",
 										   "used", "reserved");
-/* a stripe's columns: used, stripe, funds, period_start, calls, shortfall */
+enum
+{
+	UR_USED, UR_RESERVED,
+	UR_NCOLS
+};
+
 static RowReader stripe_reader = ROW_READER("pool_stripes", "pool_stripes_pkey",
 											"used", "stripe", "funds", "period_start", "calls",
 											"shortfall");
+enum
+{
+	SR_USED, SR_STRIPE, SR_FUNDS, SR_PERIOD_START, SR_CALLS,
+	SR_SHORTFALL,
+	SR_NCOLS
+};
 
 /*
- * What a pools row (pools_reader's columns) holds: allowance -
- * allowance_used + topup - reserved, before the stripes' used.
+ * What a pools row (pools_reader's columns) holds: its available credits,
+ * before the stripes' used.
  */
 static Credit
 row_held(const Datum *v)
 {
-	return credit_sub(credit_add(credit_sub(DatumGetCredit(v[0]), DatumGetCredit(v[1])),
-								 DatumGetCredit(v[2])),
-					  DatumGetCredit(v[3]));
+	return credit_available(DatumGetCredit(v[PR_ALLOWANCE]),
+							DatumGetCredit(v[PR_ALLOWANCE_USED]),
+							DatumGetCredit(v[PR_TOPUP]),
+							DatumGetCredit(v[PR_RESERVED]));
 }
 
 /* Is a timestamp column at or before now (NULL: no)? */
@@ -116,7 +140,9 @@ due(Datum value, bool isnull)
 static bool
 row_due(const Datum *v, const bool *n)
 {
-	return due(v[4], n[4]) || due(v[5], n[5]) || due(v[6], n[6]);
+	return due(v[PR_PERIOD_END], n[PR_PERIOD_END]) ||
+		due(v[PR_NEXT_GRANT_EXPIRY], n[PR_NEXT_GRANT_EXPIRY]) ||
+		due(v[PR_NEXT_HOLD_EXPIRY], n[PR_NEXT_HOLD_EXPIRY]);
 }
 
 /*
@@ -128,8 +154,8 @@ row_due(const Datum *v, const bool *n)
 void
 pool_get_org(const char *org_id, OrgState *org)
 {
-	Datum		v[10];
-	bool		n[10];
+	Datum		v[PR_NCOLS];
+	bool		n[PR_NCOLS];
 	Credit		available;
 
 	pool_check_org(org_id);
@@ -141,17 +167,17 @@ pool_get_org(const char *org_id, OrgState *org)
 	org->org_id = org_id;
 	available = row_held(v);
 	org->has_credits = available > 0;
-	if (org->has_credits && DatumGetInt32(v[8]) > 0)
+	if (org->has_credits && DatumGetInt32(v[PR_STRIPES]) > 0)
 	{
 		RowScan    *scan = reader_begin(&stripe_reader, 1, &org_id, NULL);
-		Datum		sv[6];
-		bool		sn[6];
+		Datum		sv[SR_NCOLS];
+		bool		sn[SR_NCOLS];
 		bool		holds = false;
 
 		while (!holds && reader_next(scan, sv, sn))
 		{
-			holds = DatumGetCredit(sv[2]) > 0;
-			available = credit_sub(available, DatumGetCredit(sv[0]));
+			holds = DatumGetCredit(sv[SR_FUNDS]) > 0;
+			available = credit_sub(available, DatumGetCredit(sv[SR_USED]));
 		}
 		reader_end(scan);
 		org->has_credits = holds || available > 0;
@@ -161,6 +187,12 @@ pool_get_org(const char *org_id, OrgState *org)
 		/* not brought up to date yet: the view computes what it will be */
 		Datum		arg = CStringGetTextDatum(org_id);
 		bool		isnull;
+
+		/* org_due_plan's SELECT list, 1-based (spi_value) */
+		enum
+		{
+			OD_AVAILABLE = 1
+		};
 
 		if (org_due_plan == NULL)
 		{
@@ -172,7 +204,7 @@ pool_get_org(const char *org_id, OrgState *org)
 				1, argtypes);
 		}
 		if (spi_run(org_due_plan, &arg, true, 1) > 0)
-			org->has_credits = DatumGetCredit(spi_value(0, 1, &isnull)) > 0;
+			org->has_credits = DatumGetCredit(spi_value(0, OD_AVAILABLE, &isnull)) > 0;
 	}
 }
 
@@ -203,15 +235,18 @@ pool_get_member(const char *org_id, const char *user_id, bool active_only,
 
 	{
 		const char *keys[2] = {org_id, user_id};
-		Datum		v[10];
-		bool		n[10];
+		Datum		uv[UR_NCOLS];
+		bool		un[UR_NCOLS];
+		Datum		v[PR_NCOLS];
+		bool		n[PR_NCOLS];
 
-		if (reader_get(&usage_reader, 2, keys, NULL, v, n))
+		if (reader_get(&usage_reader, 2, keys, NULL, uv, un))
 		{
-			member->used = DatumGetCredit(v[0]);
-			member->reserved = DatumGetCredit(v[1]);
+			member->used = DatumGetCredit(uv[UR_USED]);
+			member->reserved = DatumGetCredit(uv[UR_RESERVED]);
 			/* usage of a period that has ended counts as 0 */
-			if (reader_get(&pools_reader, 1, &org_id, NULL, v, n) && due(v[4], n[4]))
+			if (reader_get(&pools_reader, 1, &org_id, NULL, v, n) &&
+				due(v[PR_PERIOD_END], n[PR_PERIOD_END]))
 				member->used = 0;
 		}
 	}
@@ -238,17 +273,37 @@ check_provider_enabled(const char *org_id, const ModelInfo *model)
 
 /* ---------- writing, under the pool lock ---------- */
 
-/* the pools row's columns a charge reads under the lock, and writes back */
+/*
+ * The pools row's columns a charge reads under the lock, and writes back;
+ * each enum in the same order as its reader's columns.
+ */
 static RowReader pool_lock_reader = ROW_READER("pools", "pools_pkey",
 											   "period_start", "allowance", "allowance_used",
 											   "topup", "topup_used", "reserved", "alert_level",
 											   "period_end", "next_grant_expiry",
 											   "next_hold_expiry", "stripes", "waits");
+enum
+{
+	PL_PERIOD_START, PL_ALLOWANCE, PL_ALLOWANCE_USED,
+	PL_TOPUP, PL_TOPUP_USED, PL_RESERVED, PL_ALERT_LEVEL,
+	PL_PERIOD_END, PL_NEXT_GRANT_EXPIRY,
+	PL_NEXT_HOLD_EXPIRY, PL_STRIPES, PL_WAITS,
+	PL_NCOLS
+};
+
 static RowReader pool_write_reader = ROW_READER("pools", "pools_pkey",
 												"allowance", "allowance_used", "topup",
 												"topup_used", "reserved", "alert_level", "calls",
 												"shortfall", "next_hold_expiry", "stripes",
 												"waits");
+enum
+{
+	PW_ALLOWANCE, PW_ALLOWANCE_USED, PW_TOPUP,
+	PW_TOPUP_USED, PW_RESERVED, PW_ALERT_LEVEL, PW_CALLS,
+	PW_SHORTFALL, PW_NEXT_HOLD_EXPIRY, PW_STRIPES,
+	PW_WAITS,
+	PW_NCOLS
+};
 
 /*
  * Lock the org's pool row, as SELECT ... FOR UPDATE would (reader_lock);
@@ -259,8 +314,8 @@ static RowReader pool_write_reader = ROW_READER("pools", "pools_pkey",
 static bool
 lock_row(const char *org_id, PoolState *ps, bool *due_now)
 {
-	Datum		v[12];
-	bool		n[12];
+	Datum		v[PL_NCOLS];
+	bool		n[PL_NCOLS];
 	bool		waited;
 
 	ps->contended = strcmp(grow_org, org_id) == 0;
@@ -272,16 +327,18 @@ lock_row(const char *org_id, PoolState *ps, bool *due_now)
 	ps->contended |= waited;
 
 	ps->org_id = org_id;
-	ps->period_start = DatumGetTimestampTz(v[0]);
-	ps->allowance = DatumGetCredit(v[1]);
-	ps->allowance_used = DatumGetCredit(v[2]);
-	ps->topup = DatumGetCredit(v[3]);
-	ps->topup_used = DatumGetCredit(v[4]);
-	ps->reserved = DatumGetCredit(v[5]);
-	ps->alert_level = DatumGetInt32(v[6]);
-	*due_now = due(v[7], n[7]) || due(v[8], n[8]) || due(v[9], n[9]);
-	ps->stripes = DatumGetInt32(v[10]);
-	ps->waits = DatumGetInt32(v[11]);
+	ps->period_start = DatumGetTimestampTz(v[PL_PERIOD_START]);
+	ps->allowance = DatumGetCredit(v[PL_ALLOWANCE]);
+	ps->allowance_used = DatumGetCredit(v[PL_ALLOWANCE_USED]);
+	ps->topup = DatumGetCredit(v[PL_TOPUP]);
+	ps->topup_used = DatumGetCredit(v[PL_TOPUP_USED]);
+	ps->reserved = DatumGetCredit(v[PL_RESERVED]);
+	ps->alert_level = DatumGetInt32(v[PL_ALERT_LEVEL]);
+	*due_now = due(v[PL_PERIOD_END], n[PL_PERIOD_END]) ||
+		due(v[PL_NEXT_GRANT_EXPIRY], n[PL_NEXT_GRANT_EXPIRY]) ||
+		due(v[PL_NEXT_HOLD_EXPIRY], n[PL_NEXT_HOLD_EXPIRY]);
+	ps->stripes = DatumGetInt32(v[PL_STRIPES]);
+	ps->waits = DatumGetInt32(v[PL_WAITS]);
 	ps->folded_calls = 0;
 	ps->folded_shortfall = 0;
 
@@ -296,17 +353,24 @@ lock_row(const char *org_id, PoolState *ps, bool *due_now)
 	if (ps->stripes > 0)
 	{
 		RowScan    *scan = reader_begin(&stripe_reader, 1, &org_id, GetLatestSnapshot());
-		Datum		sv[6];
-		bool		sn[6];
+		Datum		sv[SR_NCOLS];
+		bool		sn[SR_NCOLS];
 
 		while (!ps->stripes_locked && reader_next(scan, sv, sn))
-			ps->stripes_locked = DatumGetCredit(sv[0]) != 0 || DatumGetCredit(sv[2]) != 0;
+			ps->stripes_locked = DatumGetCredit(sv[SR_USED]) != 0 ||
+				DatumGetCredit(sv[SR_FUNDS]) != 0;
 		reader_end(scan);
 	}
 	if (ps->stripes_locked)
 	{
 		Datum		arg = CStringGetTextDatum(org_id);
 		bool		isnull;
+
+		/* stripes_plan's SELECT list, 1-based (spi_value): in its order */
+		enum
+		{
+			SQ_USED = 1, SQ_CALLS, SQ_SHORTFALL
+		};
 
 		if (stripes_plan == NULL)
 		{
@@ -321,10 +385,10 @@ lock_row(const char *org_id, PoolState *ps, bool *due_now)
 		for (uint64 i = 0, n = spi_run(stripes_plan, &arg, false, 0); i < n; i++)
 		{
 			ps->allowance_used = credit_add(ps->allowance_used,
-											DatumGetCredit(spi_value(i, 1, &isnull)));
-			ps->folded_calls += DatumGetInt64(spi_value(i, 2, &isnull));
+											DatumGetCredit(spi_value(i, SQ_USED, &isnull)));
+			ps->folded_calls += DatumGetInt64(spi_value(i, SQ_CALLS, &isnull));
 			ps->folded_shortfall = credit_add(ps->folded_shortfall,
-											  DatumGetCredit(spi_value(i, 3, &isnull)));
+											  DatumGetCredit(spi_value(i, SQ_SHORTFALL, &isnull)));
 		}
 	}
 	ps->escrow = false;
@@ -372,8 +436,7 @@ pool_lock(const char *org_id, PoolState *ps)
 Credit
 pool_available(const PoolState *ps)
 {
-	return credit_sub(credit_add(credit_sub(ps->allowance, ps->allowance_used), ps->topup),
-					  ps->reserved);
+	return credit_available(ps->allowance, ps->allowance_used, ps->topup, ps->reserved);
 }
 
 /*
@@ -395,6 +458,12 @@ pool_limit(PoolState *ps, const char *user_id, const MemberState *member)
 		Credit		used = 0;
 		Credit		reserved = 0;
 
+		/* member_used_plan's SELECT list, 1-based (spi_value): in its order */
+		enum
+		{
+			MU_USED = 1, MU_RESERVED
+		};
+
 		if (member_used_plan == NULL)
 		{
 			Oid			argtypes[2] = {TEXTOID, TEXTOID};
@@ -409,8 +478,8 @@ pool_limit(PoolState *ps, const char *user_id, const MemberState *member)
 		args[1] = CStringGetTextDatum(user_id);
 		if (spi_run(member_used_plan, args, false, 1) > 0)
 		{
-			used = DatumGetCredit(spi_value(0, 1, &isnull));
-			reserved = DatumGetCredit(spi_value(0, 2, &isnull));
+			used = DatumGetCredit(spi_value(0, MU_USED, &isnull));
+			reserved = DatumGetCredit(spi_value(0, MU_RESERVED, &isnull));
 		}
 		ps->cap_left = Max(credit_sub(credit_sub(member->cap, used), reserved), 0);
 		limit = credit_min(limit, ps->cap_left);
@@ -490,22 +559,25 @@ write_pool_row(Datum *values, bool *nulls, bool *replace, void *arg)
 	PoolWrite  *w = (PoolWrite *) arg;
 	const PoolState *ps = w->ps;
 
-	values[1] = CreditGetDatum(ps->allowance_used);
-	values[2] = CreditGetDatum(ps->topup);
-	values[3] = CreditGetDatum(ps->topup_used);
-	values[4] = CreditGetDatum(ps->reserved);
-	values[5] = Int32GetDatum(ps->alert_level);
-	values[6] = Int64GetDatum(DatumGetInt64(values[6]) + w->calls);
-	values[7] = CreditGetDatum(credit_add(DatumGetCredit(values[7]), w->shortfall));
+	values[PW_ALLOWANCE_USED] = CreditGetDatum(ps->allowance_used);
+	values[PW_TOPUP] = CreditGetDatum(ps->topup);
+	values[PW_TOPUP_USED] = CreditGetDatum(ps->topup_used);
+	values[PW_RESERVED] = CreditGetDatum(ps->reserved);
+	values[PW_ALERT_LEVEL] = Int32GetDatum(ps->alert_level);
+	values[PW_CALLS] = Int64GetDatum(DatumGetInt64(values[PW_CALLS]) + w->calls);
+	values[PW_SHORTFALL] = CreditGetDatum(credit_add(DatumGetCredit(values[PW_SHORTFALL]),
+													 w->shortfall));
 	if (w->hold_expiry != 0 &&
-		(nulls[8] || w->hold_expiry < DatumGetTimestampTz(values[8])))
+		(nulls[PW_NEXT_HOLD_EXPIRY] ||
+		 w->hold_expiry < DatumGetTimestampTz(values[PW_NEXT_HOLD_EXPIRY])))
 	{
-		values[8] = TimestampTzGetDatum(w->hold_expiry);
-		nulls[8] = false;
+		values[PW_NEXT_HOLD_EXPIRY] = TimestampTzGetDatum(w->hold_expiry);
+		nulls[PW_NEXT_HOLD_EXPIRY] = false;
 	}
-	values[9] = Int32GetDatum(w->stripes);
-	values[10] = Int32GetDatum(ps->waits);
-	for (int i = 1; i <= 10; i++)
+	values[PW_STRIPES] = Int32GetDatum(w->stripes);
+	values[PW_WAITS] = Int32GetDatum(ps->waits);
+	/* every column but allowance, which is only read */
+	for (int i = PW_ALLOWANCE_USED; i <= PW_WAITS; i++)
 		replace[i] = true;
 	return true;
 }
@@ -522,9 +594,10 @@ change_usage(Datum *values, bool *nulls, bool *replace, void *arg)
 {
 	UsageChange *c = (UsageChange *) arg;
 
-	values[0] = CreditGetDatum(credit_add(DatumGetCredit(values[0]), c->used));
-	values[1] = CreditGetDatum(credit_add(DatumGetCredit(values[1]), c->reserved));
-	replace[0] = replace[1] = true;
+	values[UR_USED] = CreditGetDatum(credit_add(DatumGetCredit(values[UR_USED]), c->used));
+	values[UR_RESERVED] = CreditGetDatum(credit_add(DatumGetCredit(values[UR_RESERVED]),
+													c->reserved));
+	replace[UR_USED] = replace[UR_RESERVED] = true;
 	return true;
 }
 
@@ -762,25 +835,26 @@ charge_stripe(Datum *values, bool *nulls, bool *replace, void *arg)
 	StripeCharge *c = (StripeCharge *) arg;
 
 	/* re-checked on the latest version, as UPDATE ... WHERE would */
-	if (DatumGetTimestampTz(values[3]) != c->period_start)
+	if (DatumGetTimestampTz(values[SR_PERIOD_START]) != c->period_start)
 		return false;
 	if (c->dry)
 	{
-		if (DatumGetCredit(values[2]) != 0)
+		if (DatumGetCredit(values[SR_FUNDS]) != 0)
 			return false;
-		values[5] = CreditGetDatum(credit_add(DatumGetCredit(values[5]), c->shortfall));
-		replace[5] = true;
+		values[SR_SHORTFALL] = CreditGetDatum(credit_add(DatumGetCredit(values[SR_SHORTFALL]),
+														 c->shortfall));
+		replace[SR_SHORTFALL] = true;
 	}
 	else
 	{
-		if (DatumGetCredit(values[2]) < c->cost)
+		if (DatumGetCredit(values[SR_FUNDS]) < c->cost)
 			return false;
-		values[0] = CreditGetDatum(credit_add(DatumGetCredit(values[0]), c->cost));
-		values[2] = CreditGetDatum(credit_sub(DatumGetCredit(values[2]), c->cost));
-		replace[0] = replace[2] = true;
+		values[SR_USED] = CreditGetDatum(credit_add(DatumGetCredit(values[SR_USED]), c->cost));
+		values[SR_FUNDS] = CreditGetDatum(credit_sub(DatumGetCredit(values[SR_FUNDS]), c->cost));
+		replace[SR_USED] = replace[SR_FUNDS] = true;
 	}
-	values[4] = Int64GetDatum(DatumGetInt64(values[4]) + 1);
-	replace[4] = true;
+	values[SR_CALLS] = Int64GetDatum(DatumGetInt64(values[SR_CALLS]) + 1);
+	replace[SR_CALLS] = true;
 	return true;
 }
 
@@ -799,7 +873,7 @@ typedef struct PoolView
 } PoolView;
 
 /*
- * The pool as its pools row (v, n: pools_reader's columns, read by the
+ * The pool as its pools row (v, n: pools_reader's columns, PR_*, read by the
  * caller) and its stripes, read with the active snapshot, show it; mine is
  * this backend's stripe.
  */
@@ -807,27 +881,27 @@ static void
 view_stripes(const char *org_id, Datum *v, bool *n, int mine, PoolView *pv)
 {
 	RowScan    *scan;
-	Datum		sv[6];
-	bool		sn[6];
+	Datum		sv[SR_NCOLS];
+	bool		sn[SR_NCOLS];
 	Credit		striped = 0;
 
 	pv->due = row_due(v, n);
-	pv->stripes = DatumGetInt32(v[8]);
-	pv->period_start = DatumGetTimestampTz(v[7]);
+	pv->stripes = DatumGetInt32(v[PR_STRIPES]);
+	pv->period_start = DatumGetTimestampTz(v[PR_PERIOD_START]);
 	pv->escrowed = 0;
 	pv->mine_found = false;
 
 	scan = reader_begin(&stripe_reader, 1, &org_id, NULL);
 	while (reader_next(scan, sv, sn))
 	{
-		striped = credit_add(striped, DatumGetCredit(sv[0]));
-		pv->escrowed = credit_add(pv->escrowed, DatumGetCredit(sv[2]));
-		if (DatumGetInt32(sv[1]) == mine)
+		striped = credit_add(striped, DatumGetCredit(sv[SR_USED]));
+		pv->escrowed = credit_add(pv->escrowed, DatumGetCredit(sv[SR_FUNDS]));
+		if (DatumGetInt32(sv[SR_STRIPE]) == mine)
 		{
 			pv->mine_found = true;
 			pv->mine_tid = *reader_tid(scan);
-			pv->mine_funds = DatumGetCredit(sv[2]);
-			pv->mine_period_start = DatumGetTimestampTz(sv[3]);
+			pv->mine_funds = DatumGetCredit(sv[SR_FUNDS]);
+			pv->mine_period_start = DatumGetTimestampTz(sv[SR_PERIOD_START]);
 		}
 	}
 	reader_end(scan);
@@ -929,20 +1003,20 @@ static bool
 charge_dry(void *arg)
 {
 	FastDebit  *f = (FastDebit *) arg;
-	Datum		v[10];
-	bool		n[10];
+	Datum		v[PR_NCOLS];
+	bool		n[PR_NCOLS];
 	bool		waited;
 
 	if (!reader_lock(&pools_reader, 1, &f->org_id, LockTupleShare, v, n, &waited, NULL))
 		return false;
-	f->pv.stripes = DatumGetInt32(v[8]);
+	f->pv.stripes = DatumGetInt32(v[PR_STRIPES]);
 	if (row_held(v) != 0 || f->pv.stripes == 0 || row_due(v, n))
 		return false;
 	f->mine = my_stripe(f->pv.stripes);
 	if (!reader_find_numbered(&stripe_reader, f->org_id, f->mine, &f->pv.mine_tid))
 		return false;
 	/* the stripe's period is re-checked on the version charged */
-	f->charge.period_start = f->e->period_start = DatumGetTimestampTz(v[7]);
+	f->charge.period_start = f->e->period_start = DatumGetTimestampTz(v[PR_PERIOD_START]);
 	return charge_fast(f);
 }
 
@@ -995,8 +1069,8 @@ pool_fast_debit(const char *org_id, LedgerEntry *e, bool is_fallback)
 static bool
 fast_debit(const char *org_id, LedgerEntry *e, bool is_fallback)
 {
-	Datum		v[10];
-	bool		n[10];
+	Datum		v[PR_NCOLS];
+	bool		n[PR_NCOLS];
 	FastDebit	f;
 
 	f.org_id = org_id;
@@ -1023,7 +1097,7 @@ fast_debit(const char *org_id, LedgerEntry *e, bool is_fallback)
 
 	if (!reader_get(&pools_reader, 1, &org_id, NULL, v, n))
 		return false;
-	f.pv.stripes = DatumGetInt32(v[8]);
+	f.pv.stripes = DatumGetInt32(v[PR_STRIPES]);
 	cache_note_pool_stripes(org_id, f.pv.stripes);
 	if (f.pv.stripes == 0)
 		return false;

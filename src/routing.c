@@ -32,6 +32,17 @@ premium_block_reason(const OrgState *org, const MemberState *member)
 }
 
 /*
+ * Positions of credits.allowed_models' result columns (040_routing.sql): in
+ * the same order as its RETURNS TABLE.
+ */
+enum
+{
+	AM_PROVIDER, AM_MODEL, AM_DISPLAY_NAME, AM_IS_FALLBACK, AM_AVAILABLE, AM_REASON,
+	AM_INPUT_PRICE, AM_OUTPUT_PRICE,
+	AM_NCOLS
+};
+
+/*
  * credits.allowed_models(org_id text, user_id text DEFAULT NULL)
  *	 RETURNS TABLE(provider, model, display_name, is_fallback, available,
  *				   reason, input_price, output_price)
@@ -60,21 +71,21 @@ credits_allowed_models(PG_FUNCTION_ARGS)
 	n = cache_org_models(org_id, &rows);
 	for (int i = 0; i < n; i++)
 	{
-		Datum		values[8];
-		bool		nulls[8] = {false};
+		Datum		values[AM_NCOLS];
+		bool		nulls[AM_NCOLS] = {false};
 		const char *reason = rows[i].is_fallback ? NULL : premium_reason;
 
-		values[0] = CStringGetTextDatum(rows[i].provider);
-		values[1] = CStringGetTextDatum(rows[i].model);
-		values[2] = CStringGetTextDatum(rows[i].display_name);
-		values[3] = BoolGetDatum(rows[i].is_fallback);
-		values[4] = BoolGetDatum(reason == NULL);
+		values[AM_PROVIDER] = CStringGetTextDatum(rows[i].provider);
+		values[AM_MODEL] = CStringGetTextDatum(rows[i].model);
+		values[AM_DISPLAY_NAME] = CStringGetTextDatum(rows[i].display_name);
+		values[AM_IS_FALLBACK] = BoolGetDatum(rows[i].is_fallback);
+		values[AM_AVAILABLE] = BoolGetDatum(reason == NULL);
 		if (reason == NULL)
-			nulls[5] = true;
+			nulls[AM_REASON] = true;
 		else
-			values[5] = CStringGetTextDatum(reason);
-		values[6] = CreditGetDatum(rows[i].input_price);
-		values[7] = CreditGetDatum(rows[i].output_price);
+			values[AM_REASON] = CStringGetTextDatum(reason);
+		values[AM_INPUT_PRICE] = CreditGetDatum(rows[i].input_price);
+		values[AM_OUTPUT_PRICE] = CreditGetDatum(rows[i].output_price);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 
