@@ -627,8 +627,8 @@ add_member_usage(const char *org_id, const char *user_id, Credit used, Credit re
 			"INSERT INTO credits.member_usage AS u (org_id, user_id, used, reserved)"
 			" VALUES ($1, $2, credits._micro($3), credits._micro($4))"
 			" ON CONFLICT (org_id, user_id) DO UPDATE"
-			"    SET used = u.used OPERATOR(pg_catalog.+) EXCLUDED.used,"
-			"        reserved = u.reserved OPERATOR(pg_catalog.+) EXCLUDED.reserved",
+			"    SET used = u.used + EXCLUDED.used,"
+			"        reserved = u.reserved + EXCLUDED.reserved",
 			4, argtypes);
 	}
 	args[0] = CStringGetTextDatum(org_id);
@@ -656,7 +656,7 @@ add_member_usage(const char *org_id, const char *user_id, Credit used, Credit re
 	"  RETURNING 1)" \
 	" INSERT INTO credits.pool_stripes AS s (org_id, stripe, funds, used, calls, period_start)" \
 	" SELECT $1, g, credits._micro($3), '0'::credits.credit, 0, $2" \
-	"   FROM pg_catalog.generate_series(0, $4 OPERATOR(pg_catalog.-) 1) g" \
+	"   FROM pg_catalog.generate_series(0, $4 - 1) g" \
 	" ON CONFLICT (org_id, stripe) DO UPDATE" \
 	"    SET funds = EXCLUDED.funds," \
 	"        used = CASE WHEN $5 THEN EXCLUDED.used ELSE s.used END," \

@@ -5,14 +5,14 @@
 \set tout random(10, 1000)
 \set cost case when :m = 1 then 250 * :tin + 1000 * :tout when :m = 2 then 15 * :tin + 60 * :tout when :m = 3 then 300 * :tin + 1500 * :tout else 100 * :tin + 500 * :tout end
 WITH p AS (
-    UPDATE floor_pools SET allowance_used = allowance_used OPERATOR(credits.+) credits._micro(:cost),
+    UPDATE floor_pools SET allowance_used = allowance_used + credits._micro(:cost),
                            calls = calls + 1
      WHERE org_id = 'org' || :o
     RETURNING period_start,
-              allowance OPERATOR(credits.-) allowance_used OPERATOR(credits.+) topup
-                  OPERATOR(credits.-) reserved AS available),
+              allowance - allowance_used + topup
+                  - reserved AS available),
 m AS (
-    UPDATE floor_member_usage SET used = used OPERATOR(credits.+) credits._micro(:cost)
+    UPDATE floor_member_usage SET used = used + credits._micro(:cost)
      WHERE org_id = 'org' || :o AND user_id = 'u' || :u
     RETURNING used)
 INSERT INTO floor_ledger (org_id, kind, period_start, user_id, model, input_tokens, output_tokens,
