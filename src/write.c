@@ -36,6 +36,7 @@
 #include "executor/executor.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
+#include "nodes/readfuncs.h"
 #include "optimizer/optimizer.h"
 #include "parser/parse_relation.h"
 #include "rewrite/rewriteHandler.h"
@@ -59,6 +60,8 @@ typedef struct TableDefaults
 	int			n;
 	AttrNumber *attnums;
 	Expr	  **exprs;
+	int			nchecks;		/* the CHECK constraints, in the relcache's order */
+	Expr	  **checks;
 } TableDefaults;
 
 static TableDefaults defaults[8];
@@ -121,9 +124,30 @@ table_defaults(Relation rel)
 		d->exprs[d->n] = expression_planner((Expr *) expr);
 		d->n++;
 	}
+	/* planned as ExecRelCheck() plans them (ExecPrepareExpr) */
+	d->nchecks = desc->constr ? desc->constr->num_check : 0;
+	d->checks = palloc(sizeof(Expr *) * Max(d->nchecks, 1));
+	for (int i = 0; i < d->nchecks; i++)
+		d->checks[i] = expression_planner(stringToNode(desc->constr->check[i].ccbin));
 	MemoryContextSwitchTo(old);
 	d->relid = RelationGetRelid(rel);
 	return d;
+}
+
+/*
+ * A copy of n cached expressions, in the current memory context.  Taken
+ * before any of them is initialized or evaluated: that can take a lock (a
+ * catalog lookup, nextval() of a sequence), which processes invalidations
+ * and may drop the cache they came from.
+ */
+static Expr **
+copy_exprs(Expr **exprs, int n)
+{
+	Expr	  **copy = palloc(sizeof(Expr *) * Max(n, 1));
+
+	for (int i = 0; i < n; i++)
+		copy[i] = copyObject(exprs[i]);
+	return copy;
 }
 
 /* An executor state for writing one row of a table, as the apply worker's. */
@@ -182,6 +206,25 @@ write_begin(TableWrite *w, Relation rel, CmdType cmd, Bitmapset *cols)
 
 	w->rri = makeNode(ResultRelInfo);
 	InitResultRelInfo(w->rri, rel, 1, NULL, 0);
+
+	/*
+	 * The CHECK constraints' expressions, as ExecRelCheck() would build them
+	 * on the first row from the catalog's text, but planned once per
+	 * backend: this state serves one row.
+	 */
+	{
+		TableDefaults *d = table_defaults(rel);
+		int			nchecks = d->nchecks;
+		Expr	  **checks = copy_exprs(d->checks, nchecks);
+
+		/* d may be gone from here on (see copy_exprs) */
+		if (nchecks > 0)
+		{
+			w->rri->ri_ConstraintExprs = palloc(sizeof(ExprState *) * nchecks);
+			for (int i = 0; i < nchecks; i++)
+				w->rri->ri_ConstraintExprs[i] = ExecInitExpr(checks[i], NULL);
+		}
+	}
 	/* so that AFTER triggers find it (ExecGetTriggerResultRel), as worker.c */
 	estate->es_opened_result_relations = lappend(estate->es_opened_result_relations, w->rri);
 	estate->es_output_cid = GetCurrentCommandId(true);
@@ -241,6 +284,7 @@ write_insert(Relation rel, Datum *values, bool *nulls, const bool *set)
 	MemoryContext old;
 	int			ndefaults;
 	AttrNumber *attnums;
+	Expr	  **defexprs;
 	ExprState **exprs;
 
 	for (int i = 0; i < desc->natts; i++)
@@ -251,20 +295,16 @@ write_insert(Relation rel, Datum *values, bool *nulls, const bool *set)
 	write_begin(&w, rel, CMD_INSERT, cols);
 	old = MemoryContextSwitchTo(GetPerTupleMemoryContext(w.estate));
 
-	/*
-	 * The defaults, copied before any is evaluated: evaluating one can take a
-	 * lock (nextval() locks its sequence), which processes invalidations and
-	 * may drop the cached ones.  The table's own locks are all taken by now.
-	 */
+	/* the defaults (the table's own locks are all taken by now) */
 	d = table_defaults(rel);
 	ndefaults = d->n;
 	attnums = palloc(sizeof(AttrNumber) * Max(ndefaults, 1));
+	memcpy(attnums, d->attnums, sizeof(AttrNumber) * ndefaults);
+	defexprs = copy_exprs(d->exprs, ndefaults);
+	/* d may be gone from here on */
 	exprs = palloc(sizeof(ExprState *) * Max(ndefaults, 1));
 	for (int i = 0; i < ndefaults; i++)
-	{
-		attnums[i] = d->attnums[i];
-		exprs[i] = set[attnums[i] - 1] ? NULL : ExecInitExpr(copyObject(d->exprs[i]), NULL);
-	}
+		exprs[i] = set[attnums[i] - 1] ? NULL : ExecInitExpr(defexprs[i], NULL);
 
 	slot = ExecInitExtraTupleSlot(w.estate, desc, &TTSOpsVirtual);
 	ExecClearTuple(slot);
