@@ -39,9 +39,26 @@ ALTER AGGREGATE credits.min(credits.credit) SET SCHEMA pg_catalog;
 ALTER AGGREGATE credits.max(credits.credit) SET SCHEMA pg_catalog;
 ALTER AGGREGATE credits.avg(credits.credit) SET SCHEMA pg_catalog;
 
--- Functions whose bodies named the operators or aggregates in schema credits.
+
+-- The one definition of a pool's available credits: credit_available() in
+-- C, which the SQL code calls through this function; the pools CHECK
+-- constraint states the same invariant.
+CREATE FUNCTION credits._available(allowance credits.credit, allowance_used credits.credit,
+                                   topup credits.credit, reserved credits.credit)
+    RETURNS credits.credit
+    AS 'MODULE_PATHNAME', 'credits_available' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION credits._available(credits.credit, credits.credit, credits.credit, credits.credit) IS
+    'internal: a pool''s available credits, allowance - allowance_used + topup - reserved';
+
+-- Functions whose bodies named the operators or aggregates in schema credits,
+-- or wrote the available formula out (it is credits._available now).
 -- verify(org) of an org that does not exist is also UC004 (unknown org), as
 -- for every other function, instead of no rows ("consistent").
+
+CREATE OR REPLACE FUNCTION credits._available(p credits.pools) RETURNS credits.credit
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, credits, pg_temp AS $$
+    SELECT credits._available(p.allowance, p.allowance_used, p.topup, p.reserved)
+$$;
 
 CREATE OR REPLACE FUNCTION credits._consolidate(org text) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, credits, pg_temp AS $$
@@ -191,7 +208,7 @@ BEGIN
         allowance_used := 0;
     END IF;
     -- holds the pool can no longer cover are trimmed
-    reserved := least(reserved, greatest(allowance - allowance_used + topup, 0));
+    reserved := least(reserved, greatest(credits._available(allowance, allowance_used, topup, 0), 0));
 END
 $$;
 
@@ -234,8 +251,8 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, credits, pg_t
         SELECT p.org_id, p.period_start, p.period_end, p.allowance,
                p.allowance_used + coalesce(s.used, 0) AS allowance_used, p.topup,
                p.topup_used, p.reserved,
-               p.allowance - p.allowance_used - coalesce(s.used, 0) + p.topup - p.reserved
-                 AS available,
+               credits._available(p.allowance, p.allowance_used + coalesce(s.used, 0), p.topup,
+                                  p.reserved) AS available,
                coalesce(s.funds, 0) AS escrowed, coalesce(s.negative, false) AS negative_stripe,
                p.stripes, s.beyond
           FROM credits.pools p
@@ -410,3 +427,17 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, credits, pg_t
      GROUP BY l.org_id, l.request_id HAVING count(*) > 1
     ORDER BY 1, 2
 $$;
+
+-- 090_security.sql revokes every function from PUBLIC
+REVOKE ALL ON FUNCTION credits._available(credits.credit, credits.credit, credits.credit, credits.credit) FROM PUBLIC;
+
+CREATE OR REPLACE VIEW credits.pool_status AS
+SELECT p.org_id, e.period_start, e.period_end, e.allowance, e.allowance_used, e.topup,
+       e.reserved,
+       credits._available(e.allowance, e.allowance_used, e.topup, e.reserved) AS available,
+       credits._available(e.allowance, e.allowance_used, e.topup, e.reserved) = 0 AS exhausted
+  FROM credits.pools p
+  JOIN credits.orgs o ON o.org_id = p.org_id
+ CROSS JOIN LATERAL credits._pool_now(p, o, now()) e;
+-- CREATE OR REPLACE VIEW resets the options
+ALTER VIEW credits.pool_status SET (security_invoker = true);

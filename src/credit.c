@@ -254,6 +254,19 @@ credit_available(Credit allowance, Credit allowance_used, Credit topup, Credit r
 	return credit_sub(credit_add(credit_sub(allowance, allowance_used), topup), reserved);
 }
 
+/*
+ * credits._available(allowance, allowance_used, topup, reserved): the same
+ * formula for the SQL code (views, verify, maintenance), so that there is
+ * one definition of a pool's available credits.
+ */
+PG_FUNCTION_INFO_V1(credits_available);
+Datum
+credits_available(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_CREDIT(credit_available(PG_GETARG_CREDIT(0), PG_GETARG_CREDIT(1),
+									  PG_GETARG_CREDIT(2), PG_GETARG_CREDIT(3)));
+}
+
 static Credit
 credit_from_int128(int128 v)
 {

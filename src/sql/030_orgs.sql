@@ -175,11 +175,21 @@ $$;
 COMMENT ON FUNCTION credits._consolidate(text) IS
     'internal: fold the org''s escrow stripes back into its pool row';
 
+-- The one definition of a pool's available credits: credit_available() in
+-- C, which the SQL code calls through this function; the pools CHECK
+-- constraint states the same invariant.
+CREATE FUNCTION credits._available(allowance credits.credit, allowance_used credits.credit,
+                                   topup credits.credit, reserved credits.credit)
+    RETURNS credits.credit
+    AS 'MODULE_PATHNAME', 'credits_available' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION credits._available(credits.credit, credits.credit, credits.credit, credits.credit) IS
+    'internal: a pool''s available credits, allowance - allowance_used + topup - reserved';
+
 CREATE VIEW credits.pool_status AS
 SELECT p.org_id, p.period_start, p.period_end, p.allowance, p.allowance_used, p.topup,
        p.reserved,
-       p.allowance - p.allowance_used + p.topup - p.reserved AS available,
-       p.allowance - p.allowance_used + p.topup - p.reserved = 0 AS exhausted
+       credits._available(p.allowance, p.allowance_used, p.topup, p.reserved) AS available,
+       credits._available(p.allowance, p.allowance_used, p.topup, p.reserved) = 0 AS exhausted
   FROM credits.pools p;
 COMMENT ON VIEW credits.pool_status IS
     'one row per org for its current period: available = allowance - allowance_used + topup - reserved';

@@ -69,7 +69,7 @@ COMMENT ON FUNCTION credits._alert_level(credits.pools, integer[]) IS
 
 CREATE FUNCTION credits._available(p credits.pools) RETURNS credits.credit
 LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, credits, pg_temp AS $$
-    SELECT p.allowance - p.allowance_used + p.topup - p.reserved
+    SELECT credits._available(p.allowance, p.allowance_used, p.topup, p.reserved)
 $$;
 COMMENT ON FUNCTION credits._available(credits.pools) IS
     'internal: allowance - allowance_used + topup - reserved';

@@ -42,7 +42,7 @@ BEGIN
         allowance_used := 0;
     END IF;
     -- holds the pool can no longer cover are trimmed
-    reserved := least(reserved, greatest(allowance - allowance_used + topup, 0));
+    reserved := least(reserved, greatest(credits._available(allowance, allowance_used, topup, 0), 0));
 END
 $$;
 COMMENT ON FUNCTION credits._pool_now(credits.pools, credits.orgs, timestamptz) IS
@@ -51,8 +51,8 @@ COMMENT ON FUNCTION credits._pool_now(credits.pools, credits.orgs, timestamptz) 
 CREATE OR REPLACE VIEW credits.pool_status AS
 SELECT p.org_id, e.period_start, e.period_end, e.allowance, e.allowance_used, e.topup,
        e.reserved,
-       e.allowance - e.allowance_used + e.topup - e.reserved AS available,
-       e.allowance - e.allowance_used + e.topup - e.reserved = 0 AS exhausted
+       credits._available(e.allowance, e.allowance_used, e.topup, e.reserved) AS available,
+       credits._available(e.allowance, e.allowance_used, e.topup, e.reserved) = 0 AS exhausted
   FROM credits.pools p
   JOIN credits.orgs o ON o.org_id = p.org_id
  CROSS JOIN LATERAL credits._pool_now(p, o, now()) e;
@@ -102,8 +102,8 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, credits, pg_t
         SELECT p.org_id, p.period_start, p.period_end, p.allowance,
                p.allowance_used + coalesce(s.used, 0) AS allowance_used, p.topup,
                p.topup_used, p.reserved,
-               p.allowance - p.allowance_used - coalesce(s.used, 0) + p.topup - p.reserved
-                 AS available,
+               credits._available(p.allowance, p.allowance_used + coalesce(s.used, 0), p.topup,
+                                  p.reserved) AS available,
                coalesce(s.funds, 0) AS escrowed, coalesce(s.negative, false) AS negative_stripe,
                p.stripes, s.beyond
           FROM credits.pools p
