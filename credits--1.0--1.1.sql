@@ -428,8 +428,11 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, credits, pg_t
     ORDER BY 1, 2
 $$;
 
--- 090_security.sql revokes every function from PUBLIC
+-- as 090_security.sql: no function for PUBLIC; pool_status computes with
+-- the caller's privileges
 REVOKE ALL ON FUNCTION credits._available(credits.credit, credits.credit, credits.credit, credits.credit) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION credits._available(credits.credit, credits.credit, credits.credit, credits.credit)
+    TO credits_admin, credits_reader;
 
 CREATE OR REPLACE VIEW credits.pool_status AS
 SELECT p.org_id, e.period_start, e.period_end, e.allowance, e.allowance_used, e.topup,

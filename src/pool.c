@@ -1051,10 +1051,8 @@ pool_fast_debit(const char *org_id, LedgerEntry *e, bool is_fallback)
 
 	if (strcmp(grow_org, org_id) == 0)
 		return false;			/* the slow path adds stripes first */
-	if (cache_pool_stripes(org_id) <= 0)
-		return false;			/* one balance when last seen, or not seen by
-								 * this backend yet: the slow path reads the
-								 * pool once and notes how it is split */
+	if (cache_pool_stripes(org_id) == 0)
+		return false;			/* one balance when last seen: no read */
 
 	/*
 	 * Read and lock with a snapshot of our own, as a query would: it sees
