@@ -617,8 +617,9 @@ WITH fns AS (
 -- What each role may execute besides the type's support functions.
 -- valid_period and billing_period are helpers granted to every role by
 -- 090_security.sql (valid_period is in the CHECK constraint of orgs);
--- _pool_now computes pool_status with the caller's privileges, so the roles
--- that read pool_status execute it (it reads nothing they cannot read).
+-- _pool_now and _available compute pool_status with the caller's
+-- privileges, so the roles that read pool_status execute them (they read
+-- nothing those roles cannot read).
 allowed(role, names) AS (VALUES
     ('credits_app', ARRAY['allowed_models', 'resolve_model', 'cost', 'credit_debit',
                           'credit_reserve', 'credit_settle', 'credit_release',
@@ -628,8 +629,9 @@ allowed(role, names) AS (VALUES
                             'create_org', 'enable_provider', 'disable_provider', 'add_member',
                             'remove_member', 'set_plan', 'recharge', 'add_provider',
                             'upsert_model', 'reset_due', 'expire_holds', 'schedule_jobs',
-                            'verify', 'usage', 'valid_period', 'billing_period', '_pool_now']),
-    ('credits_reader', ARRAY['usage', 'valid_period', 'billing_period', '_pool_now'])
+                            'verify', 'usage', 'valid_period', 'billing_period', '_pool_now',
+                            '_available']),
+    ('credits_reader', ARRAY['usage', 'valid_period', 'billing_period', '_pool_now', '_available'])
 )
 SELECT 'no table or view grant to PUBLIC (information_schema)' AS name,
        (SELECT string_agg(table_name || ':' || privilege_type, ', ')
