@@ -18,6 +18,7 @@
 #include "executor/spi.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "common/hashfn.h"
 #include "utils/hsearch.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
@@ -29,7 +30,7 @@
 
 typedef struct ModelEntry
 {
-	char		key[KEYLEN];	/* model */
+	const char *key;			/* model */
 	ModelInfo	info;
 	bool		active;
 	char	   *display_name;
@@ -37,13 +38,13 @@ typedef struct ModelEntry
 
 typedef struct FallbackEntry
 {
-	char		key[KEYLEN];	/* provider */
-	char		model[KEYLEN];
+	const char *key;			/* provider */
+	char	   *model;
 } FallbackEntry;
 
 typedef struct OrgEntry
 {
-	char		key[KEYLEN];	/* org_id */
+	const char *key;			/* org_id */
 	bool		exists;
 	int			nthresholds;
 	int			thresholds[16];
@@ -55,7 +56,7 @@ typedef struct OrgEntry
 
 typedef struct MemberEntry
 {
-	char		key[KEYLEN];	/* org_id, '\x01', user_id */
+	const char *key;			/* org_id, '\x01', user_id */
 	bool		active;
 	bool		has_cap;
 	Credit		cap;
@@ -134,6 +135,41 @@ cache_callback(Datum arg, Oid relid)
 	}
 }
 
+/*
+ * Entries are keyed by a string (an id, or two joined), stored once in the
+ * cache's memory: the key is a pointer to it, hashed and compared as the
+ * string, so that an entry is small whatever the ids' length (entries with
+ * room for the longest key filled the CPU caches of busy backends).
+ */
+static uint32
+key_hash(const void *key, Size keysize)
+{
+	const char *s = *(const char *const *) key;
+
+	return hash_bytes((const unsigned char *) s, (int) strlen(s));
+}
+
+static int
+key_match(const void *a, const void *b, Size keysize)
+{
+	return strcmp(*(const char *const *) a, *(const char *const *) b);
+}
+
+/*
+ * The entry of key in table; with enter, created when missing, its key
+ * copied into cxt (the table's memory).  NULL when missing otherwise.
+ */
+static void *
+cache_entry(HTAB *table, const char *key, bool enter, MemoryContext cxt)
+{
+	bool		found;
+	void	   *e = hash_search(table, &key, enter ? HASH_ENTER : HASH_FIND, &found);
+
+	if (enter && !found)
+		*(const char **) e = MemoryContextStrdup(cxt, key);
+	return e;
+}
+
 static HTAB *
 new_table(MemoryContext *cxt, const char *name, Size entrysize)
 {
@@ -146,10 +182,12 @@ new_table(MemoryContext *cxt, const char *name, Size entrysize)
 	}
 	if (*cxt == NULL)
 		*cxt = AllocSetContextCreate(TopMemoryContext, "credits cache", ALLOCSET_SMALL_SIZES);
-	ctl.keysize = KEYLEN;
+	ctl.keysize = sizeof(char *);
 	ctl.entrysize = entrysize;
+	ctl.hash = key_hash;
+	ctl.match = key_match;
 	ctl.hcxt = *cxt;
-	return hash_create(name, 64, &ctl, HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+	return hash_create(name, 64, &ctl, HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
 }
 
 /* Remember the OIDs of the cached tables, for the invalidation callback. */
@@ -210,7 +248,7 @@ load_models(void)
 		Loaded	   *r = lfirst(lc);
 		char	   *model = TextDatumGetCString(r->v[M_MODEL]);
 		char	   *provider = TextDatumGetCString(r->v[M_PROVIDER]);
-		ModelEntry *e = hash_search(m, model, HASH_ENTER, NULL);
+		ModelEntry *e = cache_entry(m, model, true, models_cxt);
 
 		e->info.model = e->key;
 		e->info.provider = MemoryContextStrdup(models_cxt, provider);
@@ -223,9 +261,9 @@ load_models(void)
 											  TextDatumGetCString(r->v[M_DISPLAY_NAME]));
 		if (e->info.is_fallback && e->active)
 		{
-			FallbackEntry *fe = hash_search(f, provider, HASH_ENTER, NULL);
+			FallbackEntry *fe = cache_entry(f, provider, true, models_cxt);
 
-			strlcpy(fe->model, model, KEYLEN);
+			fe->model = MemoryContextStrdup(models_cxt, model);
 		}
 	}
 	models = m;
@@ -246,7 +284,7 @@ cache_model(const char *model, bool any, ModelInfo *info)
 
 	if (models == NULL)
 		load_models();
-	e = hash_search(models, model, HASH_FIND, NULL);
+	e = cache_entry(models, model, false, NULL);
 	if (e == NULL || (!e->active && !any))
 		return false;
 	*info = e->info;
@@ -263,7 +301,7 @@ cache_fallback(const char *provider)
 
 	if (fallbacks == NULL)
 		load_models();
-	e = hash_search(fallbacks, provider, HASH_FIND, NULL);
+	e = cache_entry(fallbacks, provider, false, NULL);
 	return e ? pstrdup(e->model) : NULL;
 }
 
@@ -278,7 +316,7 @@ org_entry(const char *org_id)
 	ListCell   *lc;
 	MemoryContext old;
 
-	if (orgs != NULL && (e = hash_search(orgs, org_id, HASH_FIND, NULL)) != NULL)
+	if (orgs != NULL && (e = cache_entry(orgs, org_id, false, NULL)) != NULL)
 		return e;
 
 	remember_relids();
@@ -317,8 +355,9 @@ org_entry(const char *org_id)
 		loaded.providers = lappend(loaded.providers, pstrdup((char *) lfirst(lc)));
 	MemoryContextSwitchTo(old);
 
-	e = hash_search(orgs, org_id, HASH_ENTER, NULL);
-	memcpy((char *) e + KEYLEN, (char *) &loaded + KEYLEN, sizeof(OrgEntry) - KEYLEN);
+	e = cache_entry(orgs, org_id, true, orgs_cxt);
+	loaded.key = e->key;
+	*e = loaded;
 	return e;
 }
 
@@ -519,13 +558,13 @@ load_org_members(const char *org_id)
 		MemberEntry *e;
 
 		snprintf(key, sizeof(key), "%s\x01%s", org_id, loaded[i].user_id);
-		e = hash_search(members, key, HASH_ENTER, NULL);
+		e = cache_entry(members, key, true, members_cxt);
 		e->active = loaded[i].active;
 		e->has_cap = loaded[i].has_cap;
 		e->cap = loaded[i].cap;
 	}
 	snprintf(key, sizeof(key), "%s\x02", org_id);
-	(void) hash_search(members, key, HASH_ENTER, NULL);
+	(void) cache_entry(members, key, true, members_cxt);
 	return true;
 }
 
@@ -538,7 +577,7 @@ cache_member(const char *org_id, const char *user_id, bool *has_cap, Credit *cap
 	MemberEntry *e;
 
 	snprintf(key, sizeof(key), "%s\x01%s", org_id, user_id);
-	if (members == NULL || (e = hash_search(members, key, HASH_FIND, NULL)) == NULL)
+	if (members == NULL || (e = cache_entry(members, key, false, NULL)) == NULL)
 	{
 		bool		complete;
 		bool		active = false;
@@ -546,9 +585,9 @@ cache_member(const char *org_id, const char *user_id, bool *has_cap, Credit *cap
 		Credit		amount = 0;
 
 		snprintf(org_key, sizeof(org_key), "%s\x02", org_id);
-		complete = (members != NULL && hash_search(members, org_key, HASH_FIND, NULL) != NULL) ||
+		complete = (members != NULL && cache_entry(members, org_key, false, NULL) != NULL) ||
 			load_org_members(org_id);
-		if (members != NULL && (e = hash_search(members, key, HASH_FIND, NULL)) != NULL)
+		if (members != NULL && (e = cache_entry(members, key, false, NULL)) != NULL)
 			goto found;
 		if (!complete)
 		{
@@ -567,7 +606,7 @@ cache_member(const char *org_id, const char *user_id, bool *has_cap, Credit *cap
 		/* not a member (complete), or read by itself */
 		if (members == NULL)
 			members = new_table(&members_cxt, "credits members", sizeof(MemberEntry));
-		e = hash_search(members, key, HASH_ENTER, NULL);
+		e = cache_entry(members, key, true, members_cxt);
 		e->active = active;
 		e->has_cap = capped;
 		e->cap = amount;
