@@ -52,6 +52,10 @@ typedef struct OrgEntry
 	List	   *providers;		/* enabled providers (char *) */
 	int			pool_stripes;	/* pools.stripes as last seen here, -1: not yet */
 	bool		pool_empty;		/* the pool was empty when last charged here */
+	/* allowed_models' rows, built from the models cache of models_loaded */
+	uint64		models_of;		/* 0: not built */
+	int			nmodels;
+	OrgModel   *models;
 } OrgEntry;
 
 typedef struct MemberEntry
@@ -70,6 +74,7 @@ static HTAB *members = NULL;
 static MemoryContext models_cxt = NULL;
 static MemoryContext orgs_cxt = NULL;
 static MemoryContext members_cxt = NULL;
+static uint64 models_loaded = 0;	/* how many times the models were loaded */
 static Oid	models_relid = InvalidOid;
 static Oid	orgs_relid = InvalidOid;
 static Oid	org_providers_relid = InvalidOid;
@@ -268,6 +273,7 @@ load_models(void)
 	}
 	models = m;
 	fallbacks = f;
+	models_loaded++;
 }
 
 /*
@@ -396,18 +402,20 @@ cmp_org_model(const void *a, const void *b)
 
 /*
  * The active models of the org's enabled providers, in the order of
- * allowed_models (provider, fallback last, model; bytewise, as COLLATE "C"),
- * copied into the caller's memory; returns how many.
+ * allowed_models (provider, fallback last, model; bytewise, as COLLATE "C");
+ * returns how many.  The rows are the cache's own, kept with the org's entry
+ * until the org or the catalog changes: the caller reads them before it
+ * takes any lock (which may drop the cache), and does not change them.
  */
 int
 cache_org_models(const char *org_id, OrgModel **out)
 {
-	List	   *providers;
+	OrgEntry   *org;
 	HASH_SEQ_STATUS status;
 	ModelEntry *e;
 	int			n = 0;
-	int			size;
 	OrgModel   *rows;
+	MemoryContext old;
 
 	/*
 	 * Both caches loaded, the org's last: loading either may take a lock and
@@ -417,11 +425,18 @@ cache_org_models(const char *org_id, OrgModel **out)
 	{
 		if (models == NULL)
 			load_models();
-		providers = org_entry(org_id)->providers;
+		org = org_entry(org_id);
 	} while (models == NULL);
 
-	size = Max(hash_get_num_entries(models), 1);
-	rows = palloc(sizeof(OrgModel) * size);
+	/* built once per org and loaded catalog */
+	if (org->models_of == models_loaded)
+	{
+		*out = org->models;
+		return org->nmodels;
+	}
+
+	old = MemoryContextSwitchTo(orgs_cxt);
+	rows = palloc(sizeof(OrgModel) * Max(hash_get_num_entries(models), 1));
 	hash_seq_init(&status, models);
 	while ((e = hash_seq_search(&status)) != NULL)
 	{
@@ -430,7 +445,7 @@ cache_org_models(const char *org_id, OrgModel **out)
 
 		if (!e->active)
 			continue;
-		foreach(lc, providers)
+		foreach(lc, org->providers)
 		{
 			if (strcmp((char *) lfirst(lc), e->info.provider) == 0)
 			{
@@ -448,7 +463,11 @@ cache_org_models(const char *org_id, OrgModel **out)
 		rows[n].output_price = e->info.output_price;
 		n++;
 	}
+	MemoryContextSwitchTo(old);
 	qsort(rows, n, sizeof(OrgModel), cmp_org_model);
+	org->models = rows;
+	org->nmodels = n;
+	org->models_of = models_loaded;
 	*out = rows;
 	return n;
 }
