@@ -10,11 +10,18 @@
 #    output), credit_release, or nothing: abandoned holds, with a 1-second
 #    TTL, that expire lazily under load and finally through expire_holds();
 #  - now and then a small purchased grant (recharge with an amount);
+#  - debits of a second org, 'big', whose pool is split over 8 stripes from
+#    the start and crosses five thresholds under load: each crossed threshold
+#    must be announced exactly once, by the charge that crossed it;
 #  - debits of a third org whose small pool, split over 4 stripes, is empty
 #    most of the time (debits of an empty pool count on their stripes under
 #    a share lock of the pool), with grants racing them.
-# Afterwards the test asserts exact equalities between the log, the ledger,
-# the pool, the holds and verify().
+# pgbench must report every transaction processed and none failed.  Every
+# debit and settle it was acknowledged (logged in the same transaction) must
+# be in the ledger with the very result the caller got, every ledger charge
+# must have been acknowledged, and every replay must return the first result.
+# Afterwards the test also asserts exact equalities between the log, the
+# ledger, the pool, the holds and verify().
 set -euo pipefail
 
 db=credits_many
@@ -30,9 +37,12 @@ SELECT credits.enable_provider('many', 'openai');
 SELECT credits.enable_provider('many', 'anthropic');
 SELECT credits.add_member('many', 'u' || i, cap => CASE WHEN i = 1 THEN 2 END)
   FROM generate_series(1, 8) i;
--- a second org with a large pool: most of its debits take the escrow
--- stripes' fast path, and its thresholds are crossed under load
+-- a second org with a large pool split over 8 stripes from the start: most
+-- of its debits take the escrow stripes' fast path, and it crosses five
+-- thresholds under load (it runs dry: about 1,100 debits of 0.26 credits on
+-- average against 160 credits)
 SELECT org_id FROM credits.create_org('big', allowance_per_user => 20);
+UPDATE credits.orgs SET stripes = 8, thresholds = '{25,50,75,90,100}' WHERE org_id = 'big';
 SELECT credits.enable_provider('big', 'openai');
 SELECT credits.add_member('big', 'u' || i) FROM generate_series(1, 8) i;
 -- a third org that is empty most of the time, split over 4 stripes
@@ -40,9 +50,18 @@ SELECT org_id FROM credits.create_org('dry', allowance_per_user => 1);
 UPDATE credits.orgs SET stripes = 4 WHERE org_id = 'dry';
 SELECT credits.enable_provider('dry', 'openai');
 SELECT credits.add_member('dry', 'u' || i) FROM generate_series(1, 8) i;
-CREATE TABLE calls (request int, entry_id bigint, model text, cost credits.credit,
+-- what the callers were told, logged in the transaction of the call: a row
+-- here is a call acknowledged to its caller
+CREATE TABLE calls (request int, user_id text, request_id text, input_tokens bigint,
+                    output_tokens bigint, entry_id bigint, model text, cost credits.credit,
                     charged credits.credit, shortfall credits.credit,
-                    available credits.credit, replayed boolean);
+                    available credits.credit, exhausted boolean, replayed boolean);
+CREATE TABLE settles (hold_id bigint, input_tokens bigint, output_tokens bigint,
+                      entry_id bigint, model text, cost credits.credit, charged credits.credit,
+                      shortfall credits.credit, available credits.credit, replayed boolean);
+CREATE TABLE big_calls (user_id text, input_tokens bigint, entry_id bigint,
+                        cost credits.credit, charged credits.credit,
+                        shortfall credits.credit, available credits.credit);
 SQL
 
 cat > "$dir/debit.sql" <<'PGB'
@@ -59,7 +78,8 @@ cat > "$dir/debit.sql" <<'PGB'
 \set tout random(0, 5000)
 \endif
 INSERT INTO calls
-SELECT :r, d.entry_id, d.model, d.cost, d.charged, d.shortfall, d.available, d.replayed
+SELECT :r, 'u' || :u, CASE WHEN :r <= 300 THEN 'req-' || :r END, :tin, :tout,
+       d.entry_id, d.model, d.cost, d.charged, d.shortfall, d.available, d.exhausted, d.replayed
   FROM credits.credit_debit('many', 'u' || :u,
          (ARRAY['gpt-4o', 'gpt-4o-mini', 'claude-sonnet-4-5', 'claude-haiku-4-5'])[:m],
          :tin, :tout, CASE WHEN :r <= 300 THEN 'req-' || :r END) d;
@@ -77,7 +97,10 @@ SELECT hold_id FROM credits.credit_reserve('many', 'u' || :u,
          :tin, :tmax, NULL,
          CASE WHEN :act = 3 THEN interval '1 second' ELSE interval '1 hour' END) \gset
 \if :act = 1
-SELECT charged FROM credits.credit_settle(:hold_id, :tin, :tout);
+INSERT INTO settles
+SELECT :hold_id, :tin, :tout, s.entry_id, s.model, s.cost, s.charged, s.shortfall,
+       s.available, s.replayed
+  FROM credits.credit_settle(:hold_id, :tin, :tout) s;
 \elif :act = 2
 SELECT credits.credit_release(:hold_id);
 \endif
@@ -102,13 +125,22 @@ PGB
 cat > "$dir/big.sql" <<'PGB'
 \set u random(1, 8)
 \set tin random(0, 2000)
-SELECT charged FROM credits.credit_debit('big', 'u' || :u, 'gpt-4o', :tin, 10);
+INSERT INTO big_calls
+SELECT 'u' || :u, :tin, d.entry_id, d.cost, d.charged, d.shortfall, d.available
+  FROM credits.credit_debit('big', 'u' || :u, 'gpt-4o', :tin, 10) d;
 PGB
 
 pgbench -n -c 16 -j 2 -t 250 -f "$dir/debit.sql@10" -f "$dir/hold.sql@5" -f "$dir/grant.sql@1" \
     -f "$dir/big.sql@10" -f "$dir/dry.sql@10" -f "$dir/drygrant.sql@1" \
     "$db" > "$dir/pgbench.out" 2>&1 || { cat "$dir/pgbench.out"; exit 1; }
-grep -E "transactions actually processed|failed" "$dir/pgbench.out" || true
+# every transaction ran and none failed (pgbench counts serialization and
+# deadlock failures there; any other error aborts its client, and pgbench
+# then exits non-zero, caught above)
+grep -E "transactions actually processed|number of failed transactions" "$dir/pgbench.out" | head -2
+grep -qx 'number of transactions actually processed: 4000/4000' "$dir/pgbench.out" || {
+    echo "pgbench did not process all 4000 transactions"; cat "$dir/pgbench.out"; exit 1; }
+grep -qE '^number of failed transactions: 0 ' "$dir/pgbench.out" || {
+    echo "pgbench reported failed transactions (or no count of them)"; cat "$dir/pgbench.out"; exit 1; }
 
 # the abandoned holds: whatever did not expire under load expires now
 psql -X -q -At -v ON_ERROR_STOP=1 -d "$db" \
@@ -117,6 +149,14 @@ psql -X -q -At -v ON_ERROR_STOP=1 -d "$db" \
 # Each check prints a row only when it fails.
 failures=$(psql -X -q -At -v ON_ERROR_STOP=1 -d "$db" <<'SQL'
 SET search_path = public, credits;
+CREATE TEMP TABLE big_final AS
+SELECT p.period_start, o.thresholds,
+       p.allowance_used + coalesce((SELECT sum(used) FROM credits.pool_stripes s
+                                     WHERE s.org_id = p.org_id), 0)
+       + p.topup_used + p.reserved AS spent,
+       p.allowance + p.topup_used + p.topup AS total,
+       (SELECT max(cost) FROM credits.ledger WHERE org_id = 'big' AND kind = 'debit') AS max_cost
+  FROM credits.pools p JOIN credits.orgs o USING (org_id) WHERE p.org_id = 'big';
 WITH pool AS (SELECT * FROM credits.pool_status WHERE org_id = 'many'),
      ledger AS (SELECT * FROM credits.ledger WHERE org_id = 'many')
 SELECT 'transactions: ' || (SELECT count(*) FROM calls) || ' debits + '
@@ -142,9 +182,39 @@ SELECT 'big: the stripes were not used' WHERE NOT EXISTS (
     SELECT 1 FROM credits.pool_stripes WHERE org_id = 'big' AND calls > 0)
    AND (SELECT calls FROM credits.pools WHERE org_id = 'big') = 0
 UNION ALL
-SELECT 'big: thresholds announced ' || count(*) || ' times, not once each'
-  FROM credits.events WHERE org_id = 'big' AND kind = 'threshold'
-HAVING count(*) <> count(DISTINCT payload->>'threshold')
+-- 'big' crossed exactly the thresholds its final pool has reached (spent:
+-- allowance used, in the pool row and on its stripes, plus grants used and
+-- holds; total: allowance plus grants), each announced exactly once, in
+-- ascending order, and at least one
+SELECT 'big: threshold events ' || coalesce(e.got::text, '{}') || ', crossed thresholds '
+       || coalesce(x.want::text, '{}')
+  FROM (SELECT array_agg((payload->>'threshold')::int ORDER BY event_id) AS got
+          FROM credits.events WHERE org_id = 'big' AND kind = 'threshold') e,
+       (SELECT array_agg(t ORDER BY t) AS want
+          FROM big_final b, unnest(b.thresholds) t
+         WHERE b.spent::numeric * 100 >= t * b.total::numeric) x
+ WHERE e.got IS DISTINCT FROM x.want OR x.want IS NULL
+UNION ALL
+-- each threshold event of 'big' was written by the charge that crossed it:
+-- its period, its total, spent at or past the threshold yet less than one
+-- debit's cost past it, available = total - spent, and a ledger debit that
+-- left exactly that available and was below the threshold before its charge
+SELECT 'big: threshold event ' || ev.event_id || ' ' || ev.payload::text
+       || ' is not the crossing of its threshold (total ' || b.total || ', most a debit costs ' || b.max_cost || ')'
+  FROM credits.events ev, big_final b
+ WHERE ev.org_id = 'big' AND ev.kind = 'threshold'
+   AND NOT ((ev.payload->>'period_start')::timestamptz = b.period_start
+            AND (ev.payload->>'total')::numeric = b.total::numeric
+            AND (ev.payload->>'spent')::numeric * 100 >= (ev.payload->>'threshold')::int * b.total::numeric
+            AND ((ev.payload->>'spent')::numeric - b.max_cost::numeric) * 100
+                < (ev.payload->>'threshold')::int * b.total::numeric
+            AND (ev.payload->>'available')::numeric
+                = b.total::numeric - (ev.payload->>'spent')::numeric
+            AND EXISTS (SELECT 1 FROM credits.ledger l
+                         WHERE l.org_id = 'big' AND l.kind = 'debit' AND l.charged > 0
+                           AND l.available_after::numeric = (ev.payload->>'available')::numeric
+                           AND (b.total::numeric - l.available_after::numeric - l.charged::numeric) * 100
+                               < (ev.payload->>'threshold')::int * b.total::numeric))
 UNION ALL
 SELECT 'big: the pool did not run dry exactly'
  WHERE (SELECT available FROM credits.pool_status WHERE org_id = 'big') <> 0
@@ -220,15 +290,74 @@ SELECT 'request ' || request || ': ' || count(*) FILTER (WHERE NOT replayed) || 
   FROM calls WHERE request <= 300 GROUP BY request
 HAVING count(*) FILTER (WHERE NOT replayed) <> 1 OR count(DISTINCT entry_id) <> 1
 UNION ALL
-SELECT 'request ' || request_id || ' has ' || count(*) || ' ledger entries'
-  FROM ledger WHERE request_id IS NOT NULL GROUP BY request_id HAVING count(*) <> 1
+-- every debit a caller was told was charged (logged, not a replay) is in the
+-- ledger with the very result the caller got
+SELECT 'acknowledged debit of request ' || c.request || ' (entry ' || c.entry_id || ', charged '
+       || c.charged || ', available ' || c.available || ') is not in the ledger as returned'
+  FROM calls c LEFT JOIN ledger l ON l.entry_id = c.entry_id AND l.kind = 'debit'
+ WHERE NOT c.replayed
+   AND (l.entry_id IS NULL
+        OR (l.user_id, l.model, l.input_tokens, l.output_tokens, l.request_id,
+            l.cost, l.charged, l.shortfall, l.available_after)
+           IS DISTINCT FROM (c.user_id, c.model, c.input_tokens, c.output_tokens, c.request_id,
+                             c.cost, c.charged, c.shortfall, c.available)
+        OR c.exhausted IS DISTINCT FROM (c.available = 0))
 UNION ALL
-SELECT 'replays of a request differ from its first result'
-  FROM calls c JOIN calls f ON f.request = c.request AND NOT f.replayed
- WHERE c.request <= 300 AND c.replayed
-   AND (c.entry_id, c.cost, c.charged, c.shortfall, c.available)
-       IS DISTINCT FROM (f.entry_id, f.cost, f.charged, f.shortfall, f.available)
- HAVING count(*) > 0
+-- ... and the ledger holds no debit that no caller was told of
+SELECT 'ledger debit ' || l.entry_id || ' was never acknowledged to a caller'
+  FROM ledger l
+ WHERE l.kind = 'debit' AND NOT EXISTS (SELECT 1 FROM calls c WHERE c.entry_id = l.entry_id
+                                                                AND NOT c.replayed)
+UNION ALL
+-- every replay returned the first result: the same entry, model and amounts
+-- as the first call of its request, and that entry is the ledger's for it
+SELECT 'replay of request ' || c.request || ' returned ' || row(c.entry_id, c.model, c.cost, c.charged,
+       c.shortfall, c.available, c.exhausted)::text || ', the first result was '
+       || coalesce(row(f.entry_id, f.model, f.cost, f.charged, f.shortfall, f.available,
+                       f.exhausted)::text, 'never returned')
+  FROM calls c LEFT JOIN calls f ON f.request = c.request AND NOT f.replayed
+ WHERE c.replayed
+   AND (c.request > 300 OR f.request IS NULL
+        OR (c.entry_id, c.model, c.cost, c.charged, c.shortfall, c.available, c.exhausted)
+           IS DISTINCT FROM (f.entry_id, f.model, f.cost, f.charged, f.shortfall, f.available,
+                             f.exhausted)
+        OR NOT EXISTS (SELECT 1 FROM ledger l WHERE l.request_id = c.request_id
+                                                AND l.entry_id = c.entry_id))
+UNION ALL
+-- every settle a caller was told of is in the ledger as returned, and every
+-- settle in the ledger was acknowledged
+SELECT 'acknowledged settle of hold ' || s.hold_id || ' (entry ' || s.entry_id
+       || ') is not in the ledger as returned'
+  FROM settles s LEFT JOIN ledger l ON l.entry_id = s.entry_id AND l.kind = 'settle'
+ WHERE s.replayed OR l.entry_id IS NULL
+    OR (l.hold_id, l.model, l.input_tokens, l.output_tokens, l.cost, l.charged, l.shortfall,
+        l.available_after)
+       IS DISTINCT FROM (s.hold_id, s.model, s.input_tokens, s.output_tokens, s.cost, s.charged,
+                         s.shortfall, s.available)
+UNION ALL
+SELECT 'ledger settle ' || l.entry_id || ' was never acknowledged to a caller'
+  FROM ledger l
+ WHERE l.kind = 'settle' AND NOT EXISTS (SELECT 1 FROM settles s WHERE s.entry_id = l.entry_id)
+UNION ALL
+SELECT 'settled holds ' || (SELECT count(*) FROM credits.holds WHERE org_id = 'many' AND status = 'settled')
+       || ' <> acknowledged settles ' || (SELECT count(*) FROM settles)
+ WHERE (SELECT count(*) FROM credits.holds WHERE org_id = 'many' AND status = 'settled')
+       <> (SELECT count(*) FROM settles)
+UNION ALL
+-- the same for 'big' (no request ids there)
+SELECT 'big: acknowledged debit ' || b.entry_id || ' is not in the ledger as returned'
+  FROM big_calls b LEFT JOIN credits.ledger l ON l.entry_id = b.entry_id AND l.org_id = 'big'
+                                             AND l.kind = 'debit'
+ WHERE l.entry_id IS NULL
+    OR (l.user_id, l.model, l.input_tokens, l.output_tokens, l.cost, l.charged, l.shortfall,
+        l.available_after)
+       IS DISTINCT FROM (b.user_id, 'gpt-4o', b.input_tokens, 10::bigint, b.cost, b.charged,
+                         b.shortfall, b.available)
+UNION ALL
+SELECT 'big: ledger debit ' || l.entry_id || ' was never acknowledged to a caller'
+  FROM credits.ledger l
+ WHERE l.org_id = 'big' AND l.kind = 'debit'
+   AND NOT EXISTS (SELECT 1 FROM big_calls b WHERE b.entry_id = l.entry_id)
 UNION ALL
 SELECT 'fallback call with a shortfall' FROM ledger
  WHERE model IN ('gpt-4o-mini', 'claude-haiku-4-5') AND shortfall <> 0 HAVING count(*) > 0
@@ -252,5 +381,5 @@ if [ -n "$failures" ]; then
     exit 1
 fi
 echo "amcheck: heap and btree indexes of schema credits are intact"
-psql -X -q -At -d "$db" -c "SELECT 'debits ' || count(*) || ', replayed ' || count(*) FILTER (WHERE replayed) || ', ledger entries ' || (SELECT count(*) FROM credits.ledger WHERE org_id = 'many') || ', holds by status ' || (SELECT string_agg(status || ' ' || n, ', ') FROM (SELECT status, count(*) n FROM credits.holds GROUP BY 1 ORDER BY 1) h) || '; big: ' || (SELECT count(*) FROM credits.ledger WHERE org_id = 'big') || ' entries, ' || (SELECT count(*) FROM credits.events WHERE org_id = 'big') || ' events' FROM calls"
+psql -X -q -At -d "$db" -c "SELECT 'debits ' || count(*) || ', replayed ' || count(*) FILTER (WHERE replayed) || ', ledger entries ' || (SELECT count(*) FROM credits.ledger WHERE org_id = 'many') || ', holds by status ' || (SELECT string_agg(status || ' ' || n, ', ') FROM (SELECT status, count(*) n FROM credits.holds GROUP BY 1 ORDER BY 1) h) || '; big: ' || (SELECT count(*) FROM credits.ledger WHERE org_id = 'big') || ' entries, ' || (SELECT count(*) FROM credits.events WHERE org_id = 'big') || ' events (thresholds ' || (SELECT string_agg(payload->>'threshold', ',' ORDER BY event_id) FROM credits.events WHERE org_id = 'big' AND kind = 'threshold') || ')' FROM calls"
 dropdb "$db"
