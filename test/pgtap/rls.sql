@@ -2,7 +2,7 @@
 -- security reads (and, as an admin, changes) only that org's rows, in every
 -- table and view, and the credits functions refuse other orgs (42501).
 BEGIN;
-SELECT plan(35);
+SELECT plan(38);
 SET LOCAL search_path = public, credits;
 
 SELECT org_id FROM credits.create_org('ta', allowance_per_user => 100);
@@ -13,11 +13,28 @@ SELECT credits.add_member(o, 'u-' || o) FROM unnest(ARRAY['ta', 'tb']) o;
 UPDATE credits.orgs SET stripes = 2 WHERE org_id IN ('ta', 'tb');
 SELECT (SELECT charged FROM credits.credit_debit(o, 'u-' || o, 'gpt-4o', 20000, 1000, 'r-' || o))
   FROM unnest(ARRAY['ta', 'tb']) o;
-SELECT (SELECT hold_id FROM credits.credit_reserve(o, 'u-' || o, 'gpt-4o', 1000, 1000))
+-- a hold (1.25) that outlives the rollover below
+SELECT (SELECT hold_id FROM credits.credit_reserve(o, 'u-' || o, 'gpt-4o', 1000, 1000,
+                                                   ttl => interval '1 year'))
   FROM unnest(ARRAY['ta', 'tb']) o;
+-- close the first period of both orgs, so that periods has rows of each
+SELECT credits.reset_due(now() + interval '1 month');
 SELECT (SELECT available FROM credits.recharge(o, 10, note => 'grant ' || o))
   FROM unnest(ARRAY['ta', 'tb']) o;
-SELECT credits.reset_due(now() - interval '1 day');
+-- the new period: 100 allowance (1.25 of it held) + 10 purchased; a debit of
+-- 105 uses the allowance and draws 5 from the grant (a grant_draws row each)
+SELECT (SELECT charged FROM credits.credit_debit(o, 'u-' || o, 'gpt-4o', 420000))
+  FROM unnest(ARRAY['ta', 'tb']) o;
+SELECT results_eq(
+    $$SELECT g.org_id, sum(d.amount) FROM credits.grant_draws d JOIN credits.grants g USING (grant_id)
+       WHERE g.org_id IN ('ta', 'tb') GROUP BY g.org_id ORDER BY g.org_id$$,
+    $$VALUES ('ta'::text, '5'::credit), ('tb', '5')$$,
+    'fixture: each org drew 5 from its grant');
+SELECT results_eq(
+    $$SELECT org_id, count(*)::int FROM credits.periods WHERE org_id IN ('ta', 'tb')
+       GROUP BY org_id ORDER BY org_id$$,
+    $$VALUES ('ta'::text, 1), ('tb', 1)$$,
+    'fixture: each org has a closed period');
 
 CREATE ROLE rls_reader_t NOLOGIN;
 CREATE ROLE rls_admin_t NOLOGIN;
@@ -29,6 +46,10 @@ GRANT credits_app TO rls_app_t;
 -- every table with an org_id, and the view, seen by a reader
 CREATE TEMP TABLE seen (tbl text, orgs text);
 GRANT ALL ON seen TO PUBLIC;
+-- whose grant each grant_id is, as the owner sees it: a reader's draws are
+-- told apart by this, not by its own (filtered) view of grants
+CREATE TEMP TABLE grant_org AS SELECT grant_id, org_id FROM credits.grants;
+GRANT SELECT ON grant_org TO PUBLIC;
 CREATE FUNCTION pg_temp.seen_orgs() RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
     t text;
@@ -44,7 +65,7 @@ BEGIN
     END LOOP;
     INSERT INTO seen
     SELECT 'grant_draws', coalesce(string_agg(DISTINCT g.org_id, ',' ORDER BY g.org_id), '')
-      FROM credits.grant_draws d JOIN credits.grants g USING (grant_id);
+      FROM credits.grant_draws d JOIN grant_org g USING (grant_id);
 END
 $$;
 GRANT EXECUTE ON FUNCTION pg_temp.seen_orgs() TO PUBLIC;
@@ -53,8 +74,8 @@ GRANT EXECUTE ON FUNCTION pg_temp.seen_orgs() TO PUBLIC;
 SET LOCAL ROLE rls_reader_t;
 SELECT pg_temp.seen_orgs();
 RESET ROLE;
-SELECT is((SELECT count(*) FROM seen WHERE tbl <> 'grant_draws' AND orgs = 'ta,tb')::int, 11,
-          'unset: a reader sees every org in every table and in pool_status');
+SELECT is((SELECT count(*) FROM seen WHERE orgs = 'ta,tb')::int, 12,
+          'unset: a reader sees every org in every table (grant_draws included) and in pool_status');
 
 -- with it, only that org
 SET LOCAL credits.org_id = 'ta';
@@ -66,11 +87,12 @@ SELECT results_eq($$SELECT tbl, orgs FROM seen WHERE tbl <> 'grant_draws' ORDER 
              ('member_usage', 'ta'), ('members', 'ta'), ('org_providers', 'ta'), ('orgs', 'ta'),
              ('pool_status', 'ta'), ('pool_stripes', 'ta'), ('pools', 'ta')$$,
     'credits.org_id = ta: a reader sees only ta''s rows in every table and in pool_status');
-SELECT ok((SELECT orgs FROM seen WHERE tbl = 'grant_draws') IN ('', 'ta'),
-          'grant_draws: only draws on ta''s grants');
+SELECT is((SELECT orgs FROM seen WHERE tbl = 'grant_draws'), 'ta',
+          'grant_draws: only the draws on ta''s grants');
 SET LOCAL ROLE rls_reader_t;
-SELECT is((SELECT count(*) FROM credits.periods WHERE org_id = 'tb')::int, 0,
-          'periods of another org are hidden');
+SELECT is((SELECT string_agg(DISTINCT org_id, ',') FROM credits.periods
+            WHERE org_id IN ('ta', 'tb')), 'ta',
+          'periods: ta''s closed period is seen, tb''s is hidden');
 SELECT is((SELECT count(*) FROM credits.ledger WHERE org_id = 'tb')::int, 0,
           'a reader cannot even name another org''s ledger rows');
 SELECT throws_ok($$SELECT * FROM credits.usage('tb')$$, '42501', NULL,
@@ -79,6 +101,9 @@ SELECT lives_ok($$SELECT * FROM credits.usage('ta')$$, 'usage() of the session''
 RESET ROLE;
 
 -- the application functions refuse other orgs
+-- tb's open hold, by its literal id (the app role cannot read credits.holds)
+SELECT set_config('rls_t.tb_hold', hold_id::text, true)
+  FROM credits.holds WHERE org_id = 'tb' AND status = 'open';
 SET LOCAL ROLE rls_app_t;
 SELECT throws_ok($$SELECT * FROM credits.credit_debit('tb', 'u-tb', 'gpt-4o', 1)$$, '42501', NULL,
                  'credit_debit for another org: 42501');
@@ -88,8 +113,11 @@ SELECT throws_ok($$SELECT * FROM credits.allowed_models('tb')$$, '42501', NULL,
                  'allowed_models for another org: 42501');
 SELECT throws_ok($$SELECT credits.resolve_model('tb', 'u-tb', 'gpt-4o')$$, '42501', NULL,
                  'resolve_model for another org: 42501');
-SELECT throws_ok($$SELECT credits.credit_release((SELECT max(hold_id) FROM credits.holds))$$,
-                 '42501', NULL, 'a reader-less app cannot even look up holds');
+SELECT throws_ok($$SELECT hold_id FROM credits.holds$$, '42501', 'permission denied for table holds',
+                 'the app role cannot read holds');
+SELECT throws_ok(format('SELECT credits.credit_release(%s)', current_setting('rls_t.tb_hold')),
+                 '42501', 'org "tb" is not the org of this session',
+                 'credit_release of another org''s hold, by its id: refused by the function (42501)');
 SELECT lives_ok($$SELECT * FROM credits.credit_debit('ta', 'u-ta', 'gpt-4o', 1)$$,
                 'credit_debit for the session''s org works');
 SELECT lives_ok($$SELECT * FROM credits.allowed_models('ta')$$,
