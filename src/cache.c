@@ -277,6 +277,19 @@ load_models(void)
 }
 
 /*
+ * Every accessor first processes the invalidations other backends sent so
+ * far (cheap when there are none: an unlocked check).  PostgreSQL does that
+ * when a lock is newly taken, but a transaction that already holds its
+ * locks would otherwise keep what it cached until it ends, missing a price,
+ * member or provider change another session committed in the meantime.
+ */
+static void
+cache_refresh(void)
+{
+	AcceptInvalidationMessages();
+}
+
+/*
  * The accessors copy what they return into the caller's memory: an
  * invalidation may drop the cache at any later lock acquisition.  Entries
  * are only created after their query ran, for the same reason.
@@ -288,6 +301,7 @@ cache_model(const char *model, bool any, ModelInfo *info)
 {
 	ModelEntry *e;
 
+	cache_refresh();
 	if (models == NULL)
 		load_models();
 	e = cache_entry(models, model, false, NULL);
@@ -305,6 +319,7 @@ cache_fallback(const char *provider)
 {
 	FallbackEntry *e;
 
+	cache_refresh();
 	if (fallbacks == NULL)
 		load_models();
 	e = cache_entry(fallbacks, provider, false, NULL);
@@ -322,6 +337,7 @@ org_entry(const char *org_id)
 	ListCell   *lc;
 	MemoryContext old;
 
+	cache_refresh();
 	if (orgs != NULL && (e = cache_entry(orgs, org_id, false, NULL)) != NULL)
 		return e;
 
@@ -595,6 +611,7 @@ cache_member(const char *org_id, const char *user_id, bool *has_cap, Credit *cap
 	char		org_key[KEYLEN];
 	MemberEntry *e;
 
+	cache_refresh();
 	snprintf(key, sizeof(key), "%s\x01%s", org_id, user_id);
 	if (members == NULL || (e = cache_entry(members, key, false, NULL)) == NULL)
 	{
