@@ -49,9 +49,13 @@
 #include "credits.h"
 
 /*
- * The default expressions of a table's columns, planned once per backend
- * and dropped when the table changes (a relcache invalidation: ALTER TABLE
- * ... ADD COLUMN, SET DEFAULT, ...).
+ * The default expressions of a table's columns and its CHECK constraints,
+ * planned once per backend and dropped when the table changes (a relcache
+ * invalidation: ALTER TABLE ... ADD COLUMN, SET DEFAULT, ADD CONSTRAINT,
+ * ...).  A slot's relid is set only once it is complete, so an invalidation
+ * processed while it is built (a catalog lookup takes locks) leaves it
+ * alone; nothing that would change it can commit while the caller holds
+ * its lock on the table.
  */
 typedef struct TableDefaults
 {
@@ -81,7 +85,7 @@ defaults_invalidate(Datum arg, Oid relid)
 	}
 }
 
-/* The planned defaults of rel's columns (rel is open and locked). */
+/* The planned defaults and checks of rel (open and locked). */
 static TableDefaults *
 table_defaults(Relation rel)
 {
@@ -92,12 +96,19 @@ table_defaults(Relation rel)
 	for (int i = 0; i < lengthof(defaults); i++)
 	{
 		if (defaults[i].relid == RelationGetRelid(rel))
-			return &defaults[i];
+		{
+			/* the constraints ExecRelCheck() will index, as it counts them */
+			if (defaults[i].nchecks == (desc->constr ? desc->constr->num_check : 0))
+				return &defaults[i];
+			defaults_invalidate((Datum) 0, defaults[i].relid);
+		}
 		if (d == NULL && !OidIsValid(defaults[i].relid))
 			d = &defaults[i];
 	}
 	if (d == NULL)
 		elog(ERROR, "too many credits tables written");
+	if (d->cxt != NULL)
+		MemoryContextDelete(d->cxt);	/* left by a build that failed */
 	if (!callback_registered)
 	{
 		CacheRegisterRelcacheCallback(defaults_invalidate, (Datum) 0);
@@ -271,6 +282,8 @@ write_end(TableWrite *w)
  * values/nulls are indexed by attribute number - 1 for every column of the
  * table, and the columns not marked in set[] get their defaults.  On return
  * values/nulls hold the row as inserted (an identity or default included).
+ * A BEFORE trigger that skips the row is an error (09000): a charge whose
+ * ledger entry is not written must not happen.
  */
 void
 write_insert(Relation rel, Datum *values, bool *nulls, const bool *set)
@@ -323,7 +336,16 @@ write_insert(Relation rel, Datum *values, bool *nulls, const bool *set)
 	ExecStoreVirtualTuple(slot);
 	MemoryContextSwitchTo(old);
 
+	/* the row's place tells whether a BEFORE trigger skipped it */
+	ItemPointerSetInvalid(&slot->tts_tid);
 	ExecSimpleRelationInsert(w.rri, w.estate, slot);
+	if (!ItemPointerIsValid(&slot->tts_tid))
+		ereport(ERROR,
+				(errcode(ERRCODE_TRIGGERED_ACTION_EXCEPTION),
+				 errmsg("a BEFORE INSERT trigger skipped the insert of a row into credits.%s",
+						RelationGetRelationName(rel)),
+				 errdetail("Every charge must write its rows; skipping one would lose it."),
+				 errhint("Make the trigger return NEW for the extension's writes.")));
 
 	slot_getallattrs(slot);
 	for (int i = 0; i < desc->natts; i++)

@@ -9,7 +9,7 @@
 -- and slow paths.  The changes are rolled back with the test.
 BEGIN;
 SET LOCAL search_path = public, credits;
-SELECT plan(30);
+SELECT plan(32);
 
 -- ---------------------------------------------------------------------------
 -- Fixtures
@@ -122,6 +122,13 @@ SELECT throws_ok($$SELECT credits.credit_debit('wr', 'rae', 'gpt-4o', 40000)$$, 
 SELECT is((SELECT count(*) FROM credits.ledger WHERE org_id = 'wr' AND kind = 'debit'), 0::bigint,
           '... and nothing is written');
 DROP TRIGGER skip_wr ON credits.pools;
+CREATE TRIGGER skip_ledger_wr BEFORE INSERT ON credits.ledger FOR EACH ROW
+    WHEN (NEW.org_id = 'wr') EXECUTE FUNCTION public.skip_row();
+SELECT throws_ok($$SELECT credits.credit_debit('wr', 'rae', 'gpt-4o', 40000)$$, '09000', NULL,
+    'a BEFORE INSERT trigger that skips the ledger entry makes the debit fail (09000)');
+SELECT is((SELECT allowance_used FROM credits.pools WHERE org_id = 'wr'), '0'::credits.credit,
+          '... and the pool is not charged');
+DROP TRIGGER skip_ledger_wr ON credits.ledger;
 
 SELECT lives_ok($$SELECT credits.credit_debit('wr', 'rae', 'gpt-4o', 4000)$$,
     'the org is charged once the trigger is gone');
