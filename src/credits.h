@@ -202,7 +202,8 @@ typedef struct PoolState
 	bool		contended;		/* this session had to wait for the pool lock */
 	int			waits;			/* pools.waits: such waits while one balance */
 	bool		escrow;			/* escrow the stripes anew (a debit) */
-	ItemPointerData row_tid;	/* the pools row version locked */
+	ItemPointerData row_tid;	/* the pools row version locked ... */
+	CommandId	row_cid;		/* ... and the command counter then */
 	/* the member being charged, read under the lock by pool_limit() */
 	const char *user_id;
 	bool		has_cap;

@@ -391,6 +391,7 @@ lock_row(const char *org_id, PoolState *ps, bool *due_now)
 											  DatumGetCredit(spi_value(i, SQ_SHORTFALL, &isnull)));
 		}
 	}
+	ps->row_cid = GetCurrentCommandId(false);
 	ps->escrow = false;
 	ps->user_id = NULL;
 	ps->has_cap = false;
@@ -700,12 +701,14 @@ pool_write(PoolState *ps, LedgerEntry *e, int calls, Credit shortfall,
 	share = ps->escrow && w.stripes > 0 ? escrow_share(ps, w.stripes) : 0;
 
 	/*
-	 * The version pool_lock() locked, which nothing has updated since (the
-	 * lock and its key are checked again); else the row as an UPDATE would
-	 * find it.
+	 * The version pool_lock() locked, when nothing was written since (the
+	 * command counter has not moved, so no statement or trigger can have
+	 * updated the row; the lock and the key are checked again); else the
+	 * row as an UPDATE would find it.
 	 */
-	if (!reader_update(&pool_write_reader, 1, &ps->org_id, 0, &ps->row_tid, write_pool_row, &w,
-					   &waited) &&
+	if (!(GetCurrentCommandId(false) == ps->row_cid &&
+		  reader_update(&pool_write_reader, 1, &ps->org_id, 0, &ps->row_tid, write_pool_row,
+						&w, &waited)) &&
 		!reader_update_key(&pool_write_reader, 1, &ps->org_id, write_pool_row, &w, &waited))
 		elog(ERROR, "could not write the pool of org \"%s\"", ps->org_id);
 	cache_note_pool_stripes(ps->org_id, w.stripes);
