@@ -6,6 +6,7 @@
 #include "postgres.h"
 
 #include "funcapi.h"
+#include "miscadmin.h"
 #include "utils/builtins.h"
 
 #include "credits.h"
@@ -107,4 +108,16 @@ row_result(FunctionCallInfo fcinfo, Datum *values, bool *nulls)
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
 	return HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc), values, nulls));
+}
+
+/*
+ * 25006 in a read-only transaction, on a hot standby included, before a
+ * charging function does anything: a client routes the call to the primary
+ * by that SQLSTATE (without this check, a standby would fail later, when the
+ * first row lock asks for a transaction id).
+ */
+void
+check_writable(const char *function)
+{
+	PreventCommandIfReadOnly(function);
 }

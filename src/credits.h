@@ -52,6 +52,7 @@ extern char *arg_id(FunctionCallInfo fcinfo, int n, const char *name);
 extern int64 arg_tokens(FunctionCallInfo fcinfo, int n, const char *name);
 extern Credit arg_amount(FunctionCallInfo fcinfo, int n, const char *name);
 extern Datum row_result(FunctionCallInfo fcinfo, Datum *values, bool *nulls);
+extern void check_writable(const char *function);
 
 /* spi.c */
 extern SPIPlanPtr spi_prepare_saved(const char *sql, int nargs, Oid *argtypes);

@@ -85,6 +85,7 @@ credits_credit_debit(PG_FUNCTION_ARGS)
 	LedgerEntry e;
 	Datum		result;
 
+	check_writable("credit_debit()");
 	SPI_connect();
 
 	pool_check_org(org_id);

@@ -252,6 +252,7 @@ credits_credit_reserve(PG_FUNCTION_ARGS)
 		IR_HOLD_ID = 1
 	};
 
+	check_writable("credit_reserve()");
 	SPI_connect();
 
 	pool_check_org(org_id);
@@ -397,6 +398,7 @@ credits_credit_settle(PG_FUNCTION_ARGS)
 	input_tokens = arg_tokens(fcinfo, 1, "input_tokens");
 	output_tokens = arg_tokens(fcinfo, 2, "output_tokens");
 
+	check_writable("credit_settle()");
 	SPI_connect();
 	hold_lock(hold_id, true, &ps, &h);
 
@@ -437,6 +439,7 @@ credits_credit_release(PG_FUNCTION_ARGS)
 	arg_not_null(fcinfo, 0, "hold_id");
 	hold_id = PG_GETARG_INT64(0);
 
+	check_writable("credit_release()");
 	SPI_connect();
 	hold_lock(hold_id, false, &ps, &h);
 

@@ -9,7 +9,7 @@
 -- and slow paths.  The changes are rolled back with the test.
 BEGIN;
 SET LOCAL search_path = public, credits;
-SELECT plan(32);
+SELECT plan(36);
 
 -- ---------------------------------------------------------------------------
 -- Fixtures
@@ -132,6 +132,20 @@ DROP TRIGGER skip_ledger_wr ON credits.ledger;
 
 SELECT lives_ok($$SELECT credits.credit_debit('wr', 'rae', 'gpt-4o', 4000)$$,
     'the org is charged once the trigger is gone');
+
+-- a read-only transaction (a hot standby's included) refuses every charge
+-- with 25006 before anything else happens, as INSERT or UPDATE would
+SAVEPOINT read_only;
+SET LOCAL transaction_read_only = on;
+SELECT throws_ok($$SELECT credits.credit_debit('wp', 'ann', 'gpt-4o', 4000)$$, '25006', NULL,
+    'credit_debit in a read-only transaction is 25006');
+SELECT throws_ok($$SELECT credits.credit_reserve('wp', 'ann', 'gpt-4o', 4000, 100)$$, '25006', NULL,
+    'credit_reserve in a read-only transaction is 25006');
+SELECT throws_ok($$SELECT credits.credit_settle(1, 10, 10)$$, '25006', NULL,
+    'credit_settle in a read-only transaction is 25006');
+SELECT throws_ok($$SELECT credits.credit_release(1)$$, '25006', NULL,
+    'credit_release in a read-only transaction is 25006');
+ROLLBACK TO SAVEPOINT read_only;
 
 SELECT is((SELECT count(*) FROM credits.verify()), 0::bigint, 'verify() is clean after all of it');
 

@@ -161,8 +161,8 @@ none"
 check "allowed_models, resolve_model, cost, pool_status, usage on the standby: no error, nothing written" "$expected" "$out"
 out=$(sq "SELECT credits.credit_debit('acme', 'bob', 'gpt-4o', 1000, 100, 'r-standby')")
 check "a debit on the standby is refused" 1 "$(grep -c 'ERROR:' <<<"$out" || true)"
-# a plain INSERT here is 25006; the extension's write path reports what it hits
-echo "# a debit on the standby: $(grep -m1 'ERROR:' <<<"$out" || true)"
+# as a plain INSERT there: 25006, so that a client can route it to the primary
+check "... with SQLSTATE 25006 (read-only transaction)" 1 "$(grep -c 'ERROR:  25006' <<<"$out" || true)"
 
 # 2. the pool runs dry on the primary
 qp "SELECT credits.credit_debit('acme', 'bob', 'gpt-4o', 100000, 0, 'r-2')" >/dev/null
