@@ -444,3 +444,10 @@ SELECT p.org_id, e.period_start, e.period_end, e.allowance, e.allowance_used, e.
  CROSS JOIN LATERAL credits._pool_now(p, o, now()) e;
 -- CREATE OR REPLACE VIEW resets the options
 ALTER VIEW credits.pool_status SET (security_invoker = true);
+
+-- Ledger ids are no longer cached per backend (CACHE 32 gave each session
+-- its own block, so a charge that committed before a concurrent recharge
+-- could have a larger entry_id, and verify() counted it after the
+-- recharge): the ids of one org's entries follow the order its charges and
+-- recharges took its locks.
+ALTER TABLE credits.ledger ALTER COLUMN entry_id SET CACHE 1;

@@ -5,7 +5,10 @@
 -- ---------------------------------------------------------------------------
 
 CREATE TABLE credits.ledger (
-    entry_id        bigint GENERATED ALWAYS AS IDENTITY (CACHE 32) PRIMARY KEY,
+    -- not cached per backend: the ids of one org's entries then follow
+    -- the order its charges and recharges took its locks (verify() counts
+    -- a member's charges after the last restoring recharge by entry_id)
+    entry_id        bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     org_id          text NOT NULL,
     kind            text NOT NULL,
     created_at      timestamptz NOT NULL DEFAULT now(),
