@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs what `make test` / `make demo` need on Debian 12 with its stock
-# PostgreSQL 15, when it is missing. Runs `apt-get update` at most once.
+# Installs what `make test` / `make demo` (and test/scripts/pgbouncer.sh and
+# metrics.sh) need on Debian 12 with its stock PostgreSQL 15, when it is
+# missing. Runs `apt-get update` at most once.
 set -euo pipefail
 
 PGVER=${PGVER:-15}
@@ -9,7 +10,7 @@ pkg_ok() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok i
 
 for p in "postgresql-$PGVER" "postgresql-server-dev-$PGVER" "postgresql-$PGVER-pgtap" \
          libtap-parser-sourcehandler-pgtap-perl "postgresql-$PGVER-cron" libipc-run-perl \
-         postgresql-common make gcc; do
+         postgresql-common make gcc pgbouncer prometheus-postgres-exporter; do
     pkg_ok "$p" || need+=("$p")
 done
 
