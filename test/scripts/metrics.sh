@@ -108,6 +108,13 @@ q "SELECT count(*) FROM generate_series(1, 5) i,
     || die "setup: alpha is exhausted"
 
 http_port=$(free_port) || die "no free TCP port on 127.0.0.1"
+# the exporter's driver (lib/pq) reads libpq's environment and panics on
+# some of it (PGSYSCONFDIR, which pg_virtualenv sets): it gets none
+pg_env=()
+while IFS='=' read -r name _; do
+    case "$name" in PG*) pg_env+=(-u "$name") ;; esac
+done < <(env)
+env "${pg_env[@]}" \
 DATA_SOURCE_NAME="host=$base port=$port user=prometheus dbname=postgres sslmode=disable" \
     "$exporter" --web.listen-address="127.0.0.1:$http_port" \
         --extend.query-path="$queries" \
