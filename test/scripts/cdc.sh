@@ -58,7 +58,7 @@ bindir=$("${PG_CONFIG:-pg_config}" --bindir)
 base=$(mktemp -d /tmp/credits_cdc.XXXXXX)
 port=$((20000 + RANDOM % 10000))
 data="$base/data"
-as_owner() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+. "$(dirname "$0")/lib/common.sh"   # as_owner, wait_until
 [ "$(id -u)" -eq 0 ] && chown postgres "$base"
 pgbench_pid=
 
@@ -98,14 +98,6 @@ die() { echo "FAIL $*"; exit 1; }
 
 # wait_until WHAT COMMAND...: run COMMAND every 0.05 s until it succeeds; fail
 # the test after $timeout seconds.  COMMAND may also fail the test.
-wait_until() {
-    local what=$1; shift
-    local deadline=$((SECONDS + timeout))
-    until "$@"; do
-        [ "$SECONDS" -lt "$deadline" ] || die "gave up after $timeout s waiting for $what"
-        sleep 0.05
-    done
-}
 
 # --- publisher ---------------------------------------------------------------
 q postgres "CREATE DATABASE pub" >/dev/null

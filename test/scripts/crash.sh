@@ -39,7 +39,7 @@ data="$base/data"
 gate=7301
 gate_after=50          # client 8 stops at the gate after this many debits
 timeout=120            # seconds, for every wait
-as_owner() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+. "$(dirname "$0")/lib/common.sh"   # as_owner, wait_until
 [ "$(id -u)" -eq 0 ] && chown postgres "$base"
 
 bg=()                  # background processes of the current round (clients, gate)
@@ -73,14 +73,6 @@ alive() { kill -0 "$1" 2>/dev/null; }
 
 # wait_until WHAT COMMAND...: run COMMAND every 0.05 s until it succeeds;
 # fail the test after $timeout seconds.  COMMAND may also fail the test.
-wait_until() {
-    local what=$1; shift
-    local deadline=$((SECONDS + timeout))
-    until "$@"; do
-        [ "$SECONDS" -lt "$deadline" ] || die "gave up after $timeout s waiting for $what"
-        sleep 0.05
-    done
-}
 
 # advisory locks on the gate's key, granted or not
 gate_locks() {

@@ -49,7 +49,7 @@ bindir=$("${PG_CONFIG:-pg_config}" --bindir)
 base=$(mktemp -d /tmp/credits_dba_ops.XXXXXX)
 port=$((20000 + RANDOM % 10000))
 data="$base/data"
-as_owner() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+. "$(dirname "$0")/lib/common.sh"   # as_owner
 [ "$(id -u)" -eq 0 ] && chown postgres "$base"
 pgbench_pid=
 dba_pid=

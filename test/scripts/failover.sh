@@ -43,7 +43,7 @@ per_client=200
 total=$((8 * per_client))
 threshold=400          # committed debits before the kill (clients 1-7 alone can commit 1400)
 timeout=60
-as_owner() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+. "$(dirname "$0")/lib/common.sh"   # as_owner, wait_until
 [ "$(id -u)" -eq 0 ] && chown postgres "$base"
 
 bg=()
@@ -66,14 +66,6 @@ check() {   # check NAME EXPECTED ACTUAL
 }
 first_error() { awk 'NF { print; found = 1; exit } END { if (!found) print "(no error output)" }' "$base"/err*; }
 alive() { kill -0 "$1" 2>/dev/null; }
-wait_until() {
-    local what=$1; shift
-    local deadline=$((SECONDS + timeout))
-    until "$@"; do
-        [ "$SECONDS" -lt "$deadline" ] || die "gave up after $timeout s waiting for $what"
-        sleep 0.05
-    done
-}
 
 # the primary
 as_owner "$bindir/initdb" -D "$pdata" -U postgres --auth=trust >/dev/null

@@ -42,7 +42,7 @@ base=$(mktemp -d /tmp/credits_metrics.XXXXXX)
 port=$((20000 + RANDOM % 10000))   # the server's unix socket only: no TCP
 data="$base/data"
 timeout=60
-as_owner() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+. "$(dirname "$0")/lib/common.sh"   # as_owner, wait_until
 [ "$(id -u)" -eq 0 ] && chown postgres "$base"
 
 exporter_pid=
@@ -58,14 +58,6 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM HUP
 
 die() { echo "FAIL: $*"; exit 1; }
-wait_until() {
-    local what=$1; shift
-    local deadline=$((SECONDS + timeout))
-    until "$@"; do
-        [ "$SECONDS" -lt "$deadline" ] || die "gave up after $timeout s waiting for $what"
-        sleep 0.05
-    done
-}
 # a TCP port on 127.0.0.1 that nothing listens on
 free_port() {
     local p

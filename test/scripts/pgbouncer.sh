@@ -59,7 +59,7 @@ data="$base/data"
 sock="$base/bouncer"
 timeout=60
 clients=6 per_client=50
-as_owner() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+. "$(dirname "$0")/lib/common.sh"   # as_owner, wait_until
 mkdir "$sock"
 [ "$(id -u)" -eq 0 ] && chown postgres "$base" "$sock"
 
@@ -80,14 +80,6 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM HUP
 
 die() { echo "FAIL: $*"; exit 1; }
-wait_until() {
-    local what=$1; shift
-    local deadline=$((SECONDS + timeout))
-    until "$@"; do
-        [ "$SECONDS" -lt "$deadline" ] || die "gave up after $timeout s waiting for $what"
-        sleep 0.05
-    done
-}
 
 # --- the server ---------------------------------------------------------
 as_owner "$bindir/initdb" -D "$data" -U postgres --auth=trust >/dev/null

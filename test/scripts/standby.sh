@@ -32,7 +32,7 @@ sport=$((pport + 1))
 pdata="$base/primary"
 sdata="$base/standby"
 timeout=30
-as_owner() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+. "$(dirname "$0")/lib/common.sh"   # as_owner, wait_until
 [ "$(id -u)" -eq 0 ] && chown postgres "$base"
 
 sess_pid=
@@ -52,14 +52,6 @@ check() {   # check NAME EXPECTED ACTUAL
     else echo "not ok - $1"; echo "#   expected: $2"; echo "#   got:      $3"; fail=1; fi
 }
 
-wait_until() {
-    local what=$1; shift
-    local deadline=$((SECONDS + timeout))
-    until "$@"; do
-        [ "$SECONDS" -lt "$deadline" ] || die "gave up after $timeout s waiting for $what"
-        sleep 0.05
-    done
-}
 
 # the primary
 as_owner "$bindir/initdb" -D "$pdata" -U postgres --auth=trust >/dev/null
