@@ -99,7 +99,7 @@ extern bool reader_get(RowReader *r, int nkeys, const char **keys, Snapshot snap
 
 /* write.c: rows written as INSERT and UPDATE statements would */
 extern void write_insert(Relation rel, Datum *values, bool *nulls, const bool *set);
-extern bool write_update(Relation rel, TupleTableSlot *oldslot, const Datum *values,
+extern void write_update(Relation rel, TupleTableSlot *oldslot, const Datum *values,
 						 const bool *nulls, const bool *replace);
 
 /* catalog.c */

@@ -411,13 +411,7 @@ reader_update(RowReader *r, int nkeys, const char **keys, int32 number, ItemPoin
 				allnulls[k] = nulls[i];
 				allreplace[k] = replace[i];
 			}
-			if (!write_update(rel, slot, all, allnulls, allreplace))
-				ereport(ERROR,
-						(errcode(ERRCODE_TRIGGERED_ACTION_EXCEPTION),
-						 errmsg("a BEFORE UPDATE trigger skipped the update of a row of credits.%s",
-								r->table),
-						 errdetail("Every charge must update its rows; skipping one would lose it."),
-						 errhint("Make the trigger return NEW for the extension's writes.")));
+			write_update(rel, slot, all, allnulls, allreplace);
 			updated = true;
 		}
 	}

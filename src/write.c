@@ -278,6 +278,23 @@ write_end(TableWrite *w)
 }
 
 /*
+ * 09000 unless the row in slot was written: the executor's simple insert and
+ * update leave its place unset when a BEFORE trigger skipped it, and a
+ * charge whose row is not written must not happen.
+ */
+static void
+check_written(Relation rel, TupleTableSlot *slot, const char *command)
+{
+	if (!ItemPointerIsValid(&slot->tts_tid))
+		ereport(ERROR,
+				(errcode(ERRCODE_TRIGGERED_ACTION_EXCEPTION),
+				 errmsg("a BEFORE %s trigger skipped a row of credits.%s",
+						command, RelationGetRelationName(rel)),
+				 errdetail("Every charge must write its rows; skipping one would lose it."),
+				 errhint("Make the trigger return NEW for the extension's writes.")));
+}
+
+/*
  * Insert a row into rel (open, RowExclusiveLock held) as INSERT would:
  * values/nulls are indexed by attribute number - 1 for every column of the
  * table, and the columns not marked in set[] get their defaults.  On return
@@ -339,13 +356,7 @@ write_insert(Relation rel, Datum *values, bool *nulls, const bool *set)
 	/* the row's place tells whether a BEFORE trigger skipped it */
 	ItemPointerSetInvalid(&slot->tts_tid);
 	ExecSimpleRelationInsert(w.rri, w.estate, slot);
-	if (!ItemPointerIsValid(&slot->tts_tid))
-		ereport(ERROR,
-				(errcode(ERRCODE_TRIGGERED_ACTION_EXCEPTION),
-				 errmsg("a BEFORE INSERT trigger skipped the insert of a row into credits.%s",
-						RelationGetRelationName(rel)),
-				 errdetail("Every charge must write its rows; skipping one would lose it."),
-				 errhint("Make the trigger return NEW for the extension's writes.")));
+	check_written(rel, slot, "INSERT");
 
 	slot_getallattrs(slot);
 	for (int i = 0; i < desc->natts; i++)
@@ -363,9 +374,9 @@ write_insert(Relation rel, Datum *values, bool *nulls, const bool *set)
  * Update the row version in oldslot (of rel, open with RowExclusiveLock;
  * the caller locked that version) as UPDATE would: the columns marked in
  * replace[] (indexed by attribute number - 1) take values/nulls, the others
- * keep theirs.  Returns false when a BEFORE trigger skipped the row.
+ * keep theirs.  A BEFORE trigger that skips the row is an error (09000).
  */
-bool
+void
 write_update(Relation rel, TupleTableSlot *oldslot, const Datum *values, const bool *nulls,
 			 const bool *replace)
 {
@@ -373,8 +384,6 @@ write_update(Relation rel, TupleTableSlot *oldslot, const Datum *values, const b
 	TableWrite	w;
 	TupleTableSlot *slot;
 	Bitmapset  *cols = NULL;
-	ItemPointerData before;
-	bool		updated;
 
 	for (int i = 0; i < desc->natts; i++)
 	{
@@ -396,9 +405,7 @@ write_update(Relation rel, TupleTableSlot *oldslot, const Datum *values, const b
 
 	/* the new version's place tells whether a BEFORE trigger skipped it */
 	ItemPointerSetInvalid(&slot->tts_tid);
-	before = slot->tts_tid;
 	ExecSimpleRelationUpdate(w.rri, w.estate, &w.epqstate, oldslot, slot);
-	updated = !ItemPointerEquals(&before, &slot->tts_tid);
+	check_written(rel, slot, "UPDATE");
 	write_end(&w);
-	return updated;
 }
