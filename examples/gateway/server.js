@@ -511,6 +511,10 @@ async function route(req, res) {
     res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' });
     return res.end(html);
   }
+  if (req.method === 'GET' && p === '/favicon.ico') {
+    res.writeHead(204, { 'cache-control': 'max-age=86400' });
+    return res.end();
+  }
   if (p === '/v1/models') {
     if (req.method !== 'GET') throw new HttpError(405, 'method_not_allowed', 'use GET');
     return handleModels(req, res);
