@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Installs what `make test` / `make demo` (and test/scripts/pgbouncer.sh and
-# metrics.sh) need on Debian 12 with its stock PostgreSQL 15, when it is
-# missing. Runs `apt-get update` at most once.
+# Installs what `make test` / `make demo` (and test/scripts/pgbouncer.sh,
+# metrics.sh and gateway.sh) need on Debian 12 with its stock PostgreSQL 15,
+# when it is missing. Runs `apt-get update` at most once.
 set -euo pipefail
 
 PGVER=${PGVER:-15}
@@ -10,9 +10,13 @@ pkg_ok() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok i
 
 for p in "postgresql-$PGVER" "postgresql-server-dev-$PGVER" "postgresql-$PGVER-pgtap" \
          libtap-parser-sourcehandler-pgtap-perl "postgresql-$PGVER-cron" libipc-run-perl \
-         postgresql-common make gcc pgbouncer prometheus-postgres-exporter; do
+         postgresql-common make gcc pgbouncer prometheus-postgres-exporter \
+         nodejs chromium; do
     pkg_ok "$p" || need+=("$p")
 done
+# examples/gateway (test/scripts/gateway.sh): Debian packages npm apart from
+# nodejs; a nodejs that bundles npm (NodeSource's) conflicts with it
+command -v npm >/dev/null || pkg_ok npm || need+=(npm)
 
 if [ ${#need[@]} -eq 0 ]; then
     exit 0

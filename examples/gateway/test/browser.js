@@ -73,6 +73,7 @@ async function main() {
     browser = await puppeteer.launch({
       executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
       headless: true,
+      protocolTimeout: 30000,   // fail, never hang
       userDataDir: profile,
       // two pages live side by side: neither is throttled as a background tab
       args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--no-first-run',
