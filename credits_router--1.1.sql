@@ -392,7 +392,7 @@ COMMENT ON FUNCTION credits_router._unavailable_code(text, text) IS
 CREATE FUNCTION credits_router._unavailable(part integer, state text, msg text) RETURNS void
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    db text := pg_catalog.substring(msg FROM '^[^[]*\[([^]]*)\]');
+    db text := pg_catalog.substring(msg, '^[^[]*\[([^]]*)\]');
     code text := credits_router._unavailable_code(state, msg);
 BEGIN
     IF code IS NULL THEN
@@ -401,7 +401,7 @@ BEGIN
     IF part IS NULL AND db IS NOT NULL THEN
         -- RUN ON ALL: PL/Proxy names the database; find its partition
         SELECT min(p.partition) INTO part FROM credits_router.partitions() p
-         WHERE pg_catalog.substring(p.connstr FROM '(?:^|\s)dbname\s*=\s*''?([^''\s]+)') = db
+         WHERE pg_catalog.substring(p.connstr, '(?:^|\s)dbname\s*=\s*''?([^''\s]+)') = db
         HAVING count(*) = 1;
     END IF;
     RAISE EXCEPTION 'partition % of credits_cluster is unavailable',
@@ -409,7 +409,7 @@ BEGIN
         USING ERRCODE = code,
               DETAIL = msg,
               HINT = CASE code
-                  WHEN '08001' THEN 'Nothing was run. Orgs of the other partitions are not affected; retry when the partition is back.'
+                  WHEN '08001' THEN 'The call did not reach this partition; orgs of the other partitions are not affected. Retry when it is back.'
                   ELSE 'The call may or may not have committed on the partition: retry it with the same request_id when the partition is back.'
               END;
 END
@@ -999,19 +999,19 @@ COMMENT ON FUNCTION credits.recharge(text, credits.credit, timestamptz, text) IS
 CREATE FUNCTION credits_router._p_usage(org text, since timestamptz, until timestamptz)
     RETURNS TABLE(user_id text, model text, calls bigint, input_tokens numeric,
                   output_tokens numeric, cost credits.credit, charged credits.credit,
-                  shortfall credits.credit)
+                  shortfall credits.credit, team_id text)
 LANGUAGE plproxy VOLATILE AS $$
     CLUSTER 'credits_cluster';
     RUN ON credits_router.org_hash(org);
     SELECT u.user_id, u.model, u.calls, u.input_tokens, u.output_tokens, u.cost, u.charged,
-           u.shortfall
+           u.shortfall, pg_catalog.to_jsonb(u) OPERATOR(pg_catalog.->>) 'team_id' AS team_id
       FROM credits.usage(org, since, until) u;
 $$;
 
 CREATE FUNCTION credits.usage(org_id text, since timestamptz DEFAULT NULL, until timestamptz DEFAULT NULL)
     RETURNS TABLE(user_id text, model text, calls bigint, input_tokens numeric,
                   output_tokens numeric, cost credits.credit, charged credits.credit,
-                  shortfall credits.credit)
+                  shortfall credits.credit, team_id text)
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, credits, pg_temp
     SET DateStyle = 'ISO, MDY' SET IntervalStyle = 'postgres' AS $$
 DECLARE
@@ -1455,8 +1455,10 @@ BEGIN
     END LOOP;
 END
 $$;
+-- shard_now() is a default of public functions: evaluated as the caller
 GRANT EXECUTE ON FUNCTION credits.valid_period(interval),
     credits.billing_period(timestamptz, interval, text, timestamptz),
+    credits_router.shard_now(),
     credits_router.partition_of(text), credits_router.hold_partition(bigint),
     credits_router.partition_count()
     TO credits_admin, credits_app, credits_reader;
