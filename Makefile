@@ -19,7 +19,11 @@ HEADERS_credits = src/credit.h
 # $(EXTENSION)--1.0.sql is the frozen 1.0 install script (never edited);
 # the current version's script is built from src/sql/, and every schema
 # change since 1.0 is also in the update scripts $(EXTENSION)--X--Y.sql.
-DATA = $(EXTENSION)--1.0.sql $(EXTENSION)--$(EXTVERSION).sql $(wildcard $(EXTENSION)--*--*.sql)
+# The second extension, credits_router (the API over PL/Proxy partitions),
+# installs with it: its control file and script go to the same extension
+# directory as DATA (EXTENSION names credits alone, as the rules below use it).
+DATA = $(EXTENSION)--1.0.sql $(EXTENSION)--$(EXTVERSION).sql $(wildcard $(EXTENSION)--*--*.sql) \
+       credits_router.control credits_router--$(EXTVERSION).sql
 EXTRA_CLEAN = $(EXTENSION)--$(EXTVERSION).sql
 
 # make installcheck (against a running server, PGHOST/PGPORT/PGUSER): the
