@@ -11,7 +11,7 @@ pkg_ok() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok i
 for p in "postgresql-$PGVER" "postgresql-server-dev-$PGVER" "postgresql-$PGVER-pgtap" \
          libtap-parser-sourcehandler-pgtap-perl "postgresql-$PGVER-cron" libipc-run-perl \
          postgresql-common make gcc pgbouncer prometheus-postgres-exporter \
-         nodejs chromium; do
+         nodejs chromium "postgresql-$PGVER-plproxy"; do
     pkg_ok "$p" || need+=("$p")
 done
 # examples/gateway (test/scripts/gateway.sh): Debian packages npm apart from
