@@ -349,6 +349,51 @@ test('GET /v1/models when the pool is exhausted: premium grayed, limited_by pool
   }
 });
 
+test('a member cap and a team cap: limited_by member_cap / team_cap, the call falls back', async () => {
+  await q(`SELECT credits.create_org('caps', allowance_per_user => 1)`);
+  await q(`SELECT credits.enable_provider('caps', 'openai')`);
+  await q(`SELECT credits.add_member('caps', 'dan', cap => '0.02'), credits.add_member('caps', 'eve'),
+                  credits.add_member('caps', 'fay')`);
+  await q(`SELECT credits.create_team('caps', 'red', cap => '0.02')`);
+  await q(`SELECT credits.set_member_team('caps', 'eve', 'red')`);
+  // dan and eve use up their cap / their team's cap through the gateway: a
+  // premium call the cap covers, then one it does not (switched to the
+  // fallback, charged what is left of the cap)
+  for (const user of ['dan', 'eve']) {
+    const a = await chat('caps', user, { model: 'gpt-4o', messages: [{ role: 'user', content: 'z'.repeat(80) }], max_tokens: 8 });
+    assert.equal(a.status, 200, a.text);
+    assert.equal(a.json.model, 'gpt-4o', user);
+    assert.equal(a.headers['x-credits-fell-back'], 'false', user);
+    const b = await chat('caps', user, { model: 'gpt-4o', messages: [{ role: 'user', content: 'z'.repeat(8000) }], max_tokens: 8 });
+    assert.equal(b.status, 200, b.text);
+    assert.equal(b.json.model, 'gpt-4o-mini', user);
+    assert.equal(b.headers['x-credits-fell-back'], 'true', user);
+    const left = (await q1(`SELECT ('0.02'::credits.credit - $1::credits.credit)::text AS l`, [a.json.credits.charged])).l;
+    assert.equal(b.json.credits.charged, left, user + ' is charged what was left of the cap');
+    assert.equal((await settleOf(b.json.credits.hold_id)).charged, left);
+  }
+  const end = (await pool('caps')).period_end;
+  const want = { dan: ['user_cap_reached', 'member_cap'], eve: ['team_cap_reached', 'team_cap'] };
+  for (const [user, [reason, limit]] of Object.entries(want)) {
+    const r = await request('GET', '/v1/models', { headers: who('caps', user) });
+    assert.equal(r.status, 200);
+    for (const m of r.json.data) {
+      if (m.is_fallback) {
+        assert.deepEqual([m.available, m.reason, m.limited_by, m.resets_at], [true, null, null, null], user + ' ' + m.id);
+        continue;
+      }
+      assert.deepEqual([m.available, m.reason, m.limited_by], [false, reason, limit], user + ' ' + m.id);
+      assert.equal((await q1('SELECT $1::timestamptz = $2::timestamptz AS eq', [m.resets_at, end])).eq, true,
+        `${user} ${m.id} resets_at ${m.resets_at} is the next period start ${end}`);
+    }
+  }
+  // fay and the org's view are not limited
+  for (const user of ['fay', null]) {
+    const r = await request('GET', '/v1/models', { headers: who('caps', user) });
+    assert.ok(r.json.data.every((m) => m.available && m.limited_by === null && m.resets_at === null), String(user));
+  }
+});
+
 test('errors: JSON with the SQLSTATE, 4xx by the documented map, nothing charged', async () => {
   const entries = await ledgerCount('acme');
   const ok = { model: 'gpt-4o', messages: msgs('hi'), max_tokens: 8 };
