@@ -40,6 +40,63 @@ ALTER AGGREGATE credits.max(credits.credit) SET SCHEMA pg_catalog;
 ALTER AGGREGATE credits.avg(credits.credit) SET SCHEMA pg_catalog;
 
 
+-- ---------------------------------------------------------------------------
+-- Teams (as 030_orgs.sql, 050_ledger.sql, 070_holds.sql; functions below)
+-- ---------------------------------------------------------------------------
+
+-- Teams split an org's pool below the org (1.1): a member belongs to at
+-- most one team, and a team's cap bounds what its members draw from the
+-- pool together in a period.
+CREATE TABLE credits.teams (
+    org_id     text NOT NULL REFERENCES credits.orgs ON DELETE CASCADE,
+    team_id    text NOT NULL CHECK (team_id <> '' AND octet_length(team_id) <= 255),
+    cap        credits.credit CHECK (cap >= 0),
+    created_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (org_id, team_id)
+);
+COMMENT ON TABLE credits.teams IS
+    'teams of an org: each bounds what its members draw from the pool together per period';
+COMMENT ON COLUMN credits.teams.cap IS
+    'most the team''s members may draw from the pool together per period; NULL means no cap';
+
+ALTER TABLE credits.members ADD COLUMN team_id text,
+    ADD CONSTRAINT members_team_fkey FOREIGN KEY (org_id, team_id)
+        REFERENCES credits.teams ON DELETE SET NULL (team_id);
+CREATE INDEX members_team_idx ON credits.members (org_id, team_id) WHERE team_id IS NOT NULL;
+COMMENT ON COLUMN credits.members.team_id IS
+    'the member''s team, whose cap bounds this member''s draws with the other members''; NULL means none';
+
+-- What the members of each capped team drew from the pool in the current
+-- period and hold open now: a row exists exactly while the team has a cap
+-- (credits._team_changed creates it from the ledger and the open holds, and
+-- drops it with the cap), and only charges that hold the org's pool lock
+-- write it, so a team's cap is checked exactly.  Teams without a cap cost
+-- their members' charges nothing: team_usage() reads their figures from the
+-- ledger.
+CREATE TABLE credits.team_spend (
+    org_id   text NOT NULL,
+    team_id  text NOT NULL,
+    used     credits.credit NOT NULL DEFAULT 0,
+    reserved credits.credit NOT NULL DEFAULT 0,
+    PRIMARY KEY (org_id, team_id),
+    FOREIGN KEY (org_id, team_id) REFERENCES credits.teams ON DELETE CASCADE
+) WITH (fillfactor = 50);   -- room for HOT updates: every charge of a capped team updates a row
+COMMENT ON TABLE credits.team_spend IS
+    'credits each capped team''s members drew from the pool in the current period and hold open now (maintained by the extension)';
+COMMENT ON COLUMN credits.team_spend.used IS 'drawn in the current period';
+COMMENT ON COLUMN credits.team_spend.reserved IS
+    'held by the open holds the team''s members made while in it: counts against the team''s cap until settled or released';
+
+ALTER TABLE credits.ledger ADD COLUMN team_id text;
+COMMENT ON COLUMN credits.ledger.team_id IS
+    'the team the member was charged in (its cap counted the charge or hold); NULL: none';
+ALTER TABLE credits.holds ADD COLUMN team_id text;
+COMMENT ON COLUMN credits.holds.team_id IS
+    'the member''s team when the hold was made: the settle is charged to it, the reservation counts against its cap';
+
+SELECT pg_catalog.pg_extension_config_dump('credits.teams', '');
+SELECT pg_catalog.pg_extension_config_dump('credits.team_spend', '');
+
 -- The one definition of a pool's available credits: credit_available() in
 -- C, which the SQL code calls through this function; the pools CHECK
 -- constraint states the same invariant.
@@ -140,6 +197,7 @@ BEGIN
     -- members' usage starts again; their open holds are carried
     DELETE FROM credits.member_usage WHERE org_id = org AND reserved = 0;
     UPDATE credits.member_usage SET used = 0 WHERE org_id = org;
+    UPDATE credits.team_spend SET used = 0 WHERE org_id = org AND used <> 0;
     UPDATE credits.pools
        SET period_start = b.period_start, period_end = b.period_end,
            allowance_used = 0, topup_used = 0, calls = 0, shortfall = 0, alert_level = 0,
@@ -212,11 +270,13 @@ BEGIN
 END
 $$;
 
-CREATE OR REPLACE FUNCTION credits.usage(org_id text, since timestamptz DEFAULT NULL,
+-- usage() gains the member's team: a new result column, so it is created anew
+DROP FUNCTION credits.usage(text, timestamptz, timestamptz);
+CREATE FUNCTION credits.usage(org_id text, since timestamptz DEFAULT NULL,
                               until timestamptz DEFAULT NULL)
     RETURNS TABLE(user_id text, model text, calls bigint, input_tokens numeric,
                   output_tokens numeric, cost credits.credit, charged credits.credit,
-                  shortfall credits.credit)
+                  shortfall credits.credit, team_id text)
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, credits, pg_temp AS $$
 DECLARE
     o credits.orgs := credits._get_org(org_id);
@@ -230,8 +290,9 @@ BEGIN
     RETURN QUERY
         SELECT l.user_id, l.model, count(*), sum(l.input_tokens), sum(l.output_tokens),
                coalesce(pg_catalog.sum(l.cost), 0), coalesce(pg_catalog.sum(l.charged), 0),
-               coalesce(pg_catalog.sum(l.shortfall), 0)
+               coalesce(pg_catalog.sum(l.shortfall), 0), min(m.team_id)
           FROM credits.ledger l
+          LEFT JOIN credits.members m ON m.org_id = l.org_id AND m.user_id = l.user_id
          WHERE l.org_id = o.org_id
            AND l.kind IN ('debit', 'settle')
            AND (lo IS NULL OR l.created_at >= lo)
@@ -240,6 +301,11 @@ BEGIN
          ORDER BY l.user_id, l.model;
 END
 $$;
+COMMENT ON FUNCTION credits.usage(text, timestamptz, timestamptz) IS
+    'usage per user and model in [since, until) (default: the current period): calls, tokens, cost, charged, shortfall, and the member''s team';
+REVOKE ALL ON FUNCTION credits.usage(text, timestamptz, timestamptz) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION credits.usage(text, timestamptz, timestamptz)
+    TO credits_reader, credits_admin;
 
 CREATE OR REPLACE FUNCTION credits.verify(org_id text DEFAULT NULL)
     RETURNS TABLE(org_id text, check_name text, expected text, actual text)
@@ -321,6 +387,30 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, credits, pg_t
           FROM credits.holds h
          WHERE h.status = 'open' AND ($1 IS NULL OR h.org_id = $1)
          GROUP BY h.org_id, h.user_id
+    ),
+    -- each capped team has a team_spend row, and only those
+    team_rows AS (
+        SELECT coalesce(t.org_id, s.org_id) AS org_id, coalesce(t.team_id, s.team_id) AS team_id,
+               t.cap, s.used, s.reserved, t.team_id IS NOT NULL AS team_exists
+          FROM (SELECT x.* FROM credits.teams x WHERE x.cap IS NOT NULL
+                   AND ($1 IS NULL OR x.org_id = $1)) t
+          FULL JOIN (SELECT x.* FROM credits.team_spend x JOIN pools p USING (org_id)) s
+            USING (org_id, team_id)
+    ),
+    team_ledger AS (
+        SELECT l.org_id, l.team_id, pg_catalog.sum(l.charged) AS charged
+          FROM pools p
+          JOIN restored r ON r.org_id = p.org_id
+          JOIN ledger l ON l.org_id = p.org_id AND l.period_start = p.period_start
+                       AND l.entry_id > r.after
+         WHERE l.team_id IS NOT NULL
+         GROUP BY l.org_id, l.team_id
+    ),
+    team_holds AS (
+        SELECT h.org_id, h.team_id, pg_catalog.sum(h.reserved) AS reserved
+          FROM credits.holds h
+         WHERE h.status = 'open' AND h.team_id IS NOT NULL AND ($1 IS NULL OR h.org_id = $1)
+         GROUP BY h.org_id, h.team_id
     )
     -- 1. available >= 0
     SELECT p.org_id, 'available_not_negative', '>= 0', p.available::text
@@ -390,6 +480,28 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, credits, pg_t
       FULL JOIN member_holds h USING (org_id, user_id)
      WHERE coalesce(u.reserved, 0) <> coalesce(h.reserved, 0)
     UNION ALL
+    -- a capped team's usage equals its members' charges in it, its
+    -- reservations their open holds in it
+    SELECT t.org_id, 'team_spend_row:' || t.team_id,
+           CASE WHEN t.team_exists THEN 'a row (capped team)' ELSE 'no row (no cap)' END,
+           CASE WHEN t.used IS NULL THEN 'none' ELSE 'a row' END
+      FROM team_rows t
+     WHERE t.team_exists <> (t.used IS NOT NULL)
+    UNION ALL
+    SELECT t.org_id, 'team_usage_matches_ledger:' || t.team_id,
+           coalesce(l.charged, 0)::text, t.used::text
+      FROM team_rows t LEFT JOIN team_ledger l USING (org_id, team_id)
+     WHERE t.used IS NOT NULL AND t.used <> coalesce(l.charged, 0)
+    UNION ALL
+    SELECT t.org_id, 'team_reserved_matches_holds:' || t.team_id,
+           coalesce(h.reserved, 0)::text, t.reserved::text
+      FROM team_rows t LEFT JOIN team_holds h USING (org_id, team_id)
+     WHERE t.reserved IS NOT NULL AND t.reserved <> coalesce(h.reserved, 0)
+    UNION ALL
+    SELECT t.org_id, 'team_usage_not_negative:' || t.team_id, '>= 0', t.used || ' ' || t.reserved
+      FROM team_rows t
+     WHERE t.used < 0 OR t.reserved < 0
+    UNION ALL
     -- the pool's allowance covers every active member
     SELECT p.org_id, 'allowance_covers_members', '>= ' || coalesce(m.total, 0)::text,
            p.allowance::text
@@ -451,3 +563,413 @@ ALTER VIEW credits.pool_status SET (security_invoker = true);
 -- recharge): the ids of one org's entries follow the order its charges and
 -- recharges took its locks.
 ALTER TABLE credits.ledger ALTER COLUMN entry_id SET CACHE 1;
+
+-- ---------------------------------------------------------------------------
+-- Teams: functions and triggers (075_teams.sql), and the functions that
+-- reset, trim or release team usage with member usage
+-- ---------------------------------------------------------------------------
+
+CREATE OR REPLACE FUNCTION credits._trim_holds(org text, funds credits.credit,
+                                    frame credits.credit DEFAULT NULL) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, credits, pg_temp AS $$
+DECLARE
+    h credits.holds;
+    cut credits.credit;
+    p credits.pools;
+BEGIN
+    SELECT * INTO p FROM credits.pools WHERE org_id = org FOR UPDATE;
+    IF p.reserved <= funds THEN
+        RETURN;
+    END IF;
+    FOR h IN SELECT * FROM credits.holds
+              WHERE org_id = org AND status = 'open' AND reserved > 0
+              ORDER BY hold_id DESC FOR UPDATE
+    LOOP
+        cut := least(h.reserved, p.reserved - funds);
+        UPDATE credits.holds SET reserved = reserved - cut WHERE hold_id = h.hold_id;
+        UPDATE credits.member_usage u SET reserved = u.reserved - cut
+         WHERE u.org_id = org AND u.user_id = h.user_id;
+        UPDATE credits.team_spend t SET reserved = t.reserved - cut
+         WHERE t.org_id = org AND t.team_id = h.team_id;
+        UPDATE credits.pools SET reserved = reserved - cut WHERE org_id = org RETURNING * INTO p;
+        INSERT INTO credits.ledger (org_id, kind, period_start, user_id, model, reserved_change,
+                                    available_after, hold_id, note, team_id)
+        VALUES (org, 'release', p.period_start, h.user_id, h.model, -cut,
+                coalesce(frame, funds) - p.reserved, h.hold_id,
+                'trimmed: the pool shrank under its holds', h.team_id);
+        EXIT WHEN p.reserved <= funds;
+    END LOOP;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION credits._expire_holds(org text, as_of timestamptz,
+                                      frame credits.credit DEFAULT NULL) RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, credits, pg_temp AS $$
+DECLARE
+    h credits.holds;
+    p credits.pools;
+    n integer := 0;
+BEGIN
+    PERFORM credits._consolidate(org);
+    FOR h IN SELECT * FROM credits.holds
+              WHERE org_id = org AND status = 'open' AND expires_at <= as_of
+              ORDER BY hold_id FOR UPDATE
+    LOOP
+        UPDATE credits.holds SET status = 'expired', ended_at = as_of, reserved = 0
+         WHERE hold_id = h.hold_id;
+        UPDATE credits.member_usage u SET reserved = u.reserved - h.reserved
+         WHERE u.org_id = org AND u.user_id = h.user_id;
+        UPDATE credits.team_spend t SET reserved = t.reserved - h.reserved
+         WHERE t.org_id = org AND t.team_id = h.team_id;
+        UPDATE credits.pools SET reserved = reserved - h.reserved WHERE org_id = org
+        RETURNING * INTO p;
+        INSERT INTO credits.ledger (org_id, kind, period_start, user_id, model, reserved_change,
+                                    available_after, hold_id, note, team_id)
+        VALUES (org, 'release', p.period_start, h.user_id, h.model, -h.reserved,
+                coalesce(frame - p.reserved, credits._available(p)), h.hold_id, 'expired',
+                h.team_id);
+        n := n + 1;
+    END LOOP;
+    UPDATE credits.pools SET next_hold_expiry =
+        (SELECT min(expires_at) FROM credits.holds WHERE org_id = org AND status = 'open')
+     WHERE org_id = org;
+    RETURN n;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION credits.recharge(org_id text, amount credits.credit DEFAULT NULL,
+                                 expires_at timestamptz DEFAULT NULL, note text DEFAULT NULL)
+    RETURNS credits.pool_status
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, credits, pg_temp AS $$
+DECLARE
+    o credits.orgs := credits._get_org(org_id);
+    p credits.pools;
+    restored credits.credit;
+    g bigint;
+    result credits.pool_status;
+BEGIN
+    PERFORM credits._maintain(o.org_id, now());
+    PERFORM credits._consolidate(o.org_id);
+    SELECT * INTO p FROM credits.pools WHERE pools.org_id = o.org_id FOR UPDATE;
+
+    IF amount IS NULL THEN
+        IF expires_at IS NOT NULL THEN
+            RAISE EXCEPTION 'expires_at needs an amount'
+                USING ERRCODE = '22023',
+                      HINT = 'recharge(org_id) restores the period; recharge(org_id, amount, expires_at) adds a grant.';
+        END IF;
+        -- restore the current period: allowance used, members' and teams' usage back to 0
+        restored := p.allowance_used;
+        DELETE FROM credits.member_usage u WHERE u.org_id = o.org_id AND u.reserved = 0;
+        UPDATE credits.member_usage u SET used = 0 WHERE u.org_id = o.org_id;
+        UPDATE credits.team_spend t SET used = 0 WHERE t.org_id = o.org_id AND t.used <> 0;
+        UPDATE credits.pools SET allowance_used = 0 WHERE pools.org_id = o.org_id RETURNING * INTO p;
+        UPDATE credits.pools SET alert_level = credits._alert_level(p, o.thresholds)
+         WHERE pools.org_id = o.org_id RETURNING * INTO p;
+        INSERT INTO credits.ledger (org_id, kind, period_start, from_allowance, available_after, note)
+        VALUES (o.org_id, 'recharge', p.period_start, -restored, credits._available(p), note);
+        PERFORM credits._emit_event(o.org_id, 'recharge', jsonb_build_object(
+            'period_start', p.period_start, 'restored', restored::numeric,
+            'available', credits._available(p)::numeric, 'note', note));
+    ELSE
+        IF amount <= 0 THEN
+            RAISE EXCEPTION 'amount must be positive' USING ERRCODE = '22023',
+                DETAIL = format('amount is %s.', amount);
+        END IF;
+        IF expires_at IS NOT NULL AND expires_at <= now() THEN
+            RAISE EXCEPTION 'expires_at must be in the future' USING ERRCODE = '22023',
+                DETAIL = format('expires_at is %s.', expires_at);
+        END IF;
+        INSERT INTO credits.grants (org_id, amount, remaining, expires_at, note)
+        VALUES (o.org_id, amount, amount, expires_at, note)
+        RETURNING grant_id INTO g;
+        UPDATE credits.pools
+           SET topup = topup + amount,
+               next_grant_expiry = CASE WHEN recharge.expires_at IS NULL THEN next_grant_expiry
+                                        ELSE least(next_grant_expiry, recharge.expires_at) END
+         WHERE pools.org_id = o.org_id RETURNING * INTO p;
+        UPDATE credits.pools SET alert_level = credits._alert_level(p, o.thresholds)
+         WHERE pools.org_id = o.org_id RETURNING * INTO p;
+        INSERT INTO credits.ledger (org_id, kind, period_start, topup_change, available_after,
+                                    grant_id, note)
+        VALUES (o.org_id, 'topup', p.period_start, amount, credits._available(p), g, note);
+        PERFORM credits._emit_event(o.org_id, 'topup', jsonb_build_object(
+            'grant_id', g, 'amount', amount::numeric, 'expires_at', expires_at,
+            'available', credits._available(p)::numeric, 'note', note));
+    END IF;
+
+    SELECT * INTO result FROM credits.pool_status s WHERE s.org_id = o.org_id;
+    RETURN result;
+END
+$$;
+
+-- What a team drew in the org's current period (after the last restoring
+-- recharge: it restores the team's usage with the members') and holds with
+-- open holds, from the ledger and the holds: a capped team's team_spend row
+-- is created from this, and credits.verify() checks the row against it.
+CREATE FUNCTION credits._team_drawn(org text, team text,
+                                    OUT used credits.credit, OUT reserved credits.credit)
+LANGUAGE sql STABLE SET search_path = pg_catalog, credits, pg_temp AS $$
+    SELECT coalesce((SELECT pg_catalog.sum(l.charged)
+                       FROM credits.pools p
+                       JOIN credits.ledger l ON l.org_id = p.org_id
+                                            AND l.period_start = p.period_start
+                      WHERE p.org_id = org AND l.team_id = team
+                        AND l.kind IN ('debit', 'settle')
+                        AND l.entry_id > coalesce(
+                              (SELECT max(r.entry_id) FROM credits.ledger r
+                                WHERE r.org_id = org AND r.period_start = p.period_start
+                                  AND r.kind = 'recharge' AND r.from_allowance <> 0), 0)),
+                    '0'::credits.credit),
+           coalesce((SELECT pg_catalog.sum(h.reserved) FROM credits.holds h
+                      WHERE h.org_id = org AND h.team_id = team AND h.status = 'open'),
+                    '0'::credits.credit)
+$$;
+COMMENT ON FUNCTION credits._team_drawn(text, text) IS
+    'internal: what the team drew in the org''s current period and holds open, from the ledger and the holds';
+
+-- (Re)create a capped team's team_spend row from the ledger.  The caller
+-- holds the org's pool lock, which every writer of the row holds.
+CREATE FUNCTION credits._team_spend_init(org text, team text) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, credits, pg_temp AS $$
+BEGIN
+    INSERT INTO credits.team_spend (org_id, team_id, used, reserved)
+    SELECT org, team, d.used, d.reserved FROM credits._team_drawn(org, team) d;
+END
+$$;
+COMMENT ON FUNCTION credits._team_spend_init(text, text) IS
+    'internal: create a capped team''s team_spend row from the ledger and the open holds (under the pool lock)';
+
+-- A team_spend row loaded from a dump, or created anew, replaces the one
+-- there is (as for pools: see credits._pool_replace).
+CREATE FUNCTION credits._team_spend_replace() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, credits, pg_temp AS $$
+BEGIN
+    DELETE FROM credits.team_spend t WHERE t.org_id = NEW.org_id AND t.team_id = NEW.team_id;
+    RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION credits._team_spend_replace() IS
+    'internal trigger: a team_spend row inserted replaces the team''s current one';
+
+CREATE FUNCTION credits._team_check() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, credits, pg_temp AS $$
+BEGIN
+    PERFORM credits._check_id(NEW.team_id, 'team_id');
+    IF TG_OP = 'UPDATE' AND (NEW.org_id, NEW.team_id) <> (OLD.org_id, OLD.team_id) THEN
+        RAISE EXCEPTION 'a team''s org_id and team_id cannot be changed' USING ERRCODE = '0A000';
+    END IF;
+    RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION credits._team_check() IS 'internal trigger: validate a team row';
+
+-- A team's cap set, changed or removed, or the team deleted, by the API or
+-- by plain DML: under the org's pool lock (and its stripes', so that no
+-- debit of the fast path is under way), the team's team_spend row is
+-- created from the ledger when a cap is set, and dropped with it.  The
+-- pools row is written, so that a charge whose snapshot is older than this
+-- change serializes after it (40001 under REPEATABLE READ) and never reads
+-- the team's figures as they were.
+CREATE FUNCTION credits._team_changed() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, credits, pg_temp AS $$
+DECLARE
+    t credits.teams := CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END;
+BEGIN
+    IF TG_OP = 'UPDATE' AND NEW.cap IS NOT DISTINCT FROM OLD.cap THEN
+        RETURN NULL;
+    END IF;
+    IF TG_OP = 'INSERT' AND NEW.cap IS NULL THEN
+        RETURN NULL;
+    END IF;
+    PERFORM credits._consolidate(t.org_id);
+    UPDATE credits.pools p SET waits = p.waits WHERE p.org_id = t.org_id;
+    IF TG_OP = 'DELETE' THEN
+        RETURN OLD;
+    ELSIF NEW.cap IS NULL THEN
+        DELETE FROM credits.team_spend s WHERE s.org_id = t.org_id AND s.team_id = t.team_id;
+    ELSIF TG_OP = 'INSERT' OR OLD.cap IS NULL THEN
+        PERFORM credits._team_spend_init(t.org_id, t.team_id);
+    END IF;
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION credits._team_changed() IS
+    'internal trigger: keep the team''s team_spend row in step with its cap, under the org''s pool lock';
+
+CREATE TRIGGER team_spend_replace BEFORE INSERT ON credits.team_spend
+    FOR EACH ROW EXECUTE FUNCTION credits._team_spend_replace();
+CREATE TRIGGER teams_check BEFORE INSERT OR UPDATE ON credits.teams
+    FOR EACH ROW EXECUTE FUNCTION credits._team_check();
+CREATE TRIGGER teams_cap_changed AFTER INSERT OR UPDATE OF cap ON credits.teams
+    FOR EACH ROW EXECUTE FUNCTION credits._team_changed();
+CREATE TRIGGER teams_deleted BEFORE DELETE ON credits.teams
+    FOR EACH ROW EXECUTE FUNCTION credits._team_changed();
+
+-- 22023 unless the org has the team.
+CREATE FUNCTION credits._check_team(org text, team text) RETURNS void
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, credits, pg_temp AS $$
+BEGIN
+    PERFORM credits._check_id(team, 'team_id');
+    PERFORM 1 FROM credits.teams t WHERE t.org_id = org AND t.team_id = team;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'unknown team "%" of org "%"', team, org USING ERRCODE = '22023',
+            HINT = 'Create it with credits.create_team().';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION credits._check_team(text, text) IS 'internal: 22023 unless the org has the team';
+
+CREATE FUNCTION credits.create_team(org_id text, team_id text, cap credits.credit DEFAULT NULL)
+    RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, credits, pg_temp AS $$
+BEGIN
+    PERFORM credits._get_org(org_id);
+    PERFORM credits._check_id(team_id, 'team_id');
+    IF cap IS NOT NULL THEN
+        PERFORM credits._check_amount(cap, 'cap');
+    END IF;
+    BEGIN
+        INSERT INTO credits.teams (org_id, team_id, cap) VALUES (org_id, team_id, cap);
+    EXCEPTION WHEN unique_violation THEN
+        RAISE EXCEPTION 'team "%" of org "%" already exists', team_id, org_id
+            USING ERRCODE = '23505', HINT = 'Change its cap with credits.set_team_cap().';
+    END;
+END
+$$;
+COMMENT ON FUNCTION credits.create_team(text, text, credits.credit) IS
+    'create a team in the org; cap bounds what its members draw together per period (NULL: no cap)';
+
+CREATE FUNCTION credits.set_team_cap(org_id text, team_id text, cap credits.credit) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, credits, pg_temp AS $$
+BEGIN
+    PERFORM credits._get_org(org_id);
+    PERFORM credits._check_team(org_id, team_id);
+    IF cap IS NOT NULL THEN
+        PERFORM credits._check_amount(cap, 'cap');
+    END IF;
+    UPDATE credits.teams t SET cap = set_team_cap.cap
+     WHERE t.org_id = set_team_cap.org_id AND t.team_id = set_team_cap.team_id;
+END
+$$;
+COMMENT ON FUNCTION credits.set_team_cap(text, text, credits.credit) IS
+    'change what the team''s members may draw together per period, at once (NULL: no cap)';
+
+CREATE FUNCTION credits.set_member_team(org_id text, user_id text, team_id text) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, credits, pg_temp AS $$
+BEGIN
+    PERFORM credits._get_org(org_id);
+    PERFORM credits._check_id(user_id, 'user_id');
+    IF team_id IS NOT NULL THEN
+        PERFORM credits._check_team(org_id, team_id);
+    END IF;
+    UPDATE credits.members m SET team_id = set_member_team.team_id
+     WHERE m.org_id = set_member_team.org_id AND m.user_id = set_member_team.user_id AND m.active;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'user "%" is not an active member of org "%"', user_id, org_id
+            USING ERRCODE = 'UC005', HINT = 'Add the user with credits.add_member().';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION credits.set_member_team(text, text, text) IS
+    'put an active member in one of the org''s teams (NULL: in none); charges count against the team from then on';
+
+CREATE FUNCTION credits.team_usage(org_id text, since timestamptz DEFAULT NULL,
+                                   until timestamptz DEFAULT NULL)
+    RETURNS TABLE(team_id text, members integer, cap credits.credit, used credits.credit,
+                  charged credits.credit, shortfall credits.credit)
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, credits, pg_temp AS $$
+DECLARE
+    o credits.orgs := credits._get_org(org_id);
+    p credits.pools;
+    lo timestamptz := since;
+    hi timestamptz := until;
+BEGIN
+    SELECT * INTO p FROM credits.pools x WHERE x.org_id = o.org_id;
+    IF lo IS NULL AND hi IS NULL THEN
+        lo := p.period_start;
+        hi := p.period_end;
+    END IF;
+    RETURN QUERY
+        SELECT t.team_id,
+               (SELECT count(*)::integer FROM credits.members m
+                 WHERE m.org_id = t.org_id AND m.team_id = t.team_id AND m.active),
+               t.cap,
+               -- a period that has ended (not yet closed) is a new one: nothing used
+               CASE WHEN p.period_end <= now() THEN '0'::credits.credit
+                    ELSE (SELECT d.used FROM credits._team_drawn(t.org_id, t.team_id) d) END,
+               coalesce(l.charged, '0'::credits.credit),
+               coalesce(l.shortfall, '0'::credits.credit)
+          FROM credits.teams t
+          LEFT JOIN (SELECT x.team_id, pg_catalog.sum(x.charged) AS charged,
+                            pg_catalog.sum(x.shortfall) AS shortfall
+                       FROM credits.ledger x
+                      WHERE x.org_id = o.org_id AND x.team_id IS NOT NULL
+                        AND x.kind IN ('debit', 'settle')
+                        AND (lo IS NULL OR x.created_at >= lo)
+                        AND (hi IS NULL OR x.created_at < hi)
+                      GROUP BY x.team_id) l ON l.team_id = t.team_id
+         WHERE t.org_id = o.org_id
+         ORDER BY t.team_id;
+END
+$$;
+COMMENT ON FUNCTION credits.team_usage(text, timestamptz, timestamptz) IS
+    'per team: active members, cap, used in the current period (what the cap bounds), and charged and shortfall in [since, until) (default: the current period)';
+
+-- allowed_models gains limited_by and resets_at: new result columns, so it
+-- is created anew
+DROP FUNCTION credits.allowed_models(text, text);
+CREATE FUNCTION credits.allowed_models(org_id text, user_id text DEFAULT NULL)
+    RETURNS TABLE(provider text, model text, display_name text, is_fallback boolean,
+                  available boolean, reason text, input_price credits.credit,
+                  output_price credits.credit, limited_by text, resets_at timestamptz)
+    AS 'MODULE_PATHNAME', 'credits_allowed_models'
+    LANGUAGE C STABLE
+    ROWS 12;
+COMMENT ON FUNCTION credits.allowed_models(text, text) IS
+    'every active model of the org''s enabled providers; premium ones grayed out (available = false, reason) when the pool, the user''s team cap or the user''s cap ran out, with the limit (limited_by) and when it resets (resets_at)';
+
+-- as 085_rls.sql and 090_security.sql
+DO $$
+DECLARE
+    t text;
+BEGIN
+    FOREACH t IN ARRAY ARRAY['teams', 'team_spend'] LOOP
+        EXECUTE pg_catalog.format('ALTER TABLE credits.%I ENABLE ROW LEVEL SECURITY', t);
+        EXECUTE pg_catalog.format(
+            'CREATE POLICY tenant_isolation ON credits.%I'
+            ' USING (COALESCE(pg_catalog.current_setting(''credits.org_id'', true), '''')'
+            '        OPERATOR(pg_catalog.=) ANY (ARRAY['''', org_id]))', t);
+        EXECUTE pg_catalog.format(
+            'COMMENT ON POLICY tenant_isolation ON credits.%I IS %L', t,
+            'rows of the org named in credits.org_id only, when it is set');
+    END LOOP;
+END
+$$;
+CREATE TRIGGER teams_config_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON credits.teams
+    FOR EACH STATEMENT EXECUTE FUNCTION credits._config_changed();
+
+REVOKE ALL ON FUNCTION
+    credits._team_drawn(text, text),
+    credits._team_spend_init(text, text),
+    credits._team_spend_replace(),
+    credits._team_check(),
+    credits._team_changed(),
+    credits._check_team(text, text),
+    credits.create_team(text, text, credits.credit),
+    credits.set_team_cap(text, text, credits.credit),
+    credits.set_member_team(text, text, text),
+    credits.team_usage(text, timestamptz, timestamptz),
+    credits.allowed_models(text, text)
+    FROM PUBLIC;
+REVOKE ALL ON credits.teams, credits.team_spend FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION credits.allowed_models(text, text) TO credits_app, credits_admin;
+GRANT EXECUTE ON FUNCTION
+    credits.create_team(text, text, credits.credit),
+    credits.set_team_cap(text, text, credits.credit),
+    credits.set_member_team(text, text, text)
+    TO credits_admin;
+GRANT EXECUTE ON FUNCTION credits.team_usage(text, timestamptz, timestamptz)
+    TO credits_reader, credits_admin;
+GRANT SELECT ON credits.teams, credits.team_spend TO credits_reader, credits_admin;
+GRANT INSERT, UPDATE, DELETE ON credits.teams TO credits_admin;

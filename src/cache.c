@@ -2,10 +2,10 @@
  * cache.c
  *	  Backend-local cache of the configuration every call reads: the model
  *	  catalog, each org's existence, thresholds and enabled providers, and
- *	  each member's status and cap.
+ *	  each member's status, cap, team and the team's cap.
  *
- * A statement-level trigger on models, orgs, org_providers and members
- * (credits._config_changed) sends a relcache invalidation for its table; at
+ * A statement-level trigger on models, orgs, org_providers, members and
+ * teams (credits._config_changed) sends a relcache invalidation for its table; at
  * commit every backend receives it and drops what it cached from that
  * table, so a change is seen by the next transaction of every backend, as a
  * READ COMMITTED query would see it.  Balances are never cached.
@@ -25,6 +25,8 @@
 #include "utils/memutils.h"
 
 #include "credits.h"
+
+static void cache_refresh(void);
 
 #define KEYLEN	(2 * CREDITS_MAX_ID_LEN + 2)
 
@@ -62,8 +64,7 @@ typedef struct MemberEntry
 {
 	const char *key;			/* org_id, '\x01', user_id */
 	bool		active;
-	bool		has_cap;
-	Credit		cap;
+	MemberConfig config;		/* config.team_id in the cache's memory */
 } MemberEntry;
 
 /* each cached table lives in its own memory context, dropped as a whole */
@@ -79,6 +80,8 @@ static Oid	models_relid = InvalidOid;
 static Oid	orgs_relid = InvalidOid;
 static Oid	org_providers_relid = InvalidOid;
 static Oid	members_relid = InvalidOid;
+static Oid	teams_relid = InvalidOid;
+static int	has_teams = -1;		/* members.team_id exists (1.1); -1: not known */
 static bool callback_registered = false;
 
 /*
@@ -102,11 +105,22 @@ enum
 };
 
 static RowReader members_reader = ROW_READER("members", "members_pkey",
-											 "user_id", "active", "cap");
+											 "user_id", "active", "cap", "team_id");
 enum
 {
-	MR_USER_ID, MR_ACTIVE, MR_CAP,
+	MR_USER_ID, MR_ACTIVE, MR_CAP, MR_TEAM_ID,
 	MR_NCOLS
+};
+
+/* a database still at 1.0 (the library is updated first) has no teams */
+static RowReader members_1_0_reader = ROW_READER("members", "members_pkey",
+												 "user_id", "active", "cap");
+
+static RowReader teams_reader = ROW_READER("teams", "teams_pkey", "team_id", "cap");
+enum
+{
+	TR_TEAM_ID, TR_CAP,
+	TR_NCOLS
 };
 
 static void
@@ -133,10 +147,12 @@ cache_callback(Datum arg, Oid relid)
 		drop_cache(&orgs_cxt);
 		orgs = NULL;
 	}
-	if (relid == InvalidOid || relid == members_relid)
+	/* a member's entry holds the cap of the member's team */
+	if (relid == InvalidOid || relid == members_relid || relid == teams_relid)
 	{
 		drop_cache(&members_cxt);
 		members = NULL;
+		has_teams = -1;
 	}
 }
 
@@ -205,6 +221,32 @@ remember_relids(void)
 	orgs_relid = get_relname_relid("orgs", nsp);
 	org_providers_relid = get_relname_relid("org_providers", nsp);
 	members_relid = get_relname_relid("members", nsp);
+	teams_relid = get_relname_relid("teams", nsp);
+}
+
+/*
+ * Does the database have teams (1.1)?  Until ALTER EXTENSION credits UPDATE
+ * has run, the library serves a 1.0 database, which has none.  The answer
+ * is dropped with the members cache (the update alters credits.members).
+ */
+bool
+cache_has_teams(void)
+{
+	cache_refresh();
+	if (has_teams < 0)
+	{
+		remember_relids();
+		has_teams = OidIsValid(members_relid) &&
+			get_attnum(members_relid, "team_id") != InvalidAttrNumber;
+	}
+	return has_teams > 0;
+}
+
+/* the members reader for this database's version */
+static RowReader *
+members_reader_now(void)
+{
+	return cache_has_teams() ? &members_reader : &members_1_0_reader;
 }
 
 /* every model, in models_pkey order; M_* in the same order as its columns */
@@ -542,11 +584,46 @@ cache_note_pool_empty(const char *org_id, bool empty)
 /* an org with more members than this is cached member by member */
 #define ORG_MEMBERS_AT_ONCE 1024
 
+/* a member's row (members_reader's columns) as a configuration, team cap aside */
+static void
+member_from_row(const Datum *v, const bool *n, bool with_team, MemberConfig *c)
+{
+	c->has_cap = !n[MR_CAP];
+	c->cap = c->has_cap ? DatumGetCredit(v[MR_CAP]) : 0;
+	c->team_id = with_team && !n[MR_TEAM_ID] ? TextDatumGetCString(v[MR_TEAM_ID]) : NULL;
+	c->team_has_cap = false;
+	c->team_cap = 0;
+}
+
+/* a team of an org, as load_org_members() reads them */
+typedef struct TeamRow
+{
+	char	   *team_id;
+	bool		has_cap;
+	Credit		cap;
+} TeamRow;
+
+/* Fill in the cap of a member's team, from the org's teams. */
+static void
+team_cap_of(MemberConfig *c, int nteams, const TeamRow *teams)
+{
+	for (int i = 0; c->team_id != NULL && i < nteams; i++)
+	{
+		if (strcmp(teams[i].team_id, c->team_id) == 0)
+		{
+			c->team_has_cap = teams[i].has_cap;
+			c->team_cap = teams[i].cap;
+			return;
+		}
+	}
+}
+
 /*
- * Cache every member of an org (a range scan of members_pkey) and mark the
- * org as complete ("org\x02"), so that any member of it, or any user who is
- * not one, is then answered without a read.  Returns false, having cached
- * none, for an org with more than ORG_MEMBERS_AT_ONCE members.
+ * Cache every member of an org (a range scan of members_pkey), with the caps
+ * of their teams (one of teams_pkey), and mark the org as complete
+ * ("org\x02"), so that any member of it, or any user who is not one, is then
+ * answered without a read.  Returns false, having cached none, for an org
+ * with more than ORG_MEMBERS_AT_ONCE members.
  */
 static bool
 load_org_members(const char *org_id)
@@ -555,19 +632,20 @@ load_org_members(const char *org_id)
 	{
 		char	   *user_id;
 		bool		active;
-		bool		has_cap;
-		Credit		cap;
+		MemberConfig config;
 	}			Loaded;
 	Loaded	   *loaded = palloc(sizeof(Loaded) * ORG_MEMBERS_AT_ONCE);
 	int			n = 0;
 	bool		complete = true;
+	bool		with_teams = cache_has_teams();
+	bool		any_team = false;
 	RowScan    *scan;
 	Datum		v[MR_NCOLS];
 	bool		isnull[MR_NCOLS];
 	char		key[KEYLEN];
 
 	remember_relids();
-	scan = reader_begin(&members_reader, 1, &org_id, READER_LATEST);
+	scan = reader_begin(members_reader_now(), 1, &org_id, READER_LATEST);
 	while (reader_next(scan, v, isnull))
 	{
 		if (n == ORG_MEMBERS_AT_ONCE)
@@ -577,13 +655,36 @@ load_org_members(const char *org_id)
 		}
 		loaded[n].user_id = TextDatumGetCString(v[MR_USER_ID]);
 		loaded[n].active = DatumGetBool(v[MR_ACTIVE]);
-		loaded[n].has_cap = !isnull[MR_CAP];
-		loaded[n].cap = isnull[MR_CAP] ? 0 : DatumGetCredit(v[MR_CAP]);
+		member_from_row(v, isnull, with_teams, &loaded[n].config);
+		any_team |= loaded[n].config.team_id != NULL;
 		n++;
 	}
 	reader_end(scan);
 	if (!complete)
 		return false;
+
+	if (any_team)
+	{
+		int			nteams = 0;
+		int			size = 16;
+		TeamRow    *teams = palloc(sizeof(TeamRow) * size);
+		Datum		tv[TR_NCOLS];
+		bool		tn[TR_NCOLS];
+
+		scan = reader_begin(&teams_reader, 1, &org_id, READER_LATEST);
+		while (reader_next(scan, tv, tn))
+		{
+			if (nteams == size)
+				teams = repalloc(teams, sizeof(TeamRow) * (size *= 2));
+			teams[nteams].team_id = TextDatumGetCString(tv[TR_TEAM_ID]);
+			teams[nteams].has_cap = !tn[TR_CAP];
+			teams[nteams].cap = tn[TR_CAP] ? 0 : DatumGetCredit(tv[TR_CAP]);
+			nteams++;
+		}
+		reader_end(scan);
+		for (int m = 0; m < n; m++)
+			team_cap_of(&loaded[m].config, nteams, teams);
+	}
 
 	/* no lock is taken from here on: the cache cannot be dropped under us */
 	if (members == NULL)
@@ -595,17 +696,22 @@ load_org_members(const char *org_id)
 		snprintf(key, sizeof(key), "%s\x01%s", org_id, loaded[i].user_id);
 		e = cache_entry(members, key, true, members_cxt);
 		e->active = loaded[i].active;
-		e->has_cap = loaded[i].has_cap;
-		e->cap = loaded[i].cap;
+		e->config = loaded[i].config;
+		if (e->config.team_id != NULL)
+			e->config.team_id = MemoryContextStrdup(members_cxt, e->config.team_id);
 	}
 	snprintf(key, sizeof(key), "%s\x02", org_id);
 	(void) cache_entry(members, key, true, members_cxt);
 	return true;
 }
 
-/* Is the user an active member; with a cap? */
+/*
+ * Is the user an active member?  Fills in the member's configuration (an
+ * unknown user has none): the personal cap, the team and its cap.  The
+ * team's id is copied into the caller's memory.
+ */
 bool
-cache_member(const char *org_id, const char *user_id, bool *has_cap, Credit *cap)
+cache_member(const char *org_id, const char *user_id, MemberConfig *config)
 {
 	char		key[KEYLEN];
 	char		org_key[KEYLEN];
@@ -617,8 +723,7 @@ cache_member(const char *org_id, const char *user_id, bool *has_cap, Credit *cap
 	{
 		bool		complete;
 		bool		active = false;
-		bool		capped = false;
-		Credit		amount = 0;
+		MemberConfig c = {0};
 
 		snprintf(org_key, sizeof(org_key), "%s\x02", org_id);
 		complete = (members != NULL && cache_entry(members, org_key, false, NULL) != NULL) ||
@@ -630,13 +735,25 @@ cache_member(const char *org_id, const char *user_id, bool *has_cap, Credit *cap
 			const char *keys[2] = {org_id, user_id};
 			Datum		v[MR_NCOLS];
 			bool		n[MR_NCOLS];
+			bool		with_teams = cache_has_teams();
 
 			remember_relids();
-			if (reader_get(&members_reader, 2, keys, READER_LATEST, v, n))
+			if (reader_get(members_reader_now(), 2, keys, READER_LATEST, v, n))
 			{
 				active = DatumGetBool(v[MR_ACTIVE]);
-				capped = !n[MR_CAP];
-				amount = capped ? DatumGetCredit(v[MR_CAP]) : 0;
+				member_from_row(v, n, with_teams, &c);
+			}
+			if (c.team_id != NULL)
+			{
+				const char *tkeys[2] = {org_id, c.team_id};
+				Datum		tv[TR_NCOLS];
+				bool		tn[TR_NCOLS];
+
+				if (reader_get(&teams_reader, 2, tkeys, READER_LATEST, tv, tn) && !tn[TR_CAP])
+				{
+					c.team_has_cap = true;
+					c.team_cap = DatumGetCredit(tv[TR_CAP]);
+				}
 			}
 		}
 		/* not a member (complete), or read by itself */
@@ -644,13 +761,35 @@ cache_member(const char *org_id, const char *user_id, bool *has_cap, Credit *cap
 			members = new_table(&members_cxt, "credits members", sizeof(MemberEntry));
 		e = cache_entry(members, key, true, members_cxt);
 		e->active = active;
-		e->has_cap = capped;
-		e->cap = amount;
+		e->config = c;
+		if (c.team_id != NULL)
+			e->config.team_id = MemoryContextStrdup(members_cxt, c.team_id);
 	}
 found:
-	*has_cap = e->has_cap;
-	*cap = e->cap;
+	*config = e->config;
+	if (config->team_id != NULL)
+		config->team_id = pstrdup(config->team_id);
 	return e->active;
+}
+
+/*
+ * Does the org's team have a cap (and which)?  Read as committed now, not
+ * cached: for the rarer charges in a team other than the member's own (a
+ * hold's).  An unknown team has none.
+ */
+bool
+cache_team_cap(const char *org_id, const char *team_id, Credit *cap)
+{
+	const char *keys[2] = {org_id, team_id};
+	Datum		v[TR_NCOLS];
+	bool		n[TR_NCOLS];
+
+	*cap = 0;
+	if (!cache_has_teams() || !reader_get(&teams_reader, 2, keys, READER_LATEST, v, n) ||
+		n[TR_CAP])
+		return false;
+	*cap = DatumGetCredit(v[TR_CAP]);
+	return true;
 }
 
 /*

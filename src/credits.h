@@ -94,6 +94,7 @@ extern bool reader_update_key(RowReader *r, int nkeys, const char **keys,
 extern bool reader_lock(RowReader *r, int nkeys, const char **keys, LockTupleMode mode,
 						Datum *values, bool *nulls, bool *waited, ItemPointer locked_tid);
 extern Relation reader_open(RowReader *r, LOCKMODE lockmode, Relation *idx);
+extern AttrNumber reader_attnum(RowReader *r, Relation rel, int col);
 extern bool reader_get(RowReader *r, int nkeys, const char **keys, Snapshot snapshot,
 					   Datum *values, bool *nulls);
 
@@ -141,7 +142,19 @@ extern int	cache_pool_stripes(const char *org_id);
 extern void cache_note_pool_stripes(const char *org_id, int stripes);
 extern bool cache_pool_empty(const char *org_id);
 extern void cache_note_pool_empty(const char *org_id, bool empty);
-extern bool cache_member(const char *org_id, const char *user_id, bool *has_cap, Credit *cap);
+/* a member's configuration: personal cap, team and the team's cap */
+typedef struct MemberConfig
+{
+	bool		has_cap;
+	Credit		cap;
+	char	   *team_id;		/* NULL: in no team */
+	bool		team_has_cap;
+	Credit		team_cap;
+} MemberConfig;
+
+extern bool cache_member(const char *org_id, const char *user_id, MemberConfig *config);
+extern bool cache_has_teams(void);
+extern bool cache_team_cap(const char *org_id, const char *team_id, Credit *cap);
 
 /* ledger.c */
 typedef struct LedgerEntry
@@ -163,6 +176,7 @@ typedef struct LedgerEntry
 	Credit		available_after;
 	const char *request_id;
 	int64		hold_id;		/* 0: none */
+	const char *team_id;		/* the team charged, NULL: none */
 } LedgerEntry;
 
 extern void ledger_entry_init(LedgerEntry *e, const char *org_id, const char *kind);
@@ -175,6 +189,7 @@ typedef struct OrgState
 {
 	const char *org_id;
 	bool		has_credits;	/* the whole pool's available credits are > 0 */
+	TimestampTz period_end;		/* when the period ends: the next one starts */
 } OrgState;
 
 typedef struct MemberState
@@ -183,6 +198,12 @@ typedef struct MemberState
 	Credit		cap;
 	Credit		used;			/* drawn from the pool this period */
 	Credit		reserved;		/* held by the member's open holds */
+	/* the member's team, and what it drew and holds if it has a cap */
+	const char *team_id;
+	bool		team_has_cap;
+	Credit		team_cap;
+	Credit		team_used;
+	Credit		team_reserved;
 } MemberState;
 
 /* An org's pool, locked for this transaction. */
@@ -209,6 +230,10 @@ typedef struct PoolState
 	const char *user_id;
 	bool		has_cap;
 	Credit		cap_left;
+	/* the team charged (NULL: none); what its cap leaves, if it has one */
+	const char *team_id;
+	bool		team_has_cap;
+	Credit		team_cap_left;
 } PoolState;
 
 typedef struct PoolCharge
@@ -227,6 +252,7 @@ extern void pool_get_org(const char *org_id, OrgState *org);
 extern void pool_get_member(const char *org_id, const char *user_id, bool active_only,
 							MemberState *member);
 extern bool member_cap_reached(const MemberState *member);
+extern bool team_cap_reached(const MemberState *member);
 extern void check_provider_enabled(const char *org_id, const ModelInfo *model);
 
 /* escrow stripes of each org's allowance (see 030_orgs.sql) */
@@ -235,9 +261,10 @@ extern void check_provider_enabled(const char *org_id, const ModelInfo *model);
 extern bool pool_fast_debit(const char *org_id, LedgerEntry *e, bool is_fallback);
 extern void pool_lock(const char *org_id, PoolState *ps);
 extern Credit pool_available(const PoolState *ps);
-extern Credit pool_limit(PoolState *ps, const char *user_id, const MemberState *member);
-extern void pool_charge(PoolState *ps, const MemberState *member, PoolCharge *c,
-						LedgerEntry *e);
+extern Credit pool_limit(PoolState *ps, const char *user_id);
+extern Credit pool_limit_in_team(PoolState *ps, const char *user_id, const char *team_id);
+extern void pool_set_team(PoolState *ps, const char *team_id);
+extern void pool_charge(PoolState *ps, PoolCharge *c, LedgerEntry *e);
 extern void pool_reserve(PoolState *ps, Credit amount, TimestampTz expires_at, LedgerEntry *e);
 extern void pool_release(PoolState *ps, Credit amount, LedgerEntry *e);
 

@@ -117,13 +117,17 @@ credits_credit_debit(PG_FUNCTION_ARGS)
 	e.request_id = request_id;
 	e.cost = charge.cost;
 
-	/* a member without a cap whose stripe covers the cost: one row lock */
-	if (member.has_cap || !pool_fast_debit(org_id, &e, info.is_fallback))
+	/*
+	 * A member without a cap, in no team with a cap, whose stripe covers the
+	 * cost: one row lock.  Caps are checked under the pool lock.
+	 */
+	if (member.has_cap || member.team_has_cap ||
+		!pool_fast_debit(org_id, &e, info.is_fallback))
 	{
 		pool_lock(org_id, &ps);
-		(void) pool_limit(&ps, user_id, &member);
+		(void) pool_limit(&ps, user_id);
 		ps.escrow = true;		/* so that the next debits take the fast path */
-		pool_charge(&ps, &member, &charge, &e);
+		pool_charge(&ps, &charge, &e);
 	}
 
 	result = SPI_datumTransfer(debit_result(fcinfo, &e, false), false, -1);

@@ -31,11 +31,14 @@ typedef struct Hold
 	Credit		available_after;
 	char	   *status;
 	TimestampTz expires_at;
+	char	   *team_id;		/* NULL: none */
 } Hold;
 
-static SPIPlanPtr hold_plan = NULL;
-static SPIPlanPtr hold_lock_plan = NULL;
-static SPIPlanPtr insert_plan = NULL;
+/* [0]: a database at 1.0, whose holds have no team_id (see hold_get); [1]: 1.1 */
+static SPIPlanPtr hold_plan[2];
+static SPIPlanPtr hold_lock_plan[2];
+/* [0]: a hold in no team (a 1.0 database has no holds.team_id); [1]: in one */
+static SPIPlanPtr insert_plan[2];
 static SPIPlanPtr end_plan = NULL;
 
 /* the columns a hold is read with, and their 1-based numbers: in the same order */
@@ -43,15 +46,17 @@ static SPIPlanPtr end_plan = NULL;
 	"h.hold_id, h.org_id, h.user_id, h.requested_model, h.model, h.fell_back," \
 	" h.input_tokens, h.max_output_tokens, h.reserved, h.available_after, h.status," \
 	" h.expires_at"
+/* and, in 1.1, the team */
+#define HOLD_COLUMNS_1_1 HOLD_COLUMNS ", h.team_id"
 enum
 {
 	HC_HOLD_ID = 1, HC_ORG_ID, HC_USER_ID, HC_REQUESTED_MODEL, HC_MODEL, HC_FELL_BACK,
 	HC_INPUT_TOKENS, HC_MAX_OUTPUT_TOKENS, HC_RESERVED, HC_AVAILABLE_AFTER, HC_STATUS,
-	HC_EXPIRES_AT
+	HC_EXPIRES_AT, HC_TEAM_ID
 };
 
 static void
-hold_from_row(Hold *h)
+hold_from_row(Hold *h, bool with_team)
 {
 	bool		isnull;
 
@@ -67,30 +72,40 @@ hold_from_row(Hold *h)
 	h->available_after = DatumGetCredit(spi_value(0, HC_AVAILABLE_AFTER, &isnull));
 	h->status = spi_string(0, HC_STATUS);
 	h->expires_at = DatumGetTimestampTz(spi_value(0, HC_EXPIRES_AT, &isnull));
+	h->team_id = with_team ? spi_string(0, HC_TEAM_ID) : NULL;
 }
 
-/* Read a hold; with lock, FOR UPDATE (the org's pool must be locked first). */
+/*
+ * Read a hold; with lock, FOR UPDATE (the org's pool must be locked first).
+ * The library also serves a database still at 1.0 until it is updated:
+ * its holds have no team.
+ */
 static bool
 hold_get(int64 hold_id, bool lock, Hold *h)
 {
 	Datum		arg = Int64GetDatum(hold_id);
+	int			v = cache_has_teams() ? 1 : 0;
 
-	if (hold_plan == NULL)
+	if (hold_plan[v] == NULL)
 	{
 		Oid			argtypes[1] = {INT8OID};
 
-		hold_plan = spi_prepare_saved(
-			"SELECT " HOLD_COLUMNS " FROM credits.holds h"
+		hold_plan[v] = spi_prepare_saved(
+			v ? "SELECT " HOLD_COLUMNS_1_1 " FROM credits.holds h"
+			" WHERE h.hold_id OPERATOR(pg_catalog.=) $1"
+			: "SELECT " HOLD_COLUMNS " FROM credits.holds h"
 			" WHERE h.hold_id OPERATOR(pg_catalog.=) $1",
 			1, argtypes);
-		hold_lock_plan = spi_prepare_saved(
-			"SELECT " HOLD_COLUMNS " FROM credits.holds h"
+		hold_lock_plan[v] = spi_prepare_saved(
+			v ? "SELECT " HOLD_COLUMNS_1_1 " FROM credits.holds h"
+			" WHERE h.hold_id OPERATOR(pg_catalog.=) $1 FOR UPDATE"
+			: "SELECT " HOLD_COLUMNS " FROM credits.holds h"
 			" WHERE h.hold_id OPERATOR(pg_catalog.=) $1 FOR UPDATE",
 			1, argtypes);
 	}
-	if (spi_run(lock ? hold_lock_plan : hold_plan, &arg, false, 1) == 0)
+	if (spi_run(lock ? hold_lock_plan[v] : hold_plan[v], &arg, false, 1) == 0)
 		return false;
-	hold_from_row(h);
+	hold_from_row(h, v == 1);
 	return true;
 }
 
@@ -241,8 +256,9 @@ credits_credit_reserve(PG_FUNCTION_ARGS)
 	Credit		limit;
 	Credit		amount;
 	bool		fell_back;
-	Datum		args[12];
-	char		nulls[12];
+	Datum		args[13];
+	char		nulls[13];
+	bool		in_team;
 	bool		isnull;
 	Datum		result;
 
@@ -283,11 +299,11 @@ credits_credit_reserve(PG_FUNCTION_ARGS)
 	estimate = catalog_cost(&info, input_tokens, max_output_tokens);
 
 	pool_lock(org_id, &ps);
-	limit = pool_limit(&ps, user_id, &member);
+	limit = pool_limit(&ps, user_id);
 
 	/*
-	 * A premium model is held when the pool and the member's cap allow it and
-	 * cover the estimate; otherwise the call switches to the provider's
+	 * A premium model is held when the pool, the member's cap and the team's
+	 * allow it and cover the estimate; otherwise the call switches to the provider's
 	 * fallback, which holds what it can (possibly nothing).  A fallback model
 	 * asked for directly is held the same way.
 	 */
@@ -317,19 +333,27 @@ credits_credit_reserve(PG_FUNCTION_ARGS)
 	}
 
 	/* the hold row first: the ledger entry names it */
-	if (insert_plan == NULL)
+	in_team = ps.team_id != NULL;
+	if (insert_plan[in_team] == NULL)
 	{
-		Oid			argtypes[12] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, BOOLOID, INT8OID,
-			INT8OID, INT8OID, INT8OID, INT8OID, TIMESTAMPTZOID, TEXTOID};
+		Oid			argtypes[13] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, BOOLOID, INT8OID,
+			INT8OID, INT8OID, INT8OID, INT8OID, TIMESTAMPTZOID, TEXTOID, TEXTOID};
 
-		insert_plan = spi_prepare_saved(
+		insert_plan[in_team] = spi_prepare_saved(
+			in_team ?
+			"INSERT INTO credits.holds (org_id, user_id, requested_model, model, fell_back,"
+			"  input_tokens, max_output_tokens, estimate, reserved, available_after,"
+			"  expires_at, request_id, team_id)"
+			" VALUES ($1, $2, $3, $4, $5, $6, $7, credits._micro($8), credits._micro($9),"
+			"  credits._micro($10), $11, $12, $13)"
+			" RETURNING hold_id" :
 			"INSERT INTO credits.holds (org_id, user_id, requested_model, model, fell_back,"
 			"  input_tokens, max_output_tokens, estimate, reserved, available_after,"
 			"  expires_at, request_id)"
 			" VALUES ($1, $2, $3, $4, $5, $6, $7, credits._micro($8), credits._micro($9),"
 			"  credits._micro($10), $11, $12)"
 			" RETURNING hold_id",
-			12, argtypes);
+			in_team ? 13 : 12, argtypes);
 	}
 	memset(nulls, ' ', sizeof(nulls));
 	args[0] = CStringGetTextDatum(org_id);
@@ -345,7 +369,8 @@ credits_credit_reserve(PG_FUNCTION_ARGS)
 	args[10] = TimestampTzGetDatum(expires_at);
 	args[11] = request_id ? CStringGetTextDatum(request_id) : (Datum) 0;
 	nulls[11] = request_id ? ' ' : 'n';
-	if (SPI_execute_plan(insert_plan, args, nulls, false, 0) != SPI_OK_INSERT_RETURNING)
+	args[12] = in_team ? CStringGetTextDatum(ps.team_id) : (Datum) 0;
+	if (SPI_execute_plan(insert_plan[in_team], args, nulls, false, 0) != SPI_OK_INSERT_RETURNING)
 		elog(ERROR, "could not insert into credits.holds");
 
 	h.hold_id = DatumGetInt64(spi_value(0, IR_HOLD_ID, &isnull));
@@ -387,7 +412,6 @@ credits_credit_settle(PG_FUNCTION_ARGS)
 	int64		output_tokens;
 	Hold		h;
 	PoolState	ps;
-	MemberState member;
 	ModelInfo	info;
 	PoolCharge	charge;
 	LedgerEntry e;
@@ -405,8 +429,8 @@ credits_credit_settle(PG_FUNCTION_ARGS)
 	/* the call happened: charge it even if the model or member went away */
 	if (!catalog_lookup_model(h.model, true, &info))
 		catalog_get_model(h.model, &info);
-	pool_get_member(h.org_id, h.user_id, false, &member);
-	(void) pool_limit(&ps, h.user_id, &member);
+	/* in the hold's team, which its reservation counted against */
+	(void) pool_limit_in_team(&ps, h.user_id, h.team_id);
 
 	charge.cost = catalog_cost(&info, input_tokens, output_tokens);
 	charge.is_fallback = info.is_fallback;
@@ -418,7 +442,7 @@ credits_credit_settle(PG_FUNCTION_ARGS)
 	e.input_tokens = input_tokens;
 	e.output_tokens = output_tokens;
 	e.hold_id = hold_id;
-	pool_charge(&ps, &member, &charge, &e);
+	pool_charge(&ps, &charge, &e);
 	hold_end(hold_id, "settled");
 
 	result = SPI_datumTransfer(debit_result(fcinfo, &e, false), false, -1);
@@ -444,6 +468,7 @@ credits_credit_release(PG_FUNCTION_ARGS)
 	hold_lock(hold_id, false, &ps, &h);
 
 	ps.user_id = h.user_id;
+	pool_set_team(&ps, h.team_id);
 	ledger_entry_init(&e, h.org_id, "release");
 	e.user_id = h.user_id;
 	e.model = h.model;

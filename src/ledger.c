@@ -138,6 +138,13 @@ enum
 	LW_ENTRY_ID = LW_SET
 };
 
+/*
+ * The team charged (1.1), written only when there is one: the library also
+ * serves a database still at 1.0, whose ledger has no team_id, until it is
+ * updated.
+ */
+static RowReader ledger_team_writer = ROW_READER("ledger", "ledger_request_idx", "team_id");
+
 static void
 set_text(Datum *values, bool *nulls, int i, const char *s)
 {
@@ -192,6 +199,14 @@ ledger_append(LedgerEntry *e)
 
 		values[k] = v[i];
 		nulls[k] = n[i];
+		set[k] = true;
+	}
+	if (e->team_id != NULL)
+	{
+		int			k = reader_attnum(&ledger_team_writer, rel, 0) - 1;
+
+		values[k] = CStringGetTextDatum(e->team_id);
+		nulls[k] = false;
 		set[k] = true;
 	}
 	write_insert(rel, values, nulls, set);

@@ -47,6 +47,8 @@
 static SPIPlanPtr org_due_plan = NULL;
 static SPIPlanPtr maintain_plan = NULL;
 static SPIPlanPtr member_used_plan = NULL;
+static SPIPlanPtr team_used_plan = NULL;
+static SPIPlanPtr team_init_plan = NULL;
 static SPIPlanPtr draw_plan = NULL;
 static SPIPlanPtr member_upsert_plan = NULL;
 static SPIPlanPtr stripes_write_plan = NULL;
@@ -102,6 +104,10 @@ enum
 	UR_USED, UR_RESERVED,
 	UR_NCOLS
 };
+
+/* a capped team's usage: the same columns, in the same order (UR_*) */
+static RowReader team_spend_reader = ROW_READER("team_spend", "team_spend_pkey",
+												"used", "reserved");
 
 static RowReader stripe_reader = ROW_READER("pool_stripes", "pool_stripes_pkey",
 											"used", "stripe", "funds", "period_start", "calls",
@@ -165,6 +171,7 @@ pool_get_org(const char *org_id, OrgState *org)
 				 errmsg("unknown org \"%s\"", org_id)));
 
 	org->org_id = org_id;
+	org->period_end = DatumGetTimestampTz(v[PR_PERIOD_END]);
 	available = row_held(v);
 	org->has_credits = available > 0;
 	if (org->has_credits && DatumGetInt32(v[PR_STRIPES]) > 0)
@@ -191,7 +198,7 @@ pool_get_org(const char *org_id, OrgState *org)
 		/* org_due_plan's SELECT list, 1-based (spi_value) */
 		enum
 		{
-			OD_AVAILABLE = 1
+			OD_AVAILABLE = 1, OD_PERIOD_END
 		};
 
 		if (org_due_plan == NULL)
@@ -199,56 +206,78 @@ pool_get_org(const char *org_id, OrgState *org)
 			Oid			argtypes[1] = {TEXTOID};
 
 			org_due_plan = spi_prepare_saved(
-				"SELECT s.available FROM credits.pool_status s"
+				"SELECT s.available, s.period_end FROM credits.pool_status s"
 				" WHERE s.org_id OPERATOR(pg_catalog.=) $1",
 				1, argtypes);
 		}
 		if (spi_run(org_due_plan, &arg, true, 1) > 0)
+		{
 			org->has_credits = DatumGetCredit(spi_value(0, OD_AVAILABLE, &isnull)) > 0;
+			org->period_end = DatumGetTimestampTz(spi_value(0, OD_PERIOD_END, &isnull));
+		}
 	}
 }
 
 /*
- * A member's cap and, for a capped member, period usage and open holds.
- * With active_only, anything but an active member is UC005; otherwise an
- * unknown member has no cap.
+ * What a capped member or team (keys: its usage row's key) used and holds,
+ * read without a lock; usage of a period that has ended counts as 0.
+ */
+static void
+read_usage(RowReader *r, const char **keys, Credit *used, Credit *reserved)
+{
+	Datum		uv[UR_NCOLS];
+	bool		un[UR_NCOLS];
+	Datum		v[PR_NCOLS];
+	bool		n[PR_NCOLS];
+
+	*used = *reserved = 0;
+	if (reader_get(r, 2, keys, NULL, uv, un))
+	{
+		*used = DatumGetCredit(uv[UR_USED]);
+		*reserved = DatumGetCredit(uv[UR_RESERVED]);
+		if (reader_get(&pools_reader, 1, &keys[0], NULL, v, n) &&
+			due(v[PR_PERIOD_END], n[PR_PERIOD_END]))
+			*used = 0;
+	}
+}
+
+/*
+ * A member's cap and team and, for a capped member or team, period usage
+ * and open holds.  With active_only, anything but an active member is
+ * UC005; otherwise an unknown member has no cap and no team.
  */
 void
 pool_get_member(const char *org_id, const char *user_id, bool active_only,
 				MemberState *member)
 {
-	member->used = 0;
-	member->reserved = 0;
-	if (!cache_member(org_id, user_id, &member->has_cap, &member->cap))
+	MemberConfig c;
+
+	memset(member, 0, sizeof(*member));
+	if (!cache_member(org_id, user_id, &c))
 	{
 		if (active_only)
 			ereport(ERROR,
 					(errcode(ERRCODE_CREDITS_NOT_MEMBER),
 					 errmsg("user \"%s\" is not an active member of org \"%s\"", user_id, org_id),
 					 errhint("Add the user with credits.add_member().")));
-		member->has_cap = false;
-		member->cap = 0;
 		return;
 	}
-	if (!member->has_cap)
-		return;
-
+	member->has_cap = c.has_cap;
+	member->cap = c.cap;
+	member->team_id = c.team_id;
+	member->team_has_cap = c.team_has_cap;
+	member->team_cap = c.team_cap;
+	if (member->has_cap)
 	{
 		const char *keys[2] = {org_id, user_id};
-		Datum		uv[UR_NCOLS];
-		bool		un[UR_NCOLS];
-		Datum		v[PR_NCOLS];
-		bool		n[PR_NCOLS];
 
-		if (reader_get(&usage_reader, 2, keys, NULL, uv, un))
-		{
-			member->used = DatumGetCredit(uv[UR_USED]);
-			member->reserved = DatumGetCredit(uv[UR_RESERVED]);
-			/* usage of a period that has ended counts as 0 */
-			if (reader_get(&pools_reader, 1, &org_id, NULL, v, n) &&
-				due(v[PR_PERIOD_END], n[PR_PERIOD_END]))
-				member->used = 0;
-		}
+		read_usage(&usage_reader, keys, &member->used, &member->reserved);
+	}
+	if (member->team_has_cap)
+	{
+		const char *keys[2] = {org_id, member->team_id};
+
+		read_usage(&team_spend_reader, keys, &member->team_used, &member->team_reserved);
 	}
 }
 
@@ -257,6 +286,14 @@ bool
 member_cap_reached(const MemberState *member)
 {
 	return member->has_cap && credit_add(member->used, member->reserved) >= member->cap;
+}
+
+/* Have the members of the member's team used or reserved all of its cap? */
+bool
+team_cap_reached(const MemberState *member)
+{
+	return member->team_has_cap &&
+		credit_add(member->team_used, member->team_reserved) >= member->team_cap;
 }
 
 /* UC003 unless the model's provider is enabled for the org. */
@@ -396,6 +433,9 @@ lock_row(const char *org_id, PoolState *ps, bool *due_now)
 	ps->user_id = NULL;
 	ps->has_cap = false;
 	ps->cap_left = 0;
+	ps->team_id = NULL;
+	ps->team_has_cap = false;
+	ps->team_cap_left = 0;
 	return true;
 }
 
@@ -441,29 +481,96 @@ pool_available(const PoolState *ps)
 }
 
 /*
- * What the member may draw now: least(available, cap_left), where cap_left
- * is the cap less what the member used and holds.  The member's usage is
- * read under the pool lock, so a cap is never overshot.
+ * What a capped member's or team's usage row (plan: by org and key) holds,
+ * read under the pool lock, which every writer of the row holds; in READ
+ * COMMITTED each query takes a fresh snapshot.  False when there is no row.
  */
-Credit
-pool_limit(PoolState *ps, const char *user_id, const MemberState *member)
+static bool
+locked_usage(SPIPlanPtr plan, const char *org_id, const char *key, Credit *used,
+			 Credit *reserved)
+{
+	Datum		args[2];
+	bool		isnull;
+
+	/* the plans' SELECT list, 1-based (spi_value): in their order */
+	enum
+	{
+		LU_USED = 1, LU_RESERVED
+	};
+
+	*used = *reserved = 0;
+	args[0] = CStringGetTextDatum(org_id);
+	args[1] = CStringGetTextDatum(key);
+	if (spi_run(plan, args, false, 1) == 0)
+		return false;
+	*used = DatumGetCredit(spi_value(0, LU_USED, &isnull));
+	*reserved = DatumGetCredit(spi_value(0, LU_RESERVED, &isnull));
+	return true;
+}
+
+/*
+ * The team a charge counts against (NULL: none) and, if it has a cap
+ * (has_cap, cap), what the cap leaves of it: the cap less what the team's
+ * members used and hold, read under the pool lock.  A capped team without
+ * its team_spend row (a DBA removed it) gets it back from the ledger first.
+ */
+static void
+set_team(PoolState *ps, const char *team_id, bool has_cap, Credit cap)
+{
+	ps->team_id = team_id;
+	ps->team_has_cap = team_id != NULL && has_cap;
+	ps->team_cap_left = 0;
+	if (ps->team_has_cap)
+	{
+		Credit		used;
+		Credit		reserved;
+
+		if (team_used_plan == NULL)
+		{
+			Oid			argtypes[2] = {TEXTOID, TEXTOID};
+
+			team_used_plan = spi_prepare_saved(
+				"SELECT t.used, t.reserved FROM credits.team_spend t"
+				" WHERE t.org_id OPERATOR(pg_catalog.=) $1"
+				"   AND t.team_id OPERATOR(pg_catalog.=) $2",
+				2, argtypes);
+			team_init_plan = spi_prepare_saved(
+				"SELECT credits._team_spend_init($1, $2)", 2, argtypes);
+		}
+		if (!locked_usage(team_used_plan, ps->org_id, team_id, &used, &reserved))
+		{
+			Datum		args[2] = {CStringGetTextDatum(ps->org_id),
+			CStringGetTextDatum(team_id)};
+
+			spi_run(team_init_plan, args, false, 0);
+			(void) locked_usage(team_used_plan, ps->org_id, team_id, &used, &reserved);
+		}
+		ps->team_cap_left = Max(credit_sub(credit_sub(cap, used), reserved), 0);
+	}
+}
+
+/*
+ * What the member may draw now, under the pool lock: least(available,
+ * cap_left, team_cap_left), where cap_left is the member's cap less what
+ * the member used and holds, and team_cap_left the same for the team that
+ * is charged (own_team: the member's; else team_id, a hold's).  The
+ * member's configuration is read again now: whoever changes a team's cap
+ * holds this lock, so it is as committed, and the usage rows too, so a cap
+ * is never overshot.
+ */
+static Credit
+limit_in(PoolState *ps, const char *user_id, bool own_team, const char *team_id)
 {
 	Credit		limit = Max(pool_available(ps), 0);
+	MemberConfig c;
 
+	(void) cache_member(ps->org_id, user_id, &c);
 	ps->user_id = user_id;
-	ps->has_cap = member->has_cap;
-	if (member->has_cap)
+	ps->has_cap = c.has_cap;
+	if (c.has_cap)
 	{
-		Datum		args[2];
-		bool		isnull;
-		Credit		used = 0;
-		Credit		reserved = 0;
-
-		/* member_used_plan's SELECT list, 1-based (spi_value): in its order */
-		enum
-		{
-			MU_USED = 1, MU_RESERVED
-		};
+		Credit		used;
+		Credit		reserved;
 
 		if (member_used_plan == NULL)
 		{
@@ -475,17 +582,41 @@ pool_limit(PoolState *ps, const char *user_id, const MemberState *member)
 				"   AND u.user_id OPERATOR(pg_catalog.=) $2",
 				2, argtypes);
 		}
-		args[0] = CStringGetTextDatum(ps->org_id);
-		args[1] = CStringGetTextDatum(user_id);
-		if (spi_run(member_used_plan, args, false, 1) > 0)
-		{
-			used = DatumGetCredit(spi_value(0, MU_USED, &isnull));
-			reserved = DatumGetCredit(spi_value(0, MU_RESERVED, &isnull));
-		}
-		ps->cap_left = Max(credit_sub(credit_sub(member->cap, used), reserved), 0);
+		(void) locked_usage(member_used_plan, ps->org_id, user_id, &used, &reserved);
+		ps->cap_left = Max(credit_sub(credit_sub(c.cap, used), reserved), 0);
 		limit = credit_min(limit, ps->cap_left);
 	}
+	if (own_team)
+		set_team(ps, c.team_id, c.team_has_cap, c.team_cap);
+	else
+		pool_set_team(ps, team_id);
+	if (ps->team_has_cap)
+		limit = credit_min(limit, ps->team_cap_left);
 	return limit;
+}
+
+/* What the member may draw now, in the member's own team. */
+Credit
+pool_limit(PoolState *ps, const char *user_id)
+{
+	return limit_in(ps, user_id, true, NULL);
+}
+
+/* What the member may draw now, in team_id (a hold's, NULL: none). */
+Credit
+pool_limit_in_team(PoolState *ps, const char *user_id, const char *team_id)
+{
+	return limit_in(ps, user_id, false, team_id);
+}
+
+/* Charge team_id (NULL: none), with its cap as committed now. */
+void
+pool_set_team(PoolState *ps, const char *team_id)
+{
+	Credit		cap = 0;
+	bool		has_cap = team_id != NULL && cache_team_cap(ps->org_id, team_id, &cap);
+
+	set_team(ps, team_id, has_cap, cap);
 }
 
 /*
@@ -640,6 +771,24 @@ add_member_usage(const char *org_id, const char *user_id, Credit used, Credit re
 }
 
 /*
+ * Add to a capped team's period usage and open reservations: an update of
+ * its team_spend row in place of an UPDATE.  The row is there: set_team()
+ * saw it under the pool lock, which every writer of it holds.
+ */
+static void
+add_team_usage(const PoolState *ps, Credit used, Credit reserved)
+{
+	const char *keys[2] = {ps->org_id, ps->team_id};
+	UsageChange change = {used, reserved};
+	bool		waited;
+
+	if (used == 0 && reserved == 0)
+		return;
+	if (!reader_update_key(&team_spend_reader, 2, keys, change_usage, &change, &waited))
+		elog(ERROR, "team \"%s\" of org \"%s\" has no team_spend row", ps->team_id, ps->org_id);
+}
+
+/*
  * Folded stripes ($5) are escrowed anew (the first $4 of them, $3 each,
  * for a debit) or emptied; stripes left alone keep what a free debit of the
  * fast path, or a debit of an empty pool, may have counted meanwhile.  A
@@ -714,6 +863,9 @@ pool_write(PoolState *ps, LedgerEntry *e, int calls, Credit shortfall,
 	cache_note_pool_stripes(ps->org_id, w.stripes);
 	if (ps->user_id != NULL)
 		add_member_usage(ps->org_id, ps->user_id, member_used, member_reserved);
+	if (ps->team_has_cap)
+		add_team_usage(ps, member_used, member_reserved);
+	e->team_id = ps->team_id;
 	if (ps->stripes_locked || share > 0 || w.stripes > ps->stripes)
 	{
 		Datum		args[5];
@@ -754,17 +906,19 @@ pool_write(PoolState *ps, LedgerEntry *e, int calls, Credit shortfall,
 /*
  * Charge a call's cost (c->cost) after pool_limit():
  *
- *	 premium:  charged = least(cost, available, cap_left), shortfall = cost - charged
- *	 fallback: charged = least(cost, available, cap_left), shortfall = 0
+ *	 premium:  charged = least(cost, available, cap_left, team_cap_left),
+ *			   shortfall = cost - charged
+ *	 fallback: charged = least(cost, available, cap_left, team_cap_left),
+ *			   shortfall = 0
  *
  * When a hold is settled, its reservation (c->release) is released and the
- * part of the cost it covers is charged (it was reserved within the pool and
- * the member's cap); any excess is charged like the above.  The allowance is
- * drawn first, then grants.
+ * part of the cost it covers is charged (it was reserved within the pool,
+ * the member's cap and the team's); any excess is charged like the above.
+ * The allowance is drawn first, then grants.
  * Fills the ledger entry's amounts and appends it.
  */
 void
-pool_charge(PoolState *ps, const MemberState *member, PoolCharge *c, LedgerEntry *e)
+pool_charge(PoolState *ps, PoolCharge *c, LedgerEntry *e)
 {
 	Credit		funds;
 	Credit		guaranteed;
@@ -783,6 +937,11 @@ pool_charge(PoolState *ps, const MemberState *member, PoolCharge *c, LedgerEntry
 	if (ps->has_cap)
 		extra = credit_min(extra,
 						   Max(credit_sub(credit_add(ps->cap_left, c->release), guaranteed), 0));
+	/* the hold was made in the team charged: its cap counted it too */
+	if (ps->team_has_cap)
+		extra = credit_min(extra,
+						   Max(credit_sub(credit_add(ps->team_cap_left, c->release), guaranteed),
+							   0));
 
 	c->charged = credit_add(guaranteed, extra);
 	c->shortfall = c->is_fallback ? 0 : credit_sub(c->cost, c->charged);
@@ -961,7 +1120,14 @@ typedef struct FastDebit
 	bool		waited;			/* for this backend's stripe */
 } FastDebit;
 
-/* Charge the stripe, add to the member's usage, append the entry. */
+/*
+ * Charge the stripe, add to the member's usage, append the entry.  Only a
+ * member without a cap, in no team with a cap, is charged here: whoever
+ * gives the member or the team a cap commits before this stripe lock was
+ * taken (its invalidation is then seen here, and the slow path charges the
+ * call), or waits for it (a team's cap is set under every stripe's lock,
+ * and counts what was charged before from the ledger).
+ */
 static bool
 charge_fast(void *arg)
 {
@@ -970,10 +1136,15 @@ charge_fast(void *arg)
 	const char *keys[2] = {f->org_id, NULL};
 	bool		done = reader_update(&stripe_reader, 2, keys, f->mine, &f->pv.mine_tid,
 									 charge_stripe, &f->charge, &waited);
+	MemberConfig c;
 
 	f->waited = waited;
 	if (!done)
 		return false;
+	(void) cache_member(f->org_id, f->e->user_id, &c);
+	if (c.has_cap || c.team_has_cap)
+		return false;
+	f->e->team_id = c.team_id;
 	add_member_usage(f->org_id, f->e->user_id, f->e->charged, 0);
 	ledger_append(f->e);
 	return true;

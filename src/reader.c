@@ -43,7 +43,7 @@ struct RowScan
 };
 
 /* every reader initialized in this backend, for the invalidation callback */
-static RowReader *readers[16];
+static RowReader *readers[32];
 static int	nreaders = 0;
 static bool callback_registered = false;
 
@@ -89,6 +89,21 @@ reader_init(RowReader *r)
 	}
 	r->relid = relid;
 	r->indexid = indexid;
+}
+
+/*
+ * The attribute number of r's column col in rel (r's table, opened by the
+ * caller): for a column only some rows write, read from a reader of its own
+ * rather than by every caller of the table's main reader.
+ */
+AttrNumber
+reader_attnum(RowReader *r, Relation rel, int col)
+{
+	if (r->relid != RelationGetRelid(rel))
+		reader_init(r);
+	if (r->relid != RelationGetRelid(rel))
+		elog(ERROR, "credits.%s is not the table opened", r->table);
+	return r->attnums[col];
 }
 
 /*

@@ -33,6 +33,21 @@ CREATE TABLE credits.org_providers (
 COMMENT ON TABLE credits.org_providers IS
     'providers an org has enabled: its users see and may call only these providers'' models';
 
+-- Teams split an org's pool below the org (1.1): a member belongs to at
+-- most one team, and a team's cap bounds what its members draw from the
+-- pool together in a period.
+CREATE TABLE credits.teams (
+    org_id     text NOT NULL REFERENCES credits.orgs ON DELETE CASCADE,
+    team_id    text NOT NULL CHECK (team_id <> '' AND octet_length(team_id) <= 255),
+    cap        credits.credit CHECK (cap >= 0),
+    created_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (org_id, team_id)
+);
+COMMENT ON TABLE credits.teams IS
+    'teams of an org: each bounds what its members draw from the pool together per period';
+COMMENT ON COLUMN credits.teams.cap IS
+    'most the team''s members may draw from the pool together per period; NULL means no cap';
+
 CREATE TABLE credits.members (
     org_id     text NOT NULL REFERENCES credits.orgs ON DELETE CASCADE,
     user_id    text NOT NULL CHECK (user_id <> '' AND octet_length(user_id) <= 255),
@@ -41,8 +56,12 @@ CREATE TABLE credits.members (
     active     boolean NOT NULL DEFAULT true,
     added_at   timestamptz NOT NULL DEFAULT now(),
     removed_at timestamptz,
-    PRIMARY KEY (org_id, user_id)
+    team_id    text,
+    PRIMARY KEY (org_id, user_id),
+    CONSTRAINT members_team_fkey FOREIGN KEY (org_id, team_id)
+        REFERENCES credits.teams ON DELETE SET NULL (team_id)
 );
+CREATE INDEX members_team_idx ON credits.members (org_id, team_id) WHERE team_id IS NOT NULL;
 COMMENT ON TABLE credits.members IS
     'members of an org; each active member brings an allowance into the org''s pool';
 COMMENT ON COLUMN credits.members.allowance IS
@@ -51,6 +70,8 @@ COMMENT ON COLUMN credits.members.cap IS
     'most this member may draw from the pool per period; NULL means no personal cap';
 COMMENT ON COLUMN credits.members.active IS
     'removed members are kept inactive so that their history stays';
+COMMENT ON COLUMN credits.members.team_id IS
+    'the member''s team, whose cap bounds this member''s draws with the other members''; NULL means none';
 
 CREATE TABLE credits.member_usage (
     org_id  text NOT NULL,
@@ -65,6 +86,27 @@ COMMENT ON TABLE credits.member_usage IS
 COMMENT ON COLUMN credits.member_usage.used IS 'drawn in the current period';
 COMMENT ON COLUMN credits.member_usage.reserved IS
     'held by the member''s open holds: counts against a personal cap until settled or released';
+
+-- What the members of each capped team drew from the pool in the current
+-- period and hold open now: a row exists exactly while the team has a cap
+-- (credits._team_changed creates it from the ledger and the open holds, and
+-- drops it with the cap), and only charges that hold the org's pool lock
+-- write it, so a team's cap is checked exactly.  Teams without a cap cost
+-- their members' charges nothing: team_usage() reads their figures from the
+-- ledger.
+CREATE TABLE credits.team_spend (
+    org_id   text NOT NULL,
+    team_id  text NOT NULL,
+    used     credits.credit NOT NULL DEFAULT 0,
+    reserved credits.credit NOT NULL DEFAULT 0,
+    PRIMARY KEY (org_id, team_id),
+    FOREIGN KEY (org_id, team_id) REFERENCES credits.teams ON DELETE CASCADE
+) WITH (fillfactor = 50);   -- room for HOT updates: every charge of a capped team updates a row
+COMMENT ON TABLE credits.team_spend IS
+    'credits each capped team''s members drew from the pool in the current period and hold open now (maintained by the extension)';
+COMMENT ON COLUMN credits.team_spend.used IS 'drawn in the current period';
+COMMENT ON COLUMN credits.team_spend.reserved IS
+    'held by the open holds the team''s members made while in it: counts against the team''s cap until settled or released';
 
 CREATE TABLE credits.pools (
     org_id            text PRIMARY KEY REFERENCES credits.orgs ON DELETE CASCADE,
@@ -310,6 +352,8 @@ SELECT pg_catalog.pg_extension_config_dump('credits.orgs', '');
 SELECT pg_catalog.pg_extension_config_dump('credits.org_providers', '');
 SELECT pg_catalog.pg_extension_config_dump('credits.members', '');
 SELECT pg_catalog.pg_extension_config_dump('credits.member_usage', '');
+SELECT pg_catalog.pg_extension_config_dump('credits.teams', '');
+SELECT pg_catalog.pg_extension_config_dump('credits.team_spend', '');
 SELECT pg_catalog.pg_extension_config_dump('credits.pools', '');
 SELECT pg_catalog.pg_extension_config_dump('credits.pool_stripes', '');
 

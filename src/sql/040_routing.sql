@@ -13,12 +13,12 @@
 CREATE FUNCTION credits.allowed_models(org_id text, user_id text DEFAULT NULL)
     RETURNS TABLE(provider text, model text, display_name text, is_fallback boolean,
                   available boolean, reason text, input_price credits.credit,
-                  output_price credits.credit)
+                  output_price credits.credit, limited_by text, resets_at timestamptz)
     AS 'MODULE_PATHNAME', 'credits_allowed_models'
     LANGUAGE C STABLE
     ROWS 12;
 COMMENT ON FUNCTION credits.allowed_models(text, text) IS
-    'every active model of the org''s enabled providers; premium ones grayed out (available = false, reason) when credits or the user''s cap ran out';
+    'every active model of the org''s enabled providers; premium ones grayed out (available = false, reason) when the pool, the user''s team cap or the user''s cap ran out, with the limit (limited_by) and when it resets (resets_at)';
 
 CREATE FUNCTION credits.resolve_model(org_id text, user_id text, model text) RETURNS text
     AS 'MODULE_PATHNAME', 'credits_resolve_model'

@@ -28,7 +28,8 @@ CREATE TABLE credits.ledger (
     request_id      text,
     hold_id         bigint,
     grant_id        bigint,
-    note            text
+    note            text,
+    team_id         text
 );
 -- No CHECK constraints: the extension is the ledger's only writer, every
 -- insert would pay for them, and credits.verify() checks each entry.
@@ -53,6 +54,8 @@ COMMENT ON COLUMN credits.ledger.topup_change IS
 COMMENT ON COLUMN credits.ledger.reserved_change IS
     'change of the pool''s reserved credits: + a hold, - its settle, release, expiry or trim';
 COMMENT ON COLUMN credits.ledger.available_after IS 'the pool''s available credits after this entry';
+COMMENT ON COLUMN credits.ledger.team_id IS
+    'the team the member was charged in (its cap counted the charge or hold); NULL: none';
 COMMENT ON COLUMN credits.ledger.request_id IS
     'idempotency key of the debit or hold, unique per org';
 

@@ -175,6 +175,7 @@ BEGIN
     -- members' usage starts again; their open holds are carried
     DELETE FROM credits.member_usage WHERE org_id = org AND reserved = 0;
     UPDATE credits.member_usage SET used = 0 WHERE org_id = org;
+    UPDATE credits.team_spend SET used = 0 WHERE org_id = org AND used <> 0;
     UPDATE credits.pools
        SET period_start = b.period_start, period_end = b.period_end,
            allowance_used = 0, topup_used = 0, calls = 0, shortfall = 0, alert_level = 0,
@@ -233,10 +234,11 @@ BEGIN
                 USING ERRCODE = '22023',
                       HINT = 'recharge(org_id) restores the period; recharge(org_id, amount, expires_at) adds a grant.';
         END IF;
-        -- restore the current period: allowance used and members' usage back to 0
+        -- restore the current period: allowance used, members' and teams' usage back to 0
         restored := p.allowance_used;
         DELETE FROM credits.member_usage u WHERE u.org_id = o.org_id AND u.reserved = 0;
         UPDATE credits.member_usage u SET used = 0 WHERE u.org_id = o.org_id;
+        UPDATE credits.team_spend t SET used = 0 WHERE t.org_id = o.org_id AND t.used <> 0;
         UPDATE credits.pools SET allowance_used = 0 WHERE pools.org_id = o.org_id RETURNING * INTO p;
         UPDATE credits.pools SET alert_level = credits._alert_level(p, o.thresholds)
          WHERE pools.org_id = o.org_id RETURNING * INTO p;

@@ -20,7 +20,8 @@ CREATE TABLE credits.holds (
     created_at        timestamptz NOT NULL DEFAULT now(),
     expires_at        timestamptz NOT NULL,
     ended_at          timestamptz,
-    request_id        text
+    request_id        text,
+    team_id           text
 );
 CREATE INDEX holds_open_idx ON credits.holds (org_id, expires_at) WHERE status = 'open';
 COMMENT ON TABLE credits.holds IS
@@ -28,6 +29,8 @@ COMMENT ON TABLE credits.holds IS
 COMMENT ON COLUMN credits.holds.model IS 'the model to call: the requested one, or its provider''s fallback';
 COMMENT ON COLUMN credits.holds.reserved IS
     'credits held now (the reservation, possibly trimmed when the pool shrank under it)';
+COMMENT ON COLUMN credits.holds.team_id IS
+    'the member''s team when the hold was made: the settle is charged to it, the reservation counts against its cap';
 COMMENT ON COLUMN credits.holds.available_after IS 'the pool''s available credits right after the reserve';
 
 SELECT pg_catalog.pg_extension_config_dump('credits.holds', '');
@@ -70,12 +73,14 @@ BEGIN
         UPDATE credits.holds SET reserved = reserved - cut WHERE hold_id = h.hold_id;
         UPDATE credits.member_usage u SET reserved = u.reserved - cut
          WHERE u.org_id = org AND u.user_id = h.user_id;
+        UPDATE credits.team_spend t SET reserved = t.reserved - cut
+         WHERE t.org_id = org AND t.team_id = h.team_id;
         UPDATE credits.pools SET reserved = reserved - cut WHERE org_id = org RETURNING * INTO p;
         INSERT INTO credits.ledger (org_id, kind, period_start, user_id, model, reserved_change,
-                                    available_after, hold_id, note)
+                                    available_after, hold_id, note, team_id)
         VALUES (org, 'release', p.period_start, h.user_id, h.model, -cut,
                 coalesce(frame, funds) - p.reserved, h.hold_id,
-                'trimmed: the pool shrank under its holds');
+                'trimmed: the pool shrank under its holds', h.team_id);
         EXIT WHEN p.reserved <= funds;
     END LOOP;
 END
@@ -102,12 +107,15 @@ BEGIN
          WHERE hold_id = h.hold_id;
         UPDATE credits.member_usage u SET reserved = u.reserved - h.reserved
          WHERE u.org_id = org AND u.user_id = h.user_id;
+        UPDATE credits.team_spend t SET reserved = t.reserved - h.reserved
+         WHERE t.org_id = org AND t.team_id = h.team_id;
         UPDATE credits.pools SET reserved = reserved - h.reserved WHERE org_id = org
         RETURNING * INTO p;
         INSERT INTO credits.ledger (org_id, kind, period_start, user_id, model, reserved_change,
-                                    available_after, hold_id, note)
+                                    available_after, hold_id, note, team_id)
         VALUES (org, 'release', p.period_start, h.user_id, h.model, -h.reserved,
-                coalesce(frame - p.reserved, credits._available(p)), h.hold_id, 'expired');
+                coalesce(frame - p.reserved, credits._available(p)), h.hold_id, 'expired',
+                h.team_id);
         n := n + 1;
     END LOOP;
     UPDATE credits.pools SET next_hold_expiry =

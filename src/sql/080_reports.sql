@@ -63,7 +63,7 @@ CREATE FUNCTION credits.usage(org_id text, since timestamptz DEFAULT NULL,
                               until timestamptz DEFAULT NULL)
     RETURNS TABLE(user_id text, model text, calls bigint, input_tokens numeric,
                   output_tokens numeric, cost credits.credit, charged credits.credit,
-                  shortfall credits.credit)
+                  shortfall credits.credit, team_id text)
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, credits, pg_temp AS $$
 DECLARE
     o credits.orgs := credits._get_org(org_id);
@@ -77,8 +77,9 @@ BEGIN
     RETURN QUERY
         SELECT l.user_id, l.model, count(*), sum(l.input_tokens), sum(l.output_tokens),
                coalesce(pg_catalog.sum(l.cost), 0), coalesce(pg_catalog.sum(l.charged), 0),
-               coalesce(pg_catalog.sum(l.shortfall), 0)
+               coalesce(pg_catalog.sum(l.shortfall), 0), min(m.team_id)
           FROM credits.ledger l
+          LEFT JOIN credits.members m ON m.org_id = l.org_id AND m.user_id = l.user_id
          WHERE l.org_id = o.org_id
            AND l.kind IN ('debit', 'settle')
            AND (lo IS NULL OR l.created_at >= lo)
@@ -88,7 +89,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION credits.usage(text, timestamptz, timestamptz) IS
-    'usage per user and model in [since, until) (default: the current period): calls, tokens, cost, charged, shortfall';
+    'usage per user and model in [since, until) (default: the current period): calls, tokens, cost, charged, shortfall, and the member''s team';
 
 -- verify() is SQL, not PL/pgSQL: its output columns share names with its
 -- input (org_id), which PL/pgSQL refuses.
@@ -172,6 +173,30 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, credits, pg_t
           FROM credits.holds h
          WHERE h.status = 'open' AND ($1 IS NULL OR h.org_id = $1)
          GROUP BY h.org_id, h.user_id
+    ),
+    -- each capped team has a team_spend row, and only those
+    team_rows AS (
+        SELECT coalesce(t.org_id, s.org_id) AS org_id, coalesce(t.team_id, s.team_id) AS team_id,
+               t.cap, s.used, s.reserved, t.team_id IS NOT NULL AS team_exists
+          FROM (SELECT x.* FROM credits.teams x WHERE x.cap IS NOT NULL
+                   AND ($1 IS NULL OR x.org_id = $1)) t
+          FULL JOIN (SELECT x.* FROM credits.team_spend x JOIN pools p USING (org_id)) s
+            USING (org_id, team_id)
+    ),
+    team_ledger AS (
+        SELECT l.org_id, l.team_id, pg_catalog.sum(l.charged) AS charged
+          FROM pools p
+          JOIN restored r ON r.org_id = p.org_id
+          JOIN ledger l ON l.org_id = p.org_id AND l.period_start = p.period_start
+                       AND l.entry_id > r.after
+         WHERE l.team_id IS NOT NULL
+         GROUP BY l.org_id, l.team_id
+    ),
+    team_holds AS (
+        SELECT h.org_id, h.team_id, pg_catalog.sum(h.reserved) AS reserved
+          FROM credits.holds h
+         WHERE h.status = 'open' AND h.team_id IS NOT NULL AND ($1 IS NULL OR h.org_id = $1)
+         GROUP BY h.org_id, h.team_id
     )
     -- 1. available >= 0
     SELECT p.org_id, 'available_not_negative', '>= 0', p.available::text
@@ -240,6 +265,28 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, credits, pg_t
       FROM (SELECT mu.* FROM credits.member_usage mu JOIN pools p USING (org_id)) u
       FULL JOIN member_holds h USING (org_id, user_id)
      WHERE coalesce(u.reserved, 0) <> coalesce(h.reserved, 0)
+    UNION ALL
+    -- a capped team's usage equals its members' charges in it, its
+    -- reservations their open holds in it
+    SELECT t.org_id, 'team_spend_row:' || t.team_id,
+           CASE WHEN t.team_exists THEN 'a row (capped team)' ELSE 'no row (no cap)' END,
+           CASE WHEN t.used IS NULL THEN 'none' ELSE 'a row' END
+      FROM team_rows t
+     WHERE t.team_exists <> (t.used IS NOT NULL)
+    UNION ALL
+    SELECT t.org_id, 'team_usage_matches_ledger:' || t.team_id,
+           coalesce(l.charged, 0)::text, t.used::text
+      FROM team_rows t LEFT JOIN team_ledger l USING (org_id, team_id)
+     WHERE t.used IS NOT NULL AND t.used <> coalesce(l.charged, 0)
+    UNION ALL
+    SELECT t.org_id, 'team_reserved_matches_holds:' || t.team_id,
+           coalesce(h.reserved, 0)::text, t.reserved::text
+      FROM team_rows t LEFT JOIN team_holds h USING (org_id, team_id)
+     WHERE t.reserved IS NOT NULL AND t.reserved <> coalesce(h.reserved, 0)
+    UNION ALL
+    SELECT t.org_id, 'team_usage_not_negative:' || t.team_id, '>= 0', t.used || ' ' || t.reserved
+      FROM team_rows t
+     WHERE t.used < 0 OR t.reserved < 0
     UNION ALL
     -- the pool's allowance covers every active member
     SELECT p.org_id, 'allowance_covers_members', '>= ' || coalesce(m.total, 0)::text,

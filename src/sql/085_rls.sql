@@ -14,7 +14,7 @@ DECLARE
 BEGIN
     FOREACH t IN ARRAY ARRAY['orgs', 'org_providers', 'members', 'member_usage', 'pools',
                              'pool_stripes', 'periods', 'grants', 'holds', 'ledger',
-                             'events'] LOOP
+                             'events', 'teams', 'team_spend'] LOOP
         EXECUTE pg_catalog.format('ALTER TABLE credits.%I ENABLE ROW LEVEL SECURITY', t);
         EXECUTE pg_catalog.format(
             'CREATE POLICY tenant_isolation ON credits.%I'
@@ -40,7 +40,7 @@ DO $$
 DECLARE
     t text;
 BEGIN
-    FOREACH t IN ARRAY ARRAY['models', 'orgs', 'org_providers', 'members'] LOOP
+    FOREACH t IN ARRAY ARRAY['models', 'orgs', 'org_providers', 'members', 'teams'] LOOP
         EXECUTE pg_catalog.format(
             'CREATE TRIGGER %I AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON credits.%I'
             ' FOR EACH STATEMENT EXECUTE FUNCTION credits._config_changed()',

@@ -81,11 +81,15 @@ GRANT EXECUTE ON FUNCTION
     credits.recharge(text, credits.credit, timestamptz, text),
     credits.reset_due(timestamptz),
     credits.expire_holds(timestamptz),
-    credits.schedule_jobs()
+    credits.schedule_jobs(),
+    credits.create_team(text, text, credits.credit),
+    credits.set_team_cap(text, text, credits.credit),
+    credits.set_member_team(text, text, text)
     TO credits_admin;
 
 -- reports
-GRANT EXECUTE ON FUNCTION credits.usage(text, timestamptz, timestamptz)
+GRANT EXECUTE ON FUNCTION credits.usage(text, timestamptz, timestamptz),
+    credits.team_usage(text, timestamptz, timestamptz)
     TO credits_reader, credits_admin;
 
 -- reading
@@ -93,4 +97,4 @@ GRANT SELECT ON ALL TABLES IN SCHEMA credits TO credits_reader, credits_admin;
 
 -- config tables: admins may edit them with plain DML; triggers keep pools consistent
 GRANT INSERT, UPDATE, DELETE ON credits.providers, credits.models, credits.orgs,
-    credits.org_providers, credits.members TO credits_admin;
+    credits.org_providers, credits.members, credits.teams TO credits_admin;
