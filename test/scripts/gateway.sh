@@ -35,7 +35,9 @@ bindir=$("${PG_CONFIG:-pg_config}" --bindir)
 base=$(mktemp -d /tmp/credits_gateway.XXXXXX)
 port=$((20000 + RANDOM % 10000))   # the server's unix socket only: no TCP
 data="$base/data"
+# shellcheck disable=SC2034  # read by wait_until
 timeout=60
+# shellcheck source=test/scripts/lib/common.sh
 . "$here/lib/common.sh"   # as_owner, wait_until
 [ "$(id -u)" -eq 0 ] && chown postgres "$base"
 chmod 755 "$base"

@@ -460,10 +460,12 @@ test('GET /v1/events pushes the org\'s committed events, only that org\'s', asyn
     // order, so acme's recharge is the first credits event this page gets
     await q(`SELECT credits.recharge('other', 5, note => 'not for acme')`);
     const r = await q1(`SELECT available::text FROM credits.recharge('acme', note => 'restore')`);
-    await until(() => events.some((e) => e.event === 'credits'), 'credits event');
-    const got = events.filter((e) => e.event === 'credits');
+    const isOurs = (e) => e.event === 'credits' && e.data.kind === 'recharge' && e.data.note === 'restore';
+    await until(() => events.some(isOurs), 'the recharge event');
+    const credits = events.filter((e) => e.event === 'credits');
+    assert.ok(credits.every((e) => e.data.org_id === 'acme'), 'only acme\'s events: ' + JSON.stringify(credits));
+    const got = credits.filter(isOurs);
     assert.equal(got.length, 1, JSON.stringify(got));
-    assert.equal(got[0].data.org_id, 'acme');
     assert.equal(got[0].data.kind, 'recharge');
     assert.equal(got[0].data.note, 'restore');
     assert.equal(String(got[0].data.available), r.available);
