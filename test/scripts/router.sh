@@ -23,7 +23,10 @@
 #   - each call commits on its own shard (a ROLLBACK on the router does not
 #     undo it), and a default now() is the shard's clock;
 #   - a stopped shard server: 08001 naming the partition for its orgs, the
-#     other server's orgs keep working, and it works again once restarted.
+#     other server's orgs keep working, and it works again once restarted;
+#   - a partition moved to the other server as the README says: 08001 for
+#     its orgs meanwhile, every ledger entry there, holds made before the
+#     move settle after it, hold ids keep carrying the partition.
 # Every wait is bounded (wait_until); nothing is timed with sleep.
 # shellcheck disable=SC2317  # functions called through trap and wait_until
 set -euo pipefail
@@ -48,7 +51,9 @@ die() { echo "not ok - $*"; exit 1; }
 fail=0
 check() {   # check NAME EXPECTED ACTUAL
     if [ "$2" = "$3" ]; then echo "ok - $1"
-    else echo "not ok - $1"; echo "#   expected: $2" | head -20; echo "#   got:      $3" | head -20; fail=1; fi
+    elif [ "$(echo "$2" | wc -l)" -gt 1 ] || [ "$(echo "$3" | wc -l)" -gt 1 ]; then
+        echo "not ok - $1 (diff expected got)"; { diff <(echo "$2") <(echo "$3") || true; } | head -40 | sed 's/^/#   /'; fail=1
+    else echo "not ok - $1"; echo "#   expected: $2"; echo "#   got:      $3"; fail=1; fi
 }
 
 # the cluster: 2 shard servers, 4 partitions (0 and 2 on s0, 1 and 3 on s1)
@@ -64,8 +69,8 @@ check "shards.sh prints the router's connection string last" "host=$base" "$(ech
 R() { psql -X -q -At -v ON_ERROR_STOP=1 "$router" -c "$1"; }
 Ras() { psql -X -q -At -v ON_ERROR_STOP=1 "$router user=$1" -c "$2"; }
 S() { psql -X -q -At -v ON_ERROR_STOP=1 -h "$base" -p "$port_s0" -U postgres -d single -c "$1"; }
-P() { local port; if [ $(($1 % 2)) -eq 0 ]; then port=$port_s0; else port=$port_s1; fi
-      psql -X -q -At -v ON_ERROR_STOP=1 -h "$base" -p "$port" -U postgres -d "credits_p$1" -c "$2"; }
+declare -A part_port=([0]=$port_s0 [1]=$port_s1 [2]=$port_s0 [3]=$port_s1)
+P() { psql -X -q -At -v ON_ERROR_STOP=1 -h "$base" -p "${part_port[$1]}" -U postgres -d "credits_p$1" -c "$2"; }
 # sqlstate CONNINFO SQL: the SQLSTATE of the error SQL raises (or "none")
 sqlstate() {
     local out
@@ -113,6 +118,15 @@ defaults_sql="SELECT p.proname || '(' || pg_get_function_arguments(p.oid) || ')'
                ORDER BY 1"
 check "the router's defaults are the node's (the shard's now() for now())" \
     "$(S "$defaults_sql")" "$(R "$defaults_sql" | sed 's/credits_router\.shard_now()/now()/g')"
+
+acl_sql="SELECT p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ') ' || coalesce(p.proacl::text, 'default')
+           FROM pg_proc p
+          WHERE p.pronamespace = 'credits'::regnamespace AND p.proname !~ '^_'
+          UNION ALL
+         SELECT c.relname || ' ' || coalesce(c.relacl::text, 'default') FROM pg_class c
+          WHERE c.relnamespace = 'credits'::regnamespace AND c.relname IN ('pool_status', 'periods')
+          ORDER BY 1"
+check "the router's privileges on the API are the node's" "$(S "$acl_sql")" "$(R "$acl_sql")"
 
 type_sql="
 SELECT 'operator ' || o.oprnamespace::regnamespace || '.' || o.oprname || '(' || coalesce(format_type(o.oprleft, NULL), '') || ', '
@@ -208,8 +222,8 @@ check "billing_period and valid_period run on the router" "$(S "SELECT * FROM cr
 # ---------------------------------------------------------------------------
 # catalog changes reach every partition; the agreement check
 # ---------------------------------------------------------------------------
-R "SELECT credits.add_provider('mistral', 'Mistral AI')"
-R "SELECT credits.upsert_model('mistral', 'mistral-small', 20, 60, is_fallback => true)"
+R "SELECT credits.add_provider('mistral', 'Mistral AI')" >/dev/null
+R "SELECT credits.upsert_model('mistral', 'mistral-small', 20, 60, is_fallback => true)" >/dev/null
 seen=""
 for k in 0 1 2 3; do seen+="$(P "$k" "SELECT input_price || '/' || output_price || '/' || is_fallback FROM credits.models WHERE model = 'mistral-small'") "; done
 check "a catalog change is on every partition" "20/60/true 20/60/true 20/60/true 20/60/true " "$seen"
@@ -219,7 +233,7 @@ P 3 "UPDATE credits.models SET input_price = 21 WHERE model = 'mistral-small'"
 check "catalogs_agree() sees a partition whose catalog differs" "f" "$(R "SELECT credits_router.catalogs_agree()")"
 check "check_partitions() names it" "3" \
     "$(R "SELECT string_agg(partition::text, ',') FROM credits_router.check_partitions() WHERE problem LIKE 'catalog%'")"
-R "SELECT credits.upsert_model('mistral', 'mistral-small', 20, 60, is_fallback => true)"
+R "SELECT credits.upsert_model('mistral', 'mistral-small', 20, 60, is_fallback => true)" >/dev/null
 check "repeating the change (idempotent) makes them agree again" "t" "$(R "SELECT credits_router.catalogs_agree()")"
 check "check_partitions() then reports no problem" "0" "$(R "SELECT count(*) FROM credits_router.check_partitions() WHERE problem IS NOT NULL")"
 
@@ -346,6 +360,38 @@ back() { R "SELECT 1 FROM credits.allowed_models('$o1') LIMIT 1" >/dev/null 2>&1
 wait_until "partition 1 to answer again" back
 check "once restarted, the retried debit is charged once" "f t" \
     "$(R "SELECT replayed FROM credits.credit_debit('$o1', 'alice', 'gpt-4o-mini', 1, 1, 'down-1')") $(R "SELECT replayed FROM credits.credit_debit('$o1', 'alice', 'gpt-4o-mini', 1, 1, 'down-1')")"
+
+# ---------------------------------------------------------------------------
+# moving partition 3 from server s1 to s0, as the README says
+# ---------------------------------------------------------------------------
+hm=$(R "SELECT hold_id FROM credits.credit_reserve('$o3', 'alice', 'gpt-4o', 100, 100, 'before-move')")
+R "SELECT 1 FROM credits.credit_debit('$o3', 'alice', 'gpt-4o', 100, 100, 'move-1')" >/dev/null
+q0() { psql -X -q -At -v ON_ERROR_STOP=1 -h "$base" -p "$port_s0" -U postgres -d "$1" -c "$2"; }
+q1() { psql -X -q -At -v ON_ERROR_STOP=1 -h "$base" -p "$port_s1" -U postgres -d "$1" -c "$2"; }
+q0 postgres "CREATE DATABASE credits_p3"                                                # 1
+q1 postgres "REVOKE CONNECT ON DATABASE credits_p3 FROM PUBLIC"                         # 2
+q1 postgres "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+              WHERE datname = 'credits_p3' AND usename = 'credits_router'" >/dev/null
+check "during the move, partition 3's orgs get 08001" "08001" \
+    "$(sqlstate "$router" "SELECT 1 FROM credits.credit_debit('$o3', 'alice', 'gpt-4o', 1, 1, 'move-2')")"
+check "... and the other partitions' orgs work" "f" "$(R "SELECT replayed FROM credits.credit_debit('$o1', 'alice', 'gpt-4o', 1, 1, 'move-3')")"
+"$bindir/pg_dump" -h "$base" -p "$port_s1" -U postgres -Fc -d credits_p3 -f "$work/p3.dump"      # 3
+"$bindir/pg_restore" -h "$base" -p "$port_s0" -U postgres -d credits_p3 "$work/p3.dump"          # 4
+q0 credits_p3 "ALTER TABLE credits.holds ALTER COLUMN hold_id SET INCREMENT BY 1024 SET START WITH 1027"  # 5
+check "the moved partition has every ledger entry" \
+    "$(q1 credits_p3 "SELECT count(*) || ' ' || max(entry_id) FROM credits.ledger")" \
+    "$(q0 credits_p3 "SELECT count(*) || ' ' || max(entry_id) FROM credits.ledger")"         # 6
+check "... and verify() is clean there" "0" "$(q0 credits_p3 "SELECT count(*) FROM credits.verify()")"
+R "ALTER SERVER credits_cluster OPTIONS (SET p3 'host=$base port=$port_s0 dbname=credits_p3 connect_timeout=2')"  # 7
+part_port[3]=$port_s0
+check "check_partitions() after the move: no problem" "0" "$(R "SELECT count(*) FROM credits_router.check_partitions() WHERE problem IS NOT NULL")"
+check "a hold made before the move settles on the new server" "f settled" \
+    "$(R "SELECT replayed FROM credits.credit_settle($hm, 100, 50)") $(P 3 "SELECT status FROM credits.holds WHERE hold_id = $hm")"
+check "the debit refused during the move is charged once now" "f t" \
+    "$(R "SELECT replayed FROM credits.credit_debit('$o3', 'alice', 'gpt-4o', 1, 1, 'move-2')") $(R "SELECT replayed FROM credits.credit_debit('$o3', 'alice', 'gpt-4o', 100, 100, 'move-1')")"
+hn=$(R "SELECT hold_id FROM credits.credit_reserve('$o3', 'alice', 'gpt-4o', 10, 10)")
+check "new hold ids still carry partition 3, after the old ones" "3 t" "$((hn % 1024)) $(R "SELECT $hn > $hm")"
+q1 postgres "DROP DATABASE credits_p3"                                                  # 8
 check "verify() of every partition is clean at the end" "0" "$(R "SELECT count(*) FROM credits.verify()")"
 
 [ "$fail" -eq 0 ] || exit 1
