@@ -426,8 +426,8 @@ SELECT is_empty($$SELECT * FROM credits.usage('roll')$$,
 SELECT results_eq(
     $$SELECT u.* FROM credits.periods p, credits.usage('roll', p.period_start, p.period_end) u
        WHERE p.org_id = 'roll'$$,
-    $$VALUES ('u1'::text, 'gpt-4o'::text, 2::bigint, 80000::numeric, 0::numeric, '20'::credit, '20'::credit, '0'::credit),
-             ('u2', 'gpt-4o', 2, 52000, 0, '13', '10', '3')$$,
+    $$VALUES ('u1'::text, 'gpt-4o'::text, 2::bigint, 80000::numeric, 0::numeric, '20'::credit, '20'::credit, '0'::credit, NULL::text),
+             ('u2', 'gpt-4o', 2, 52000, 0, '13', '10', '3', NULL)$$,
     'usage(roll, closed period bounds): the past period''s calls, tokens, cost, charged and shortfall');
 
 -- thresholds are re-armed in the new period

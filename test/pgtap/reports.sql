@@ -17,6 +17,9 @@ BEGIN
     PERFORM credits.add_member('rep', 'alice');
     PERFORM credits.add_member('rep', 'bob');
     PERFORM credits.add_member('rep', 'dave');
+    -- usage() names each member's team (a team without a cap charges as none)
+    PERFORM credits.create_team('rep', 'eng');
+    PERFORM credits.set_member_team('rep', 'bob', 'eng');
 
     PERFORM credits.create_org('rep2', allowance_per_user => 10);
     PERFORM credits.enable_provider('rep2', 'openai');
@@ -52,19 +55,19 @@ SELECT 'rep', 'debit', now() - interval '40 days', p.period_start - interval '1 
 
 CREATE TEMP TABLE expected_rep (user_id text, model text, calls bigint, input_tokens numeric,
                                 output_tokens numeric, cost credits.credit, charged credits.credit,
-                                shortfall credits.credit);
+                                shortfall credits.credit, team_id text);
 INSERT INTO expected_rep VALUES
-    ('alice', 'gpt-4o',            2, 40000, 2000, 12,      12,      0),
-    ('alice', 'gpt-4o-mini',       1,  1000,  500, '0.045', '0.045', 0),
-    ('bob',   'claude-sonnet-4-5', 1, 10000, 2000, 6,       6,       0),
-    ('bob',   'gpt-4o',            1,  4000,    0, 1,       1,       0);
+    ('alice', 'gpt-4o',            2, 40000, 2000, 12,      12,      0, NULL),
+    ('alice', 'gpt-4o-mini',       1,  1000,  500, '0.045', '0.045', 0, NULL),
+    ('bob',   'claude-sonnet-4-5', 1, 10000, 2000, 6,       6,       0, 'eng'),
+    ('bob',   'gpt-4o',            1,  4000,    0, 1,       1,       0, 'eng');
 
 -- ---------------------------------------------------------------------------
 -- usage()
 -- ---------------------------------------------------------------------------
 SELECT is((SELECT proargnames FROM pg_proc WHERE oid = 'credits.usage(text, timestamptz, timestamptz)'::regprocedure),
           ARRAY['org_id', 'since', 'until', 'user_id', 'model', 'calls', 'input_tokens', 'output_tokens',
-                'cost', 'charged', 'shortfall'],
+                'cost', 'charged', 'shortfall', 'team_id'],
           'usage: argument and result column names');
 SELECT results_eq(
     $$SELECT * FROM credits.usage('rep')$$,
@@ -72,8 +75,8 @@ SELECT results_eq(
     'usage: per user and model, calls and sums of tokens, cost, charged, shortfall; replays and earlier periods not counted');
 SELECT results_eq(
     $$SELECT * FROM credits.usage('rep2')$$,
-    $$VALUES ('carol'::text, 'gpt-4o'::text, 2::bigint, 48000::numeric, 0::numeric, '12'::credit, '10'::credit, '2'::credit),
-             ('carol', 'gpt-4o-mini', 1, 200000, 100000, '9', '0', '0')$$,
+    $$VALUES ('carol'::text, 'gpt-4o'::text, 2::bigint, 48000::numeric, 0::numeric, '12'::credit, '10'::credit, '2'::credit, NULL::text),
+             ('carol', 'gpt-4o-mini', 1, 200000, 100000, '9', '0', '0', NULL)$$,
     'usage: an org that ran out: charged and shortfall split, the free fallback call counted with cost 9, charged 0');
 SELECT is_empty($$SELECT * FROM credits.usage('quiet')$$, 'usage: an org without calls has no rows');
 SELECT results_eq(
@@ -95,7 +98,7 @@ SELECT results_eq(
              output_tokens,
              cost + CASE WHEN (user_id, model) = ('alice', 'gpt-4o') THEN '1'::credit ELSE '0'::credit END,
              charged + CASE WHEN (user_id, model) = ('alice', 'gpt-4o') THEN '1'::credit ELSE '0'::credit END,
-             shortfall
+             shortfall, team_id
         FROM expected_rep ORDER BY user_id, model$$,
     'usage: since 50 days ago includes the older entry');
 SELECT results_eq(
@@ -104,11 +107,11 @@ SELECT results_eq(
     'usage: since 30 days ago excludes it');
 SELECT results_eq(
     $$SELECT * FROM credits.usage('rep', now() - interval '50 days', now() - interval '30 days')$$,
-    $$VALUES ('alice'::text, 'gpt-4o'::text, 1::bigint, 4000::numeric, 0::numeric, '1'::credit, '1'::credit, '0'::credit)$$,
+    $$VALUES ('alice'::text, 'gpt-4o'::text, 1::bigint, 4000::numeric, 0::numeric, '1'::credit, '1'::credit, '0'::credit, NULL::text)$$,
     'usage: a range around the older entry has only it');
 SELECT results_eq(
     $$SELECT * FROM credits.usage('rep', until => now())$$,
-    $$VALUES ('alice'::text, 'gpt-4o'::text, 1::bigint, 4000::numeric, 0::numeric, '1'::credit, '1'::credit, '0'::credit)$$,
+    $$VALUES ('alice'::text, 'gpt-4o'::text, 1::bigint, 4000::numeric, 0::numeric, '1'::credit, '1'::credit, '0'::credit, NULL::text)$$,
     'usage: until now() excludes the entries made at now() (until is exclusive)');
 SELECT results_eq(
     $$SELECT * FROM credits.usage('rep', since => now())$$,

@@ -2,7 +2,7 @@
 -- security reads (and, as an admin, changes) only that org's rows, in every
 -- table and view, and the credits functions refuse other orgs (42501).
 BEGIN;
-SELECT plan(38);
+SELECT plan(39);
 SET LOCAL search_path = public, credits;
 
 SELECT org_id FROM credits.create_org('ta', allowance_per_user => 100);
@@ -170,11 +170,25 @@ SELECT is((SELECT count(DISTINCT org_id) FROM credits.pool_status WHERE org_id I
 RESET ROLE;
 
 -- the policies exist on every table with an org_id, and RLS is enabled there
-SELECT is((SELECT count(*) FROM pg_policies WHERE schemaname = 'credits' AND policyname = 'tenant_isolation')::int,
-          12, 'a tenant_isolation policy on each of the 12 tables');
-SELECT is((SELECT count(*) FROM pg_class
-            WHERE relnamespace = 'credits'::regnamespace AND relkind = 'r' AND relrowsecurity)::int,
-          12, 'row-level security enabled on those 12 tables');
+SELECT results_eq(
+    $$SELECT tablename::text COLLATE "default" FROM pg_policies
+       WHERE schemaname = 'credits' AND policyname = 'tenant_isolation' ORDER BY 1$$,
+    $$VALUES ('events'), ('grant_draws'), ('grants'), ('holds'), ('ledger'), ('member_usage'),
+             ('members'), ('org_providers'), ('orgs'), ('periods'), ('pool_stripes'), ('pools'),
+             ('team_spend'), ('teams')$$,
+    'a tenant_isolation policy on each of the 14 tables of org data');
+SELECT results_eq(
+    $$SELECT c.relname::text COLLATE "default" FROM pg_class c
+       WHERE c.relnamespace = 'credits'::regnamespace AND c.relkind = 'r' AND c.relrowsecurity
+       ORDER BY 1$$,
+    $$SELECT tablename::text COLLATE "default" FROM pg_policies
+       WHERE schemaname = 'credits' AND policyname = 'tenant_isolation' ORDER BY 1$$,
+    'row-level security enabled on those tables, and only those');
+SELECT is_empty(
+    $$SELECT c.relname FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid
+       WHERE c.relnamespace = 'credits'::regnamespace AND c.relkind = 'r'
+         AND a.attname = 'org_id' AND NOT a.attisdropped AND NOT c.relrowsecurity$$,
+    'every table with an org_id column has row-level security');
 SELECT ok((SELECT 'security_invoker=true' = ANY(reloptions) FROM pg_class
             WHERE oid = 'credits.pool_status'::regclass),
           'pool_status reads with the caller''s privileges');

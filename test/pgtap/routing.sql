@@ -50,16 +50,18 @@ INSERT INTO expected_acme VALUES
 -- ---------------------------------------------------------------------------
 SELECT is((SELECT proargnames FROM pg_proc WHERE oid = 'credits.allowed_models(text, text)'::regprocedure),
           ARRAY['org_id', 'user_id', 'provider', 'model', 'display_name', 'is_fallback', 'available',
-                'reason', 'input_price', 'output_price'],
+                'reason', 'input_price', 'output_price', 'limited_by', 'resets_at'],
           'allowed_models: argument and result column names');
 SELECT results_eq(
     $$SELECT * FROM credits.allowed_models('acme')$$,
-    $$SELECT provider, model, display_name, is_fallback, true, NULL::text, input_price, output_price
+    $$SELECT provider, model, display_name, is_fallback, true, NULL::text, input_price, output_price,
+             NULL::text, NULL::timestamptz
         FROM expected_acme ORDER BY ord$$,
     'allowed_models: every active model of the enabled providers, by provider, fallback last, then model; all available');
 SELECT results_eq(
     $$SELECT * FROM credits.allowed_models('acme', 'bob')$$,
-    $$SELECT provider, model, display_name, is_fallback, true, NULL::text, input_price, output_price
+    $$SELECT provider, model, display_name, is_fallback, true, NULL::text, input_price, output_price,
+             NULL::text, NULL::timestamptz
         FROM expected_acme ORDER BY ord$$,
     'allowed_models: the same for a member without a cap');
 SELECT results_eq(
@@ -134,9 +136,12 @@ SELECT results_eq(
     $$SELECT * FROM credits.allowed_models('acme')$$,
     $$SELECT provider, model, display_name, is_fallback, is_fallback,
              CASE WHEN is_fallback THEN NULL ELSE 'credits_exhausted' END,
-             input_price, output_price
+             input_price, output_price,
+             CASE WHEN is_fallback THEN NULL ELSE 'pool' END,
+             CASE WHEN is_fallback THEN NULL
+                  ELSE (SELECT period_end FROM credits.pool_status WHERE org_id = 'acme') END
         FROM expected_acme ORDER BY ord$$,
-    'allowed_models: exhausted -> premium grayed out with credits_exhausted, fallbacks available with reason NULL');
+    'allowed_models: exhausted -> premium grayed out with credits_exhausted, limited by the pool until the next period; fallbacks available with reason, limited_by and resets_at NULL');
 SELECT results_eq(
     $$SELECT model, available, reason FROM credits.allowed_models('acme', 'bob')$$,
     $$SELECT model, is_fallback, CASE WHEN is_fallback THEN NULL ELSE 'credits_exhausted' END

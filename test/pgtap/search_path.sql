@@ -211,11 +211,12 @@ CREATE TEMP TABLE r_release (label text, released credits.credit);
 CREATE TEMP TABLE r_cost (label text, cost credits.credit);
 CREATE TEMP TABLE r_models (label text, provider text, model text, display_name text,
                             is_fallback boolean, available boolean, reason text,
-                            input_price credits.credit, output_price credits.credit);
+                            input_price credits.credit, output_price credits.credit,
+                            limited_by text, resets_at timestamptz);
 CREATE TEMP TABLE r_resolve (label text, model text);
 CREATE TEMP TABLE r_usage (user_id text, model text, calls bigint, input_tokens numeric,
                            output_tokens numeric, cost credits.credit, charged credits.credit,
-                           shortfall credits.credit);
+                           shortfall credits.credit, team_id text);
 CREATE TEMP TABLE r_recharge (label text, org_id text, period_start timestamptz,
                               period_end timestamptz, allowance credits.credit,
                               allowance_used credits.credit, topup credits.credit,
@@ -422,8 +423,8 @@ SELECT results_eq(
     'resolve_model: the model itself, or the fallback when the cap or the pool ran out');
 SELECT results_eq(
     $$SELECT * FROM r_usage$$,
-    $$VALUES ('ann'::text, 'gpt-4o'::text, 2::bigint, 22000::numeric, 1500::numeric, '7'::credit, '7'::credit, '0'::credit),
-             ('bob', 'gpt-4o', 1, 40000, 0, '10', '10', '0')$$,
+    $$VALUES ('ann'::text, 'gpt-4o'::text, 2::bigint, 22000::numeric, 1500::numeric, '7'::credit, '7'::credit, '0'::credit, NULL::text),
+             ('bob', 'gpt-4o', 1, 40000, 0, '10', '10', '0', NULL)$$,
     'usage(sp): per user and model, from the ledger only');
 SELECT results_eq(
     $$SELECT label, org_id, allowance, allowance_used, topup, reserved, available, exhausted

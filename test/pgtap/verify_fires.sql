@@ -8,7 +8,7 @@
 -- names tested here are all the check names verify() has.
 BEGIN;
 SET LOCAL search_path = public, credits;
-SELECT plan(33);
+SELECT plan(38);
 
 -- ---------------------------------------------------------------------------
 -- Fixture (gpt-4o: 4000 input tokens = 1 credit, no thresholds)
@@ -16,6 +16,7 @@ SELECT plan(33);
 --       G2 20 (expires in 30 days); va debits 100 (rq-1), vb holds 6
 --       (rq-h), va debits 125 (rq-2: 100 allowance, 25 top-up: G2 20, G1 5)
 --       -> allowance_used 200, topup 45, topup_used 25, reserved 6, available 39
+--       teams: vt (cap 500, va; team_spend used 0, reserved 0), vu (no cap)
 --   vs  2 stripes: sa 1000; sa holds 500, debits 10 (slow path: escrows 245
 --       to each stripe), debits 10 on stripe 0 (fast path)
 --       -> row used 10, stripe 0 funds 235 used 10, stripe 1 funds 245;
@@ -33,6 +34,10 @@ BEGIN
     PERFORM credits.credit_debit('vf', 'va', 'gpt-4o', 400000, 0, 'rq-1');
     PERFORM credits.credit_reserve('vf', 'vb', 'gpt-4o', 20000, 1000, 'rq-h');
     PERFORM credits.credit_debit('vf', 'va', 'gpt-4o', 500000, 0, 'rq-2');
+    -- a capped team (va in it, nothing charged in it yet) and one without a cap
+    PERFORM credits.create_team('vf', 'vt', 500);
+    PERFORM credits.set_member_team('vf', 'va', 'vt');
+    PERFORM credits.create_team('vf', 'vu');
 
     PERFORM credits.create_org('vs', allowance_per_user => 1000);
     UPDATE credits.orgs SET stripes = 2, thresholds = '{}' WHERE org_id = 'vs';
@@ -286,6 +291,38 @@ SELECT bag_eq($$SELECT check_name FROM credits.verify('vf')$$, $$VALUES ('reques
               'request_id_once: rq-1 ledgered twice');
 ROLLBACK TO SAVEPOINT broken;
 
+SAVEPOINT broken;
+DELETE FROM credits.team_spend WHERE org_id = 'vf' AND team_id = 'vt';
+SELECT bag_eq($$SELECT check_name FROM credits.verify('vf')$$, $$VALUES ('team_spend_row:vt')$$,
+              'team_spend_row: a capped team without its usage row');
+ROLLBACK TO SAVEPOINT broken;
+
+SAVEPOINT broken;
+INSERT INTO credits.team_spend (org_id, team_id) VALUES ('vf', 'vu');
+SELECT bag_eq($$SELECT check_name FROM credits.verify('vf')$$, $$VALUES ('team_spend_row:vu')$$,
+              'team_spend_row: a usage row for a team without a cap');
+ROLLBACK TO SAVEPOINT broken;
+
+SAVEPOINT broken;
+UPDATE credits.team_spend SET used = used + 1 WHERE org_id = 'vf' AND team_id = 'vt';
+SELECT bag_eq($$SELECT check_name FROM credits.verify('vf')$$, $$VALUES ('team_usage_matches_ledger:vt')$$,
+              'team_usage_matches_ledger: vt used 1 above its members'' charges in it');
+ROLLBACK TO SAVEPOINT broken;
+
+SAVEPOINT broken;
+UPDATE credits.team_spend SET reserved = reserved + 1 WHERE org_id = 'vf' AND team_id = 'vt';
+SELECT bag_eq($$SELECT check_name FROM credits.verify('vf')$$, $$VALUES ('team_reserved_matches_holds:vt')$$,
+              'team_reserved_matches_holds: vt reserves 1 without an open hold in it');
+ROLLBACK TO SAVEPOINT broken;
+
+-- a negative usage cannot match the ledger's charges (never negative) either
+SAVEPOINT broken;
+UPDATE credits.team_spend SET used = -1 WHERE org_id = 'vf' AND team_id = 'vt';
+SELECT bag_eq($$SELECT check_name FROM credits.verify('vf')$$,
+              $$VALUES ('team_usage_not_negative:vt'), ('team_usage_matches_ledger:vt')$$,
+              'team_usage_not_negative: vt used -1 (and so not its charges)');
+ROLLBACK TO SAVEPOINT broken;
+
 -- the check names tested above are every check name in verify()'s text: a
 -- check added to verify() needs a test here
 SELECT bag_eq(
@@ -297,7 +334,9 @@ SELECT bag_eq(
              ('topup_matches_grants'), ('reserved_matches_ledger'), ('reserved_matches_open_holds'),
              ('grant_remaining:'), ('grant_draws_match_entry:'), ('member_usage_matches_ledger:'),
              ('member_reserved_matches_holds:'), ('allowance_covers_members'), ('ledger_entry:'),
-             ('pool_figures_not_negative'), ('member_usage_not_negative:'), ('request_id_once:')$$,
+             ('pool_figures_not_negative'), ('member_usage_not_negative:'), ('request_id_once:'),
+             ('team_spend_row:'), ('team_usage_matches_ledger:'), ('team_reserved_matches_holds:'),
+             ('team_usage_not_negative:')$$,
     'the check names tested here are all of verify()''s');
 
 -- and the fixture is whole again

@@ -148,6 +148,7 @@ CREATE TABLE credits.ledger (
     hold_id         bigint,
     grant_id        bigint,
     note            text,
+    team_id         text,
     received        bigint NOT NULL DEFAULT nextval('credits.received_seq')
 );
 CREATE TABLE credits.events (

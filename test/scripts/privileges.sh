@@ -127,6 +127,19 @@ insert_member_usage|INSERT INTO credits.member_usage (org_id, user_id) VALUES ('
 update_member_usage|UPDATE credits.member_usage SET used = 0 WHERE org_id = 'priv'
 delete_member_usage|DELETE FROM credits.member_usage WHERE org_id = 'priv'
 truncate_member_usage|TRUNCATE credits.member_usage
+create_team|SELECT credits.create_team('priv', 'pt2', 5)
+set_team_cap|SELECT credits.set_team_cap('priv', 'pt', 50)
+set_member_team|SELECT credits.set_member_team('priv', 'alice', 'pt')
+team_usage|SELECT * FROM credits.team_usage('priv')
+select_teams|SELECT count(*) FROM credits.teams
+select_team_spend|SELECT count(*) FROM credits.team_spend
+insert_teams|INSERT INTO credits.teams (org_id, team_id) VALUES ('priv', 'pt3')
+update_teams|UPDATE credits.teams SET cap = 60 WHERE org_id = 'priv' AND team_id = 'pt'
+delete_teams|DELETE FROM credits.teams WHERE org_id = 'priv' AND team_id = 'pt'
+insert_team_spend|INSERT INTO credits.team_spend (org_id, team_id) VALUES ('priv', 'pt')
+update_team_spend|UPDATE credits.team_spend SET used = 0 WHERE org_id = 'priv'
+delete_team_spend|DELETE FROM credits.team_spend WHERE org_id = 'priv'
+truncate_team_spend|TRUNCATE credits.team_spend
 STMTS
 
 # --- the expected matrix: login|statement|SQLSTATE of the refusal, or ok.
@@ -222,6 +235,19 @@ priv_app|insert_member_usage|42501
 priv_app|update_member_usage|42501
 priv_app|delete_member_usage|42501
 priv_app|truncate_member_usage|42501
+priv_app|create_team|42501
+priv_app|set_team_cap|42501
+priv_app|set_member_team|42501
+priv_app|team_usage|42501
+priv_app|select_teams|42501
+priv_app|select_team_spend|42501
+priv_app|insert_teams|42501
+priv_app|update_teams|42501
+priv_app|delete_teams|42501
+priv_app|insert_team_spend|42501
+priv_app|update_team_spend|42501
+priv_app|delete_team_spend|42501
+priv_app|truncate_team_spend|42501
 # priv_admin
 priv_admin|allowed_models|ok
 priv_admin|resolve_model|ok
@@ -309,6 +335,19 @@ priv_admin|insert_member_usage|42501
 priv_admin|update_member_usage|42501
 priv_admin|delete_member_usage|42501
 priv_admin|truncate_member_usage|42501
+priv_admin|create_team|ok
+priv_admin|set_team_cap|ok
+priv_admin|set_member_team|ok
+priv_admin|team_usage|ok
+priv_admin|select_teams|ok
+priv_admin|select_team_spend|ok
+priv_admin|insert_teams|ok
+priv_admin|update_teams|ok
+priv_admin|delete_teams|ok
+priv_admin|insert_team_spend|42501
+priv_admin|update_team_spend|42501
+priv_admin|delete_team_spend|42501
+priv_admin|truncate_team_spend|42501
 # priv_reader
 priv_reader|allowed_models|42501
 priv_reader|resolve_model|42501
@@ -396,6 +435,19 @@ priv_reader|insert_member_usage|42501
 priv_reader|update_member_usage|42501
 priv_reader|delete_member_usage|42501
 priv_reader|truncate_member_usage|42501
+priv_reader|create_team|42501
+priv_reader|set_team_cap|42501
+priv_reader|set_member_team|42501
+priv_reader|team_usage|ok
+priv_reader|select_teams|ok
+priv_reader|select_team_spend|ok
+priv_reader|insert_teams|42501
+priv_reader|update_teams|42501
+priv_reader|delete_teams|42501
+priv_reader|insert_team_spend|42501
+priv_reader|update_team_spend|42501
+priv_reader|delete_team_spend|42501
+priv_reader|truncate_team_spend|42501
 # priv_nobody
 priv_nobody|allowed_models|42501
 priv_nobody|resolve_model|42501
@@ -483,6 +535,19 @@ priv_nobody|insert_member_usage|42501
 priv_nobody|update_member_usage|42501
 priv_nobody|delete_member_usage|42501
 priv_nobody|truncate_member_usage|42501
+priv_nobody|create_team|42501
+priv_nobody|set_team_cap|42501
+priv_nobody|set_member_team|42501
+priv_nobody|team_usage|42501
+priv_nobody|select_teams|42501
+priv_nobody|select_team_spend|42501
+priv_nobody|insert_teams|42501
+priv_nobody|update_teams|42501
+priv_nobody|delete_teams|42501
+priv_nobody|insert_team_spend|42501
+priv_nobody|update_team_spend|42501
+priv_nobody|delete_team_spend|42501
+priv_nobody|truncate_team_spend|42501
 EXPECTED
 
 psql -X -q -o /dev/null -v ON_ERROR_STOP=1 -d "$db" <<'SQL'
@@ -494,6 +559,7 @@ SELECT credits.create_org('priv_del');
 SELECT credits.enable_provider('priv', 'openai');
 SELECT credits.add_member('priv', 'alice');
 SELECT credits.add_member('priv', 'carol');
+SELECT credits.create_team('priv', 'pt', 100);
 SELECT credits.add_provider('acme', 'Acme');
 SELECT credits.add_provider('acme_del', 'Acme (to delete)');
 SELECT credits.upsert_model('acme', 'acme-1', 10, 20);
@@ -630,8 +696,10 @@ allowed(role, names) AS (VALUES
                             'remove_member', 'set_plan', 'recharge', 'add_provider',
                             'upsert_model', 'reset_due', 'expire_holds', 'schedule_jobs',
                             'verify', 'usage', 'valid_period', 'billing_period', '_pool_now',
-                            '_available']),
-    ('credits_reader', ARRAY['usage', 'valid_period', 'billing_period', '_pool_now', '_available'])
+                            '_available', 'create_team', 'set_team_cap', 'set_member_team',
+                            'team_usage']),
+    ('credits_reader', ARRAY['usage', 'valid_period', 'billing_period', '_pool_now', '_available',
+                             'team_usage'])
 )
 SELECT 'no table or view grant to PUBLIC (information_schema)' AS name,
        (SELECT string_agg(table_name || ':' || privilege_type, ', ')
