@@ -84,14 +84,52 @@ SELECT model, cost, charged, available
 SELECT grant_id, amount, remaining, expires_at::date FROM credits.grants WHERE org_id = 'acme';
 
 \echo
-\echo '== 12. The next billing period: pg_cron runs credits.reset_due() every minute'
+\echo '== 12. A team runs out; the rest of the org keeps its premium models'
+\echo '      team "research" (bob and the new member carol) may draw 25 credits a period together'
+\o /dev/null
+SELECT credits.add_member('acme', 'carol');
+SELECT credits.create_team('acme', 'research', cap => 25);
+SELECT credits.set_member_team('acme', 'bob', 'research'), credits.set_member_team('acme', 'carol', 'research');
+\o
+SELECT user_id, team_id FROM credits.members WHERE org_id = 'acme' ORDER BY user_id;
+\echo '   bob draws 18 of the 25; carol''s call is charged the 7 the cap leaves, the rest is a shortfall:'
+SELECT model, cost, charged, shortfall, available
+  FROM credits.credit_debit('acme', 'bob', 'gpt-4o', 40000, 8000);
+SELECT model, cost, charged, shortfall, available
+  FROM credits.credit_debit('acme', 'carol', 'claude-sonnet-4-5', 20000, 4000);
+\echo '   carol (in the team): premium grayed out by the team''s cap, until the next period starts'
+SELECT model, is_fallback, available, reason, limited_by, resets_at
+  FROM credits.allowed_models('acme', 'carol');
+\echo '   alice (in no team): the pool still has credits, every model is available'
+SELECT model, is_fallback, available, reason, limited_by
+  FROM credits.allowed_models('acme', 'alice');
+SELECT credits.resolve_model('acme', 'carol', 'gpt-4o') AS "carol asks for gpt-4o",
+       credits.resolve_model('acme', 'alice', 'gpt-4o') AS "alice asks for gpt-4o";
+\echo '   carol works on with the fallback, free of charge; alice is charged for gpt-4o as usual:'
+SELECT model, cost, charged, shortfall, available
+  FROM credits.credit_debit('acme', 'carol', 'gpt-4o-mini', 50000, 10000);
+SELECT model, cost, charged, shortfall, available
+  FROM credits.credit_debit('acme', 'alice', 'gpt-4o', 40000, 8000);
+\echo '   per team: used is what the cap bounds this period; charged and shortfall come from the ledger'
+SELECT * FROM credits.team_usage('acme');
+\echo '   the admin raises the cap: premium models are back for the team at once'
+\o /dev/null
+SELECT credits.set_team_cap('acme', 'research', 50);
+\o
+SELECT model, available, reason, limited_by FROM credits.allowed_models('acme', 'carol')
+ WHERE model IN ('gpt-4o', 'claude-opus-4-1');
+
+\echo
+\echo '== 13. The next billing period: pg_cron runs credits.reset_due() every minute'
 \echo '      (here we ask for it as of one month from now)'
 SELECT credits.reset_due(now() + interval '1 month') AS "orgs rolled over";
 SELECT org_id, allowance, allowance_used, calls, shortfall FROM credits.periods;
 SELECT org_id, allowance, allowance_used, topup, available FROM credits.pool_status;
+\echo '   team usage starts again with the period, like the members'':'
+SELECT team_id, cap, used FROM credits.team_usage('acme');
 
 \echo
-\echo '== 13. The ledger is the truth, and everything agrees with it'
+\echo '== 14. The ledger is the truth, and everything agrees with it'
 SELECT kind, count(*) AS entries, sum(charged) AS charged
   FROM credits.ledger GROUP BY kind ORDER BY kind;
 SELECT count(*) AS "verify(): violations" FROM credits.verify();
