@@ -56,6 +56,7 @@ read_row||
 tpcb||
 debit_spread|writes_spread|naive_spread
 debit_hot|update_hot|naive_hot
+debit_team|debit_hot|naive_hot
 debit_dry|update_hot|naive_dry
 allowed_models|read_rows|
 resolve_model|read_row|

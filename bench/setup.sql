@@ -17,6 +17,15 @@ INSERT INTO credits.org_providers SELECT o, p FROM unnest(ARRAY['hot', 'dry']) o
 INSERT INTO credits.members (org_id, user_id) SELECT o, 'u' || j
   FROM unnest(ARRAY['hot', 'dry']) o, generate_series(1, 100) j;
 
+-- the hot org again, its 100 members all in one team with a cap it never
+-- reaches: a capped team's members are charged under the pool lock, where
+-- the team's cap is checked (debit_team)
+SELECT org_id FROM credits.create_org('team', allowance_per_user => 1000000000);
+INSERT INTO credits.org_providers SELECT 'team', p FROM unnest(ARRAY['openai', 'anthropic']) p;
+INSERT INTO credits.members (org_id, user_id) SELECT 'team', 'u' || j FROM generate_series(1, 100) j;
+SELECT credits.create_team('team', 'everyone', 1000000000000);
+UPDATE credits.members SET team_id = 'everyone' WHERE org_id = 'team';
+
 -- the naive baseline's copy
 INSERT INTO naive.orgs SELECT org_id FROM credits.orgs;
 INSERT INTO naive.org_providers SELECT org_id, provider FROM credits.org_providers;

@@ -126,7 +126,14 @@ credits_credit_debit(PG_FUNCTION_ARGS)
 	{
 		pool_lock(org_id, &ps);
 		(void) pool_limit(&ps, user_id);
-		ps.escrow = true;		/* so that the next debits take the fast path */
+
+		/*
+		 * Escrow the pool over its stripes, so that the next debits take the
+		 * fast path, when they could: a capped member's debits never do, and
+		 * an org whose members are all capped (or in capped teams) would
+		 * fold and escrow its stripes on every debit for nothing.
+		 */
+		ps.escrow = !member.has_cap && !member.team_has_cap;
 		pool_charge(&ps, &charge, &e);
 	}
 

@@ -10,22 +10,26 @@
 -- ---------------------------------------------------------------------------
 
 -- What a team drew in the org's current period (after the last restoring
--- recharge: it restores the team's usage with the members') and holds with
--- open holds, from the ledger and the holds: a capped team's team_spend row
--- is created from this, and credits.verify() checks the row against it.
+-- recharge: it restores the team's usage with the members'; and since the
+-- team was created: charges of an earlier team of the same name are not
+-- its) and holds with open holds, from the ledger and the holds: a capped
+-- team's team_spend row is created from this, and credits.verify() checks
+-- the row against it.
 CREATE FUNCTION credits._team_drawn(org text, team text,
                                     OUT used credits.credit, OUT reserved credits.credit)
 LANGUAGE sql STABLE SET search_path = pg_catalog, credits, pg_temp AS $$
     SELECT coalesce((SELECT pg_catalog.sum(l.charged)
                        FROM credits.pools p
+                       JOIN credits.teams t ON t.org_id = p.org_id AND t.team_id = team
                        JOIN credits.ledger l ON l.org_id = p.org_id
                                             AND l.period_start = p.period_start
                       WHERE p.org_id = org AND l.team_id = team
+                        AND l.created_at >= t.created_at
                         AND l.kind IN ('debit', 'settle')
                         AND l.entry_id > coalesce(
                               (SELECT max(r.entry_id) FROM credits.ledger r
                                 WHERE r.org_id = org AND r.period_start = p.period_start
-                                  AND r.kind = 'recharge' AND r.from_allowance <> 0), 0)),
+                                  AND r.kind = 'recharge'), 0)),
                     '0'::credits.credit),
            coalesce((SELECT pg_catalog.sum(h.reserved) FROM credits.holds h
                       WHERE h.org_id = org AND h.team_id = team AND h.status = 'open'),
@@ -91,6 +95,9 @@ BEGIN
     PERFORM credits._consolidate(t.org_id);
     UPDATE credits.pools p SET waits = p.waits WHERE p.org_id = t.org_id;
     IF TG_OP = 'DELETE' THEN
+        -- its open holds are no team's now: their settles charge no team
+        UPDATE credits.holds h SET team_id = NULL
+         WHERE h.org_id = t.org_id AND h.team_id = t.team_id AND h.status = 'open';
         RETURN OLD;
     ELSIF NEW.cap IS NULL THEN
         DELETE FROM credits.team_spend s WHERE s.org_id = t.org_id AND s.team_id = t.team_id;
@@ -207,14 +214,16 @@ BEGIN
                coalesce(l.charged, '0'::credits.credit),
                coalesce(l.shortfall, '0'::credits.credit)
           FROM credits.teams t
-          LEFT JOIN (SELECT x.team_id, pg_catalog.sum(x.charged) AS charged,
-                            pg_catalog.sum(x.shortfall) AS shortfall
-                       FROM credits.ledger x
-                      WHERE x.org_id = o.org_id AND x.team_id IS NOT NULL
-                        AND x.kind IN ('debit', 'settle')
-                        AND (lo IS NULL OR x.created_at >= lo)
-                        AND (hi IS NULL OR x.created_at < hi)
-                      GROUP BY x.team_id) l ON l.team_id = t.team_id
+          -- charges in the team since it was created (not an earlier team's
+          -- of the same name)
+          LEFT JOIN LATERAL (
+                SELECT pg_catalog.sum(x.charged) AS charged, pg_catalog.sum(x.shortfall) AS shortfall
+                  FROM credits.ledger x
+                 WHERE x.org_id = t.org_id AND x.team_id = t.team_id
+                   AND x.created_at >= t.created_at
+                   AND x.kind IN ('debit', 'settle')
+                   AND (lo IS NULL OR x.created_at >= lo)
+                   AND (hi IS NULL OR x.created_at < hi)) l ON true
          WHERE t.org_id = o.org_id
          ORDER BY t.team_id;
 END

@@ -139,7 +139,7 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, credits, pg_t
         SELECT p.org_id, coalesce(max(l.entry_id), 0) AS after
           FROM pools p
           LEFT JOIN ledger l ON l.org_id = p.org_id AND l.period_start = p.period_start
-                            AND l.kind = 'recharge' AND l.from_allowance <> 0
+                            AND l.kind = 'recharge'
          GROUP BY p.org_id
     ),
     member_ledger AS (
@@ -189,7 +189,8 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, credits, pg_t
           JOIN restored r ON r.org_id = p.org_id
           JOIN ledger l ON l.org_id = p.org_id AND l.period_start = p.period_start
                        AND l.entry_id > r.after
-         WHERE l.team_id IS NOT NULL
+          JOIN credits.teams t ON t.org_id = l.org_id AND t.team_id = l.team_id
+                              AND l.created_at >= t.created_at
          GROUP BY l.org_id, l.team_id
     ),
     team_holds AS (
