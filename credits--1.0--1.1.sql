@@ -41,6 +41,40 @@ ALTER AGGREGATE credits.avg(credits.credit) SET SCHEMA pg_catalog;
 
 
 -- ---------------------------------------------------------------------------
+-- Rollover, auto-recharge (as 030_orgs.sql, 050_ledger.sql; functions below)
+-- ---------------------------------------------------------------------------
+ALTER TABLE credits.orgs
+    ADD COLUMN rollover_max       credits.credit CHECK (rollover_max >= 0),
+    ADD COLUMN rollover_periods   integer NOT NULL DEFAULT 1 CHECK (rollover_periods BETWEEN 1 AND 1000),
+    ADD COLUMN auto_recharge_below  credits.credit CHECK (auto_recharge_below >= 0),
+    ADD COLUMN auto_recharge_amount credits.credit CHECK (auto_recharge_amount > 0),
+    ADD COLUMN auto_recharge_max    integer NOT NULL DEFAULT 1 CHECK (auto_recharge_max >= 0),
+    ADD COLUMN auto_recharge_expires_after interval CHECK (auto_recharge_expires_after > interval '0'),
+    ADD CONSTRAINT orgs_auto_recharge_amount
+        CHECK ((auto_recharge_below IS NULL) = (auto_recharge_amount IS NULL));
+COMMENT ON COLUMN credits.orgs.rollover_max IS
+    'most of a period''s unused allowance that becomes a rollover grant when the period closes; NULL: no rollover';
+COMMENT ON COLUMN credits.orgs.rollover_periods IS
+    'periods a rollover grant lasts, counting the one it starts in';
+COMMENT ON COLUMN credits.orgs.auto_recharge_below IS
+    'a charge that takes available under this adds an auto-recharge grant; NULL: no auto-recharge';
+COMMENT ON COLUMN credits.orgs.auto_recharge_amount IS 'credits of each auto-recharge grant';
+COMMENT ON COLUMN credits.orgs.auto_recharge_max IS 'most auto-recharges per period';
+COMMENT ON COLUMN credits.orgs.auto_recharge_expires_after IS
+    'an auto-recharge grant expires this long after it is added; NULL: never';
+ALTER TABLE credits.pools ADD COLUMN auto_recharges integer NOT NULL DEFAULT 0;
+COMMENT ON COLUMN credits.pools.auto_recharges IS
+    'auto-recharge grants added in this period (at most orgs.auto_recharge_max)';
+-- events and ledger entries of the new kinds
+ALTER TABLE credits.events DROP CONSTRAINT events_kind_check,
+    ADD CONSTRAINT events_kind_check CHECK (kind IN ('threshold', 'recharge', 'topup', 'period_reset',
+                                                     'auto_recharge'));
+COMMENT ON TABLE credits.events IS
+    'threshold crossings, recharges, top-ups, period resets and auto-recharges; each also sent as pg_notify(''credits'', payload)';
+COMMENT ON COLUMN credits.ledger.kind IS
+    'debit, hold, settle, release, recharge, topup, expire (a grant), reset (a new period), adjust, rollover (a grant of unused allowance) or auto_recharge (a grant added when available fell under the org''s threshold)';
+
+-- ---------------------------------------------------------------------------
 -- Teams (as 030_orgs.sql, 050_ledger.sql, 070_holds.sql; functions below)
 -- ---------------------------------------------------------------------------
 
@@ -170,6 +204,9 @@ DECLARE
     b record;
     new_allowance credits.credit;
     expiring credits.credit;
+    rolled credits.credit := 0;
+    rollover_end timestamptz;
+    rollover_grant bigint;
 BEGIN
     SELECT * INTO old FROM credits.pools WHERE org_id = org FOR UPDATE;
     p := old;
@@ -192,6 +229,18 @@ BEGIN
       FROM credits.grants g
      WHERE g.org_id = org AND g.remaining > 0 AND g.expires_at <= as_of;
 
+    -- rollover: the closed period's unused allowance, up to rollover_max,
+    -- becomes a grant that lasts rollover_periods periods counting the new
+    -- one (only the last closed period rolls over when periods were skipped)
+    IF o.rollover_max IS NOT NULL THEN
+        rolled := least(greatest(old.allowance - old.allowance_used, 0), o.rollover_max);
+        rollover_end := b.period_end;
+        FOR i IN 2 .. o.rollover_periods LOOP
+            SELECT x.period_end INTO rollover_end
+              FROM credits.billing_period(o.billing_anchor, o.period, o.time_zone, rollover_end) x;
+        END LOOP;
+    END IF;
+
     -- Start the new period.  Every step keeps the pool's figures valid: the
     -- allowance changes only once what is reserved fits in the new funds.
     -- members' usage starts again; their open holds are carried
@@ -201,12 +250,18 @@ BEGIN
     UPDATE credits.pools
        SET period_start = b.period_start, period_end = b.period_end,
            allowance_used = 0, topup_used = 0, calls = 0, shortfall = 0, alert_level = 0,
-           stripes = 0, waits = 0
+           stripes = 0, waits = 0, auto_recharges = 0
      WHERE org_id = org;
+    -- the rollover grant belongs to the new period, and covers holds too
+    IF rolled > 0 THEN
+        rollover_grant := credits._add_grant(org, 'rollover', rolled, rollover_end,
+            'rollover of period ' || old.period_start || ' .. ' || old.period_end);
+    END IF;
     -- expired holds are released; the others are carried, trimmed if the
     -- new period (without its expired grants) cannot cover them
-    PERFORM credits._expire_holds(org, as_of, new_allowance + p.topup);
-    PERFORM credits._trim_holds(org, new_allowance + p.topup - expiring, new_allowance + p.topup);
+    PERFORM credits._expire_holds(org, as_of, new_allowance + p.topup + rolled);
+    PERFORM credits._trim_holds(org, new_allowance + p.topup + rolled - expiring,
+                                new_allowance + p.topup + rolled);
     UPDATE credits.pools SET allowance = new_allowance WHERE org_id = org;
     PERFORM credits._expire_grants(org, as_of);
     SELECT * INTO p FROM credits.pools WHERE org_id = org;
@@ -220,6 +275,8 @@ BEGIN
         'period_start', p.period_start, 'period_end', p.period_end,
         'allowance', p.allowance::numeric, 'topup', p.topup::numeric,
         'reserved', p.reserved::numeric, 'available', credits._available(p)::numeric,
+        'rollover', jsonb_build_object('amount', rolled::numeric, 'grant_id', rollover_grant,
+                                       'expires_at', rollover_end),
         'previous', jsonb_build_object(
             'period_start', old.period_start, 'period_end', old.period_end,
             'allowance', old.allowance::numeric, 'allowance_used', old.allowance_used::numeric,
@@ -314,7 +371,7 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, credits, pg_t
     SELECT credits._get_org(verify.org_id) WHERE verify.org_id IS NOT NULL;
     WITH pools AS (
         -- a pool is its row plus its escrow stripes
-        SELECT p.org_id, p.period_start, p.period_end, p.allowance,
+        SELECT p.org_id, p.period_start, p.period_end, p.allowance, p.auto_recharges,
                p.allowance_used + coalesce(s.used, 0) AS allowance_used, p.topup,
                p.topup_used, p.reserved,
                credits._available(p.allowance, p.allowance_used + coalesce(s.used, 0), p.topup,
@@ -503,6 +560,24 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, credits, pg_t
       FROM team_rows t
      WHERE t.used < 0 OR t.reserved < 0
     UNION ALL
+    -- every grant (top-up, rollover, auto-recharge) was ledgered once, as
+    -- added; an org's auto-recharges of the period are counted on its pool
+    SELECT coalesce(g.org_id, l.org_id), 'grant_ledgered:' || coalesce(g.grant_id, l.grant_id),
+           coalesce(g.amount::text, 'no grant'), coalesce(l.topup_change::text, 'no entry')
+      FROM grants g
+      FULL JOIN (SELECT x.* FROM ledger x
+                  WHERE x.kind IN ('topup', 'rollover', 'auto_recharge')) l
+        ON l.grant_id = g.grant_id
+     WHERE l.topup_change IS DISTINCT FROM g.amount
+    UNION ALL
+    SELECT p.org_id, 'auto_recharges_match_ledger', count(l.entry_id)::text,
+           p.auto_recharges::text
+      FROM pools p
+      LEFT JOIN ledger l ON l.org_id = p.org_id AND l.period_start = p.period_start
+                        AND l.kind = 'auto_recharge'
+     GROUP BY p.org_id, p.auto_recharges
+    HAVING count(l.entry_id) <> p.auto_recharges
+    UNION ALL
     -- the pool's allowance covers every active member
     SELECT p.org_id, 'allowance_covers_members', '>= ' || coalesce(m.total, 0)::text,
            p.allowance::text
@@ -516,7 +591,7 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, credits, pg_t
              || ' ' || l.cost || ' ' || l.shortfall
       FROM ledger l
      WHERE l.kind NOT IN ('debit', 'hold', 'settle', 'release', 'recharge', 'topup',
-                          'expire', 'reset', 'adjust')
+                          'expire', 'reset', 'adjust', 'rollover', 'auto_recharge')
         OR (l.kind IN ('debit', 'settle')
             AND (l.charged <> l.from_allowance + l.from_topup
                  OR l.charged + l.shortfall > l.cost
@@ -547,14 +622,37 @@ REVOKE ALL ON FUNCTION credits._available(credits.credit, credits.credit, credit
 GRANT EXECUTE ON FUNCTION credits._available(credits.credit, credits.credit, credits.credit, credits.credit)
     TO credits_admin, credits_reader;
 
+-- The forecast (1.1): burn_per_day is what was charged since the period
+-- started (allowance and grants used, from the pool's own counters, never
+-- a ledger scan; a restoring recharge starts the allowance used again) per
+-- day elapsed; runs_out_at is when available reaches 0 at that rate: now()
+-- when it is 0, NULL when nothing was charged or not before the period
+-- ends.  The days left are compared before they become an interval, so no
+-- figure can overflow it.
 CREATE OR REPLACE VIEW credits.pool_status AS
 SELECT p.org_id, e.period_start, e.period_end, e.allowance, e.allowance_used, e.topup,
-       e.reserved,
-       credits._available(e.allowance, e.allowance_used, e.topup, e.reserved) AS available,
-       credits._available(e.allowance, e.allowance_used, e.topup, e.reserved) = 0 AS exhausted
+       e.reserved, a.available, a.available = 0 AS exhausted,
+       f.burn_per_day,
+       CASE WHEN a.available = 0 THEN now()
+            WHEN f.burn_per_day = 0 THEN NULL
+            WHEN a.available::numeric / f.burn_per_day::numeric
+                 < extract(epoch FROM e.period_end - now()) / 86400
+            THEN now() + (a.available::numeric / f.burn_per_day::numeric)::float8
+                         * interval '1 day'
+       END AS runs_out_at
   FROM credits.pools p
   JOIN credits.orgs o ON o.org_id = p.org_id
- CROSS JOIN LATERAL credits._pool_now(p, o, now()) e;
+ CROSS JOIN LATERAL credits._pool_now(p, o, now()) e
+ CROSS JOIN LATERAL (SELECT credits._available(e.allowance, e.allowance_used, e.topup,
+                                               e.reserved) AS available) a
+ CROSS JOIN LATERAL (
+       SELECT least(round((e.allowance_used::numeric
+                           + CASE WHEN e.period_start = p.period_start
+                                  THEN p.topup_used::numeric ELSE 0 END)
+                          / (greatest(extract(epoch FROM now() - e.period_start), 1) / 86400), 6),
+                    9223372036854.775807)::credits.credit AS burn_per_day) f;
+COMMENT ON VIEW credits.pool_status IS
+    'one row per org for its current period: available = allowance - allowance_used + topup - reserved; burn_per_day and runs_out_at forecast when it runs out';
 -- CREATE OR REPLACE VIEW resets the options
 ALTER VIEW credits.pool_status SET (security_invoker = true);
 
@@ -681,19 +779,8 @@ BEGIN
             RAISE EXCEPTION 'expires_at must be in the future' USING ERRCODE = '22023',
                 DETAIL = format('expires_at is %s.', expires_at);
         END IF;
-        INSERT INTO credits.grants (org_id, amount, remaining, expires_at, note)
-        VALUES (o.org_id, amount, amount, expires_at, note)
-        RETURNING grant_id INTO g;
-        UPDATE credits.pools
-           SET topup = topup + amount,
-               next_grant_expiry = CASE WHEN recharge.expires_at IS NULL THEN next_grant_expiry
-                                        ELSE least(next_grant_expiry, recharge.expires_at) END
-         WHERE pools.org_id = o.org_id RETURNING * INTO p;
-        UPDATE credits.pools SET alert_level = credits._alert_level(p, o.thresholds)
-         WHERE pools.org_id = o.org_id RETURNING * INTO p;
-        INSERT INTO credits.ledger (org_id, kind, period_start, topup_change, available_after,
-                                    grant_id, note)
-        VALUES (o.org_id, 'topup', p.period_start, amount, credits._available(p), g, note);
+        g := credits._add_grant(o.org_id, 'topup', amount, expires_at, note);
+        SELECT * INTO p FROM credits.pools WHERE pools.org_id = o.org_id;
         PERFORM credits._emit_event(o.org_id, 'topup', jsonb_build_object(
             'grant_id', g, 'amount', amount::numeric, 'expires_at', expires_at,
             'available', credits._available(p)::numeric, 'note', note));
@@ -983,3 +1070,172 @@ GRANT EXECUTE ON FUNCTION credits.team_usage(text, timestamptz, timestamptz)
     TO credits_reader, credits_admin;
 GRANT SELECT ON credits.teams, credits.team_spend TO credits_reader, credits_admin;
 GRANT INSERT, UPDATE, DELETE ON credits.teams TO credits_admin;
+
+-- ---------------------------------------------------------------------------
+-- Rollover and auto-recharge: functions (060_periods.sql, 078_rollover.sql)
+-- ---------------------------------------------------------------------------
+
+CREATE FUNCTION credits._add_grant(org text, kind text, amount credits.credit,
+                                   expires_at timestamptz, note text) RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, credits, pg_temp AS $$
+DECLARE
+    p credits.pools;
+    g bigint;
+BEGIN
+    INSERT INTO credits.grants (org_id, amount, remaining, expires_at, note)
+    VALUES (org, amount, amount, expires_at, note)
+    RETURNING grant_id INTO g;
+    UPDATE credits.pools
+       SET topup = topup + amount,
+           next_grant_expiry = CASE WHEN _add_grant.expires_at IS NULL THEN next_grant_expiry
+                                    ELSE least(next_grant_expiry, _add_grant.expires_at) END
+     WHERE pools.org_id = org RETURNING * INTO p;
+    UPDATE credits.pools
+       SET alert_level = credits._alert_level(p, (SELECT o.thresholds FROM credits.orgs o
+                                                   WHERE o.org_id = org))
+     WHERE pools.org_id = org RETURNING * INTO p;
+    INSERT INTO credits.ledger (org_id, kind, period_start, topup_change, available_after,
+                                grant_id, note)
+    VALUES (org, kind, p.period_start, amount, credits._available(p), g, note);
+    RETURN g;
+END
+$$;
+COMMENT ON FUNCTION credits._add_grant(text, text, credits.credit, timestamptz, text) IS
+    'internal: add a grant to the org''s pool and ledger it (top-up, rollover or auto-recharge)';
+
+CREATE OR REPLACE FUNCTION credits._org_changed() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, credits, pg_temp AS $$
+BEGIN
+    IF (NEW.billing_anchor, NEW.period, NEW.time_zone)
+       IS DISTINCT FROM (OLD.billing_anchor, OLD.period, OLD.time_zone) THEN
+        -- the current period ends at the new schedule's next boundary
+        UPDATE credits.pools p SET period_end = b.period_end
+          FROM credits.billing_period(NEW.billing_anchor, NEW.period, NEW.time_zone, now()) b
+         WHERE p.org_id = NEW.org_id AND b.period_end > p.period_start;
+    END IF;
+    IF NEW.allowance_per_user > OLD.allowance_per_user THEN
+        PERFORM credits._raise_allowance(NEW.org_id);
+    END IF;
+    IF (NEW.auto_recharge_below, NEW.auto_recharge_amount, NEW.auto_recharge_max)
+       IS DISTINCT FROM (OLD.auto_recharge_below, OLD.auto_recharge_amount, OLD.auto_recharge_max) THEN
+        -- the stripes were escrowed without the new threshold in mind: fold
+        -- them, so that every charge that crosses it does so under the pool
+        -- lock, where it adds the grant (fast debits under way finish first)
+        PERFORM credits._consolidate(NEW.org_id);
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+CREATE FUNCTION credits.set_rollover(org_id text, max_amount credits.credit,
+                                     periods integer DEFAULT 1) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, credits, pg_temp AS $$
+BEGIN
+    PERFORM credits._get_org(org_id);
+    IF max_amount IS NOT NULL THEN
+        PERFORM credits._check_amount(max_amount, 'max_amount');
+    END IF;
+    IF periods IS NULL THEN
+        RAISE EXCEPTION 'periods must not be null' USING ERRCODE = '22004';
+    ELSIF periods NOT BETWEEN 1 AND 1000 THEN
+        RAISE EXCEPTION 'periods must be between 1 and 1000' USING ERRCODE = '22023',
+            DETAIL = format('periods is %s.', periods),
+            HINT = 'A rollover grant lasts this many periods, counting the one it starts in.';
+    END IF;
+    UPDATE credits.orgs o SET rollover_max = max_amount, rollover_periods = periods
+     WHERE o.org_id = set_rollover.org_id;
+END
+$$;
+COMMENT ON FUNCTION credits.set_rollover(text, credits.credit, integer) IS
+    'at each period close, roll the unused allowance, up to max_amount, into a grant lasting periods periods (NULL max_amount: off)';
+
+CREATE FUNCTION credits.set_auto_recharge(org_id text, below credits.credit,
+                                          amount credits.credit,
+                                          max_per_period integer DEFAULT 1,
+                                          expires_after interval DEFAULT NULL) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, credits, pg_temp AS $$
+BEGIN
+    PERFORM credits._get_org(org_id);
+    IF below IS NULL THEN
+        IF amount IS NOT NULL OR expires_after IS NOT NULL THEN
+            RAISE EXCEPTION 'amount and expires_after need a threshold (below)'
+                USING ERRCODE = '22023',
+                      HINT = 'set_auto_recharge(org, NULL, NULL) turns auto-recharge off.';
+        END IF;
+    ELSE
+        PERFORM credits._check_amount(below, 'below');
+        IF amount IS NULL THEN
+            RAISE EXCEPTION 'below needs an amount' USING ERRCODE = '22023',
+                HINT = 'Each auto-recharge adds a grant of amount credits.';
+        ELSIF amount <= 0 THEN
+            RAISE EXCEPTION 'amount must be positive' USING ERRCODE = '22023',
+                DETAIL = format('amount is %s.', amount);
+        ELSIF max_per_period IS NULL THEN
+            RAISE EXCEPTION 'max_per_period must not be null' USING ERRCODE = '22004';
+        ELSIF max_per_period < 1 THEN
+            RAISE EXCEPTION 'max_per_period must be at least 1' USING ERRCODE = '22023',
+                DETAIL = format('max_per_period is %s.', max_per_period),
+                HINT = 'set_auto_recharge(org, NULL, NULL) turns auto-recharge off.';
+        ELSIF expires_after <= interval '0' THEN
+            RAISE EXCEPTION 'expires_after must be longer than zero' USING ERRCODE = '22023',
+                DETAIL = format('expires_after is %s.', expires_after);
+        END IF;
+    END IF;
+    -- the orgs trigger folds the escrow stripes when the threshold changes
+    UPDATE credits.orgs o
+       SET auto_recharge_below = below,
+           auto_recharge_amount = CASE WHEN below IS NULL THEN NULL ELSE amount END,
+           auto_recharge_max = CASE WHEN below IS NULL THEN 1 ELSE max_per_period END,
+           auto_recharge_expires_after = expires_after
+     WHERE o.org_id = set_auto_recharge.org_id;
+END
+$$;
+COMMENT ON FUNCTION credits.set_auto_recharge(text, credits.credit, credits.credit, integer, interval) IS
+    'add a grant of amount (expiring after expires_after) when a charge takes available under below, at most max_per_period times a period (NULL below: off)';
+
+-- The auto-recharge of a charge that took the org's available credits
+-- under its threshold (src/pool.c calls this under the pool lock, before
+-- ledgering the charge): adds the grant and announces it, unless the
+-- period's recharges are used up or auto-recharge is off (the settings are
+-- read here, as committed).  Returns the amount added (0: none).
+CREATE FUNCTION credits._auto_recharge(org text) RETURNS credits.credit
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, credits, pg_temp AS $$
+DECLARE
+    o credits.orgs;
+    p credits.pools;
+    g bigint;
+    expires timestamptz;
+BEGIN
+    SELECT * INTO o FROM credits.orgs WHERE orgs.org_id = org;
+    SELECT * INTO p FROM credits.pools WHERE pools.org_id = org FOR UPDATE;
+    IF o.auto_recharge_below IS NULL OR p.auto_recharges >= o.auto_recharge_max THEN
+        RETURN 0;
+    END IF;
+    expires := now() + o.auto_recharge_expires_after;
+    g := credits._add_grant(org, 'auto_recharge', o.auto_recharge_amount, expires,
+                            'auto-recharge ' || (p.auto_recharges + 1) || ' of '
+                            || o.auto_recharge_max || ' in period ' || p.period_start);
+    UPDATE credits.pools SET auto_recharges = auto_recharges + 1
+     WHERE pools.org_id = org RETURNING * INTO p;
+    PERFORM credits._emit_event(org, 'auto_recharge', jsonb_build_object(
+        'grant_id', g, 'amount', o.auto_recharge_amount::numeric,
+        'below', o.auto_recharge_below::numeric, 'expires_at', expires,
+        'period_start', p.period_start, 'recharges_in_period', p.auto_recharges,
+        'max_per_period', o.auto_recharge_max,
+        'available', credits._available(p)::numeric));
+    RETURN o.auto_recharge_amount;
+END
+$$;
+COMMENT ON FUNCTION credits._auto_recharge(text) IS
+    'internal: add the org''s auto-recharge grant for a charge that took available under its threshold (under the pool lock)';
+
+REVOKE ALL ON FUNCTION
+    credits._add_grant(text, text, credits.credit, timestamptz, text),
+    credits._auto_recharge(text),
+    credits.set_rollover(text, credits.credit, integer),
+    credits.set_auto_recharge(text, credits.credit, credits.credit, integer, interval)
+    FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION
+    credits.set_rollover(text, credits.credit, integer),
+    credits.set_auto_recharge(text, credits.credit, credits.credit, integer, interval)
+    TO credits_admin;

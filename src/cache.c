@@ -51,6 +51,8 @@ typedef struct OrgEntry
 	int			nthresholds;
 	int			thresholds[16];
 	int			stripes;		/* orgs.stripes, -1 when NULL */
+	bool		auto_recharge;	/* orgs.auto_recharge_below is set ... */
+	Credit		auto_recharge_below;	/* ... to this */
 	List	   *providers;		/* enabled providers (char *) */
 	int			pool_stripes;	/* pools.stripes as last seen here, -1: not yet */
 	bool		pool_empty;		/* the pool was empty when last charged here */
@@ -89,12 +91,16 @@ static bool callback_registered = false;
  * Each reader's enum names the positions of its columns in the values it
  * reads: the enum must list them in the same order as the reader.
  */
-static RowReader orgs_reader = ROW_READER("orgs", "orgs_pkey", "thresholds", "stripes");
+static RowReader orgs_reader = ROW_READER("orgs", "orgs_pkey", "thresholds", "stripes",
+										  "auto_recharge_below");
 enum
 {
-	OR_THRESHOLDS, OR_STRIPES,
+	OR_THRESHOLDS, OR_STRIPES, OR_AUTO_RECHARGE_BELOW,
 	OR_NCOLS
 };
+
+/* a database still at 1.0 (the library is updated first): no auto-recharge */
+static RowReader orgs_1_0_reader = ROW_READER("orgs", "orgs_pkey", "thresholds", "stripes");
 
 static RowReader org_providers_reader = ROW_READER("org_providers", "org_providers_pkey",
 												   "provider");
@@ -230,7 +236,7 @@ remember_relids(void)
  * is dropped with the members cache (the update alters credits.members).
  */
 bool
-cache_has_teams(void)
+cache_schema_1_1(void)
 {
 	cache_refresh();
 	if (has_teams < 0)
@@ -246,7 +252,7 @@ cache_has_teams(void)
 static RowReader *
 members_reader_now(void)
 {
-	return cache_has_teams() ? &members_reader : &members_1_0_reader;
+	return cache_schema_1_1() ? &members_reader : &members_1_0_reader;
 }
 
 /* every model, in models_pkey order; M_* in the same order as its columns */
@@ -387,7 +393,9 @@ org_entry(const char *org_id)
 	memset(&loaded, 0, sizeof(loaded));
 	loaded.stripes = -1;
 	loaded.pool_stripes = -1;
-	loaded.exists = reader_get(&orgs_reader, 1, &org_id, READER_LATEST, v, n);
+	n[OR_AUTO_RECHARGE_BELOW] = true;
+	loaded.exists = reader_get(cache_schema_1_1() ? &orgs_reader : &orgs_1_0_reader, 1, &org_id,
+							   READER_LATEST, v, n);
 	if (loaded.exists)
 	{
 		ArrayType  *a = DatumGetArrayTypeP(v[OR_THRESHOLDS]);
@@ -404,6 +412,9 @@ org_entry(const char *org_id)
 			loaded.thresholds[j] = DatumGetInt32(elems[j]);
 		if (!n[OR_STRIPES])
 			loaded.stripes = DatumGetInt32(v[OR_STRIPES]);
+		loaded.auto_recharge = !n[OR_AUTO_RECHARGE_BELOW];
+		if (loaded.auto_recharge)
+			loaded.auto_recharge_below = DatumGetCredit(v[OR_AUTO_RECHARGE_BELOW]);
 
 		scan = reader_begin(&org_providers_reader, 1, &org_id, READER_LATEST);
 		while (reader_next(scan, pv, pn))
@@ -429,6 +440,16 @@ bool
 cache_org_exists(const char *org_id)
 {
 	return org_entry(org_id)->exists;
+}
+
+/* Does the org recharge itself when available falls under a threshold (below)? */
+bool
+cache_auto_recharge(const char *org_id, Credit *below)
+{
+	OrgEntry   *e = org_entry(org_id);
+
+	*below = e->auto_recharge_below;
+	return e->auto_recharge;
 }
 
 bool
@@ -637,7 +658,7 @@ load_org_members(const char *org_id)
 	Loaded	   *loaded = palloc(sizeof(Loaded) * ORG_MEMBERS_AT_ONCE);
 	int			n = 0;
 	bool		complete = true;
-	bool		with_teams = cache_has_teams();
+	bool		with_teams = cache_schema_1_1();
 	bool		any_team = false;
 	RowScan    *scan;
 	Datum		v[MR_NCOLS];
@@ -735,7 +756,7 @@ cache_member(const char *org_id, const char *user_id, MemberConfig *config)
 			const char *keys[2] = {org_id, user_id};
 			Datum		v[MR_NCOLS];
 			bool		n[MR_NCOLS];
-			bool		with_teams = cache_has_teams();
+			bool		with_teams = cache_schema_1_1();
 
 			remember_relids();
 			if (reader_get(members_reader_now(), 2, keys, READER_LATEST, v, n))
@@ -785,7 +806,7 @@ cache_team_cap(const char *org_id, const char *team_id, Credit *cap)
 	bool		n[TR_NCOLS];
 
 	*cap = 0;
-	if (!cache_has_teams() || !reader_get(&teams_reader, 2, keys, READER_LATEST, v, n) ||
+	if (!cache_schema_1_1() || !reader_get(&teams_reader, 2, keys, READER_LATEST, v, n) ||
 		n[TR_CAP])
 		return false;
 	*cap = DatumGetCredit(v[TR_CAP]);

@@ -135,6 +135,7 @@ extern int	cache_org_models(const char *org_id, OrgModel **models);
 extern bool cache_model(const char *model, bool any, ModelInfo *info);
 extern char *cache_fallback(const char *provider);
 extern bool cache_org_exists(const char *org_id);
+extern bool cache_auto_recharge(const char *org_id, Credit *below);
 extern bool cache_provider_enabled(const char *org_id, const char *provider);
 extern int	cache_thresholds(const char *org_id, int *thresholds);
 extern int	cache_org_stripes(const char *org_id);
@@ -153,7 +154,7 @@ typedef struct MemberConfig
 } MemberConfig;
 
 extern bool cache_member(const char *org_id, const char *user_id, MemberConfig *config);
-extern bool cache_has_teams(void);
+extern bool cache_schema_1_1(void);
 extern bool cache_team_cap(const char *org_id, const char *team_id, Credit *cap);
 
 /* ledger.c */

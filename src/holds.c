@@ -40,6 +40,7 @@ static SPIPlanPtr hold_lock_plan[2];
 /* [0]: a hold in no team (a 1.0 database has no holds.team_id); [1]: in one */
 static SPIPlanPtr insert_plan[2];
 static SPIPlanPtr end_plan = NULL;
+static SPIPlanPtr available_plan = NULL;
 
 /* the columns a hold is read with, and their 1-based numbers: in the same order */
 #define HOLD_COLUMNS \
@@ -84,7 +85,7 @@ static bool
 hold_get(int64 hold_id, bool lock, Hold *h)
 {
 	Datum		arg = Int64GetDatum(hold_id);
-	int			v = cache_has_teams() ? 1 : 0;
+	int			v = cache_schema_1_1() ? 1 : 0;
 
 	if (hold_plan[v] == NULL)
 	{
@@ -389,6 +390,26 @@ credits_credit_reserve(PG_FUNCTION_ARGS)
 	e.request_id = request_id;
 	e.hold_id = h.hold_id;
 	pool_reserve(&ps, amount, expires_at, &e);
+
+	/* the reserve took available under the org's auto-recharge threshold */
+	if (e.available_after != h.available_after)
+	{
+		Datum		uargs[2];
+
+		if (available_plan == NULL)
+		{
+			Oid			argtypes[2] = {INT8OID, INT8OID};
+
+			available_plan = spi_prepare_saved(
+				"UPDATE credits.holds SET available_after = credits._micro($2)"
+				" WHERE hold_id OPERATOR(pg_catalog.=) $1",
+				2, argtypes);
+		}
+		h.available_after = e.available_after;
+		uargs[0] = Int64GetDatum(h.hold_id);
+		uargs[1] = Int64GetDatum(h.available_after);
+		spi_run(available_plan, uargs, false, 0);
+	}
 
 	result = SPI_datumTransfer(hold_result(fcinfo, &h, false), false, -1);
 	SPI_finish();

@@ -49,6 +49,7 @@ static SPIPlanPtr maintain_plan = NULL;
 static SPIPlanPtr member_used_plan = NULL;
 static SPIPlanPtr team_used_plan = NULL;
 static SPIPlanPtr team_init_plan = NULL;
+static SPIPlanPtr auto_recharge_plan = NULL;
 static SPIPlanPtr draw_plan = NULL;
 static SPIPlanPtr member_upsert_plan = NULL;
 static SPIPlanPtr stripes_write_plan = NULL;
@@ -621,9 +622,10 @@ pool_set_team(PoolState *ps, const char *team_id)
 
 /*
  * What each stripe may spend without the pool crossing the org's next
- * threshold or going below 0: thresholds and exhaustion are then only ever
- * reached under the pool lock, where they are seen exactly.  Only allowance
- * is escrowed (grants are drawn in order under the lock).
+ * threshold, its auto-recharge threshold, or going below 0: thresholds,
+ * auto-recharges and exhaustion are then only ever reached under the pool
+ * lock, where they are seen exactly.  Only allowance is escrowed (grants
+ * are drawn in order under the lock).
  */
 static Credit
 escrow_share(const PoolState *ps, int stripes)
@@ -632,8 +634,13 @@ escrow_share(const PoolState *ps, int stripes)
 	int			n = cache_thresholds(ps->org_id, thresholds);
 	Credit		escrow = Min(Max(credit_sub(ps->allowance, ps->allowance_used), 0),
 							 Max(pool_available(ps), 0));
+	Credit		below;
 	int128		spent = (int128) ps->allowance_used + ps->topup_used + ps->reserved;
 	int128		total = (int128) ps->allowance + ps->topup_used + ps->topup;
+
+	/* a charge that takes available under it must be made under the lock */
+	if (cache_auto_recharge(ps->org_id, &below) && pool_available(ps) >= below)
+		escrow = Min(escrow, credit_sub(pool_available(ps), below));
 
 	for (int i = 0; i < n; i++)
 	{
@@ -789,6 +796,42 @@ add_team_usage(const PoolState *ps, Credit used, Credit reserved)
 }
 
 /*
+ * The auto-recharge of a charge (e, just applied to the pool) that took the
+ * org's available credits from at least its threshold to under it: the
+ * grant is added (credits._auto_recharge, which also checks the period's
+ * count) and ledgered before the charge's own entry, whose available_after
+ * (what the call returns) then includes it; the charge itself was made
+ * without it, so the grant never pays its shortfall.
+ */
+static void
+auto_recharge(const PoolState *ps, LedgerEntry *e)
+{
+	Credit		below;
+	Credit		before;
+
+	if (!cache_auto_recharge(ps->org_id, &below))
+		return;
+	/* what the charge took: its charge less what it released, plus what it held */
+	before = credit_add(credit_add(e->available_after, e->charged), e->reserved_change);
+	if (before >= below && e->available_after < below)
+	{
+		Datum		arg = CStringGetTextDatum(ps->org_id);
+		bool		isnull;
+
+		if (auto_recharge_plan == NULL)
+		{
+			Oid			argtypes[1] = {TEXTOID};
+
+			auto_recharge_plan = spi_prepare_saved(
+				"SELECT credits._auto_recharge($1)", 1, argtypes);
+		}
+		if (spi_run(auto_recharge_plan, &arg, false, 1) > 0)
+			e->available_after = credit_add(e->available_after,
+											DatumGetCredit(spi_value(0, 1, &isnull)));
+	}
+}
+
+/*
  * Folded stripes ($5) are escrowed anew (the first $4 of them, $3 each,
  * for a debit) or emptied; stripes left alone keep what a free debit of the
  * fast path, or a debit of an empty pool, may have counted meanwhile.  A
@@ -883,6 +926,7 @@ pool_write(PoolState *ps, LedgerEntry *e, int calls, Credit shortfall,
 		args[4] = BoolGetDatum(ps->stripes_locked);
 		spi_run(stripes_write_plan, args, false, 0);
 	}
+	auto_recharge(ps, e);
 	ledger_append(e);
 
 	if (e->from_topup > 0)

@@ -13,7 +13,15 @@ CREATE TABLE credits.orgs (
                        CHECK (array_position(thresholds, NULL) IS NULL AND cardinality(thresholds) <= 16
                               AND 0 < ALL (thresholds) AND 100 >= ALL (thresholds)),
     created_at         timestamptz NOT NULL DEFAULT now(),
-    stripes            integer CHECK (stripes BETWEEN 0 AND 32)
+    stripes            integer CHECK (stripes BETWEEN 0 AND 32),
+    rollover_max       credits.credit CHECK (rollover_max >= 0),
+    rollover_periods   integer NOT NULL DEFAULT 1 CHECK (rollover_periods BETWEEN 1 AND 1000),
+    auto_recharge_below  credits.credit CHECK (auto_recharge_below >= 0),
+    auto_recharge_amount credits.credit CHECK (auto_recharge_amount > 0),
+    auto_recharge_max    integer NOT NULL DEFAULT 1 CHECK (auto_recharge_max >= 0),
+    auto_recharge_expires_after interval CHECK (auto_recharge_expires_after > interval '0'),
+    CONSTRAINT orgs_auto_recharge_amount
+        CHECK ((auto_recharge_below IS NULL) = (auto_recharge_amount IS NULL))
 );
 COMMENT ON TABLE credits.orgs IS
     'organizations: plan (credits per user per period) and billing period (anchor, length, time zone)';
@@ -21,6 +29,16 @@ COMMENT ON COLUMN credits.orgs.thresholds IS
     'percentages of the period''s credits (allowance + top-up) whose crossing emits a threshold event';
 COMMENT ON COLUMN credits.orgs.stripes IS
     'escrow stripes of the pool (0 to 32): NULL (the default) lets the pool grow them when its debits contend, up to credits.max_stripes';
+COMMENT ON COLUMN credits.orgs.rollover_max IS
+    'most of a period''s unused allowance that becomes a rollover grant when the period closes; NULL: no rollover';
+COMMENT ON COLUMN credits.orgs.rollover_periods IS
+    'periods a rollover grant lasts, counting the one it starts in';
+COMMENT ON COLUMN credits.orgs.auto_recharge_below IS
+    'a charge that takes available under this adds an auto-recharge grant; NULL: no auto-recharge';
+COMMENT ON COLUMN credits.orgs.auto_recharge_amount IS 'credits of each auto-recharge grant';
+COMMENT ON COLUMN credits.orgs.auto_recharge_max IS 'most auto-recharges per period';
+COMMENT ON COLUMN credits.orgs.auto_recharge_expires_after IS
+    'an auto-recharge grant expires this long after it is added; NULL: never';
 COMMENT ON COLUMN credits.orgs.allowance_per_user IS
     'credits each active member brings into the pool per period, unless the member overrides it';
 
@@ -124,6 +142,7 @@ CREATE TABLE credits.pools (
     next_hold_expiry  timestamptz,
     stripes           integer NOT NULL DEFAULT 0,
     waits             integer NOT NULL DEFAULT 0,
+    auto_recharges    integer NOT NULL DEFAULT 0,
     -- the invariant every write is checked against (credits.verify() checks
     -- the rest; each CHECK here is paid by every charge)
     CONSTRAINT pools_available_not_negative
@@ -149,6 +168,8 @@ COMMENT ON COLUMN credits.pools.next_hold_expiry IS
 COMMENT ON COLUMN credits.pools.reserved IS 'credits held by open holds';
 COMMENT ON COLUMN credits.pools.waits IS
     'debits that waited for the pool lock in this period while it was one balance (see credits.split_after)';
+COMMENT ON COLUMN credits.pools.auto_recharges IS
+    'auto-recharge grants added in this period (at most orgs.auto_recharge_max)';
 COMMENT ON COLUMN credits.pools.stripes IS
     'escrow stripes the pool is split over in this period (0: one balance); stripes numbered from here on are empty';
 
@@ -302,6 +323,13 @@ BEGIN
     END IF;
     IF NEW.allowance_per_user > OLD.allowance_per_user THEN
         PERFORM credits._raise_allowance(NEW.org_id);
+    END IF;
+    IF (NEW.auto_recharge_below, NEW.auto_recharge_amount, NEW.auto_recharge_max)
+       IS DISTINCT FROM (OLD.auto_recharge_below, OLD.auto_recharge_amount, OLD.auto_recharge_max) THEN
+        -- the stripes were escrowed without the new threshold in mind: fold
+        -- them, so that every charge that crosses it does so under the pool
+        -- lock, where it adds the grant (fast debits under way finish first)
+        PERFORM credits._consolidate(NEW.org_id);
     END IF;
     RETURN NULL;
 END

@@ -40,7 +40,7 @@ CREATE INDEX ledger_org_time_idx ON credits.ledger (org_id, created_at);
 COMMENT ON TABLE credits.ledger IS
     'append-only record of every charge, hold, recharge, top-up and reset; UPDATE, DELETE and TRUNCATE are refused';
 COMMENT ON COLUMN credits.ledger.kind IS
-    'debit, hold, settle, release, recharge, topup, expire (a grant), reset (a new period) or adjust';
+    'debit, hold, settle, release, recharge, topup, expire (a grant), reset (a new period), adjust, rollover (a grant of unused allowance) or auto_recharge (a grant added when available fell under the org''s threshold)';
 COMMENT ON COLUMN credits.ledger.period_start IS 'the billing period the entry belongs to';
 COMMENT ON COLUMN credits.ledger.cost IS 'price of the usage';
 COMMENT ON COLUMN credits.ledger.charged IS 'what was deducted from the pool (from_allowance + from_topup)';
@@ -87,13 +87,14 @@ SELECT pg_catalog.pg_extension_config_dump('credits.ledger_entry_id_seq', '');
 CREATE TABLE credits.events (
     event_id   bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     org_id     text NOT NULL,
-    kind       text NOT NULL CHECK (kind IN ('threshold', 'recharge', 'topup', 'period_reset')),
+    kind       text NOT NULL CHECK (kind IN ('threshold', 'recharge', 'topup', 'period_reset',
+                                         'auto_recharge')),
     created_at timestamptz NOT NULL DEFAULT now(),
     payload    jsonb NOT NULL
 );
 CREATE INDEX events_org_idx ON credits.events (org_id, event_id);
 COMMENT ON TABLE credits.events IS
-    'threshold crossings, recharges, top-ups and period resets; each also sent as pg_notify(''credits'', payload)';
+    'threshold crossings, recharges, top-ups, period resets and auto-recharges; each also sent as pg_notify(''credits'', payload)';
 
 SELECT pg_catalog.pg_extension_config_dump('credits.events', '');
 SELECT pg_catalog.pg_extension_config_dump('credits.events_event_id_seq', '');

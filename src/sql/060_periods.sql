@@ -74,6 +74,39 @@ $$;
 COMMENT ON FUNCTION credits._available(credits.pools) IS
     'internal: allowance - allowance_used + topup - reserved';
 
+-- Add a grant of amount to the org's pool, expiring at expires_at (NULL:
+-- never), ledgered as kind ('topup', 'rollover' or 'auto_recharge') with
+-- its note; returns its grant_id.  The caller holds the pool lock and
+-- announces it.  A grant lowers the share of the period's credits spent, so
+-- the thresholds above it are announced again when crossed.
+CREATE FUNCTION credits._add_grant(org text, kind text, amount credits.credit,
+                                   expires_at timestamptz, note text) RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, credits, pg_temp AS $$
+DECLARE
+    p credits.pools;
+    g bigint;
+BEGIN
+    INSERT INTO credits.grants (org_id, amount, remaining, expires_at, note)
+    VALUES (org, amount, amount, expires_at, note)
+    RETURNING grant_id INTO g;
+    UPDATE credits.pools
+       SET topup = topup + amount,
+           next_grant_expiry = CASE WHEN _add_grant.expires_at IS NULL THEN next_grant_expiry
+                                    ELSE least(next_grant_expiry, _add_grant.expires_at) END
+     WHERE pools.org_id = org RETURNING * INTO p;
+    UPDATE credits.pools
+       SET alert_level = credits._alert_level(p, (SELECT o.thresholds FROM credits.orgs o
+                                                   WHERE o.org_id = org))
+     WHERE pools.org_id = org RETURNING * INTO p;
+    INSERT INTO credits.ledger (org_id, kind, period_start, topup_change, available_after,
+                                grant_id, note)
+    VALUES (org, kind, p.period_start, amount, credits._available(p), g, note);
+    RETURN g;
+END
+$$;
+COMMENT ON FUNCTION credits._add_grant(text, text, credits.credit, timestamptz, text) IS
+    'internal: add a grant to the org''s pool and ledger it (top-up, rollover or auto-recharge)';
+
 -- Expire the org's grants whose expiry has passed as of as_of.
 CREATE FUNCTION credits._expire_grants(org text, as_of timestamptz) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, credits, pg_temp AS $$
@@ -148,6 +181,9 @@ DECLARE
     b record;
     new_allowance credits.credit;
     expiring credits.credit;
+    rolled credits.credit := 0;
+    rollover_end timestamptz;
+    rollover_grant bigint;
 BEGIN
     SELECT * INTO old FROM credits.pools WHERE org_id = org FOR UPDATE;
     p := old;
@@ -170,6 +206,18 @@ BEGIN
       FROM credits.grants g
      WHERE g.org_id = org AND g.remaining > 0 AND g.expires_at <= as_of;
 
+    -- rollover: the closed period's unused allowance, up to rollover_max,
+    -- becomes a grant that lasts rollover_periods periods counting the new
+    -- one (only the last closed period rolls over when periods were skipped)
+    IF o.rollover_max IS NOT NULL THEN
+        rolled := least(greatest(old.allowance - old.allowance_used, 0), o.rollover_max);
+        rollover_end := b.period_end;
+        FOR i IN 2 .. o.rollover_periods LOOP
+            SELECT x.period_end INTO rollover_end
+              FROM credits.billing_period(o.billing_anchor, o.period, o.time_zone, rollover_end) x;
+        END LOOP;
+    END IF;
+
     -- Start the new period.  Every step keeps the pool's figures valid: the
     -- allowance changes only once what is reserved fits in the new funds.
     -- members' usage starts again; their open holds are carried
@@ -179,12 +227,18 @@ BEGIN
     UPDATE credits.pools
        SET period_start = b.period_start, period_end = b.period_end,
            allowance_used = 0, topup_used = 0, calls = 0, shortfall = 0, alert_level = 0,
-           stripes = 0, waits = 0
+           stripes = 0, waits = 0, auto_recharges = 0
      WHERE org_id = org;
+    -- the rollover grant belongs to the new period, and covers holds too
+    IF rolled > 0 THEN
+        rollover_grant := credits._add_grant(org, 'rollover', rolled, rollover_end,
+            'rollover of period ' || old.period_start || ' .. ' || old.period_end);
+    END IF;
     -- expired holds are released; the others are carried, trimmed if the
     -- new period (without its expired grants) cannot cover them
-    PERFORM credits._expire_holds(org, as_of, new_allowance + p.topup);
-    PERFORM credits._trim_holds(org, new_allowance + p.topup - expiring, new_allowance + p.topup);
+    PERFORM credits._expire_holds(org, as_of, new_allowance + p.topup + rolled);
+    PERFORM credits._trim_holds(org, new_allowance + p.topup + rolled - expiring,
+                                new_allowance + p.topup + rolled);
     UPDATE credits.pools SET allowance = new_allowance WHERE org_id = org;
     PERFORM credits._expire_grants(org, as_of);
     SELECT * INTO p FROM credits.pools WHERE org_id = org;
@@ -198,6 +252,8 @@ BEGIN
         'period_start', p.period_start, 'period_end', p.period_end,
         'allowance', p.allowance::numeric, 'topup', p.topup::numeric,
         'reserved', p.reserved::numeric, 'available', credits._available(p)::numeric,
+        'rollover', jsonb_build_object('amount', rolled::numeric, 'grant_id', rollover_grant,
+                                       'expires_at', rollover_end),
         'previous', jsonb_build_object(
             'period_start', old.period_start, 'period_end', old.period_end,
             'allowance', old.allowance::numeric, 'allowance_used', old.allowance_used::numeric,
@@ -256,19 +312,8 @@ BEGIN
             RAISE EXCEPTION 'expires_at must be in the future' USING ERRCODE = '22023',
                 DETAIL = format('expires_at is %s.', expires_at);
         END IF;
-        INSERT INTO credits.grants (org_id, amount, remaining, expires_at, note)
-        VALUES (o.org_id, amount, amount, expires_at, note)
-        RETURNING grant_id INTO g;
-        UPDATE credits.pools
-           SET topup = topup + amount,
-               next_grant_expiry = CASE WHEN recharge.expires_at IS NULL THEN next_grant_expiry
-                                        ELSE least(next_grant_expiry, recharge.expires_at) END
-         WHERE pools.org_id = o.org_id RETURNING * INTO p;
-        UPDATE credits.pools SET alert_level = credits._alert_level(p, o.thresholds)
-         WHERE pools.org_id = o.org_id RETURNING * INTO p;
-        INSERT INTO credits.ledger (org_id, kind, period_start, topup_change, available_after,
-                                    grant_id, note)
-        VALUES (o.org_id, 'topup', p.period_start, amount, credits._available(p), g, note);
+        g := credits._add_grant(o.org_id, 'topup', amount, expires_at, note);
+        SELECT * INTO p FROM credits.pools WHERE pools.org_id = o.org_id;
         PERFORM credits._emit_event(o.org_id, 'topup', jsonb_build_object(
             'grant_id', g, 'amount', amount::numeric, 'expires_at', expires_at,
             'available', credits._available(p)::numeric, 'note', note));

@@ -48,16 +48,37 @@ $$;
 COMMENT ON FUNCTION credits._pool_now(credits.pools, credits.orgs, timestamptz) IS
     'internal: the pool''s figures as of as_of, as the next call that locks it will find them (runs with the caller''s privileges: pool_status''s helper)';
 
+-- The forecast (1.1): burn_per_day is what was charged since the period
+-- started (allowance and grants used, from the pool's own counters, never
+-- a ledger scan; a restoring recharge starts the allowance used again) per
+-- day elapsed; runs_out_at is when available reaches 0 at that rate: now()
+-- when it is 0, NULL when nothing was charged or not before the period
+-- ends.  The days left are compared before they become an interval, so no
+-- figure can overflow it.
 CREATE OR REPLACE VIEW credits.pool_status AS
 SELECT p.org_id, e.period_start, e.period_end, e.allowance, e.allowance_used, e.topup,
-       e.reserved,
-       credits._available(e.allowance, e.allowance_used, e.topup, e.reserved) AS available,
-       credits._available(e.allowance, e.allowance_used, e.topup, e.reserved) = 0 AS exhausted
+       e.reserved, a.available, a.available = 0 AS exhausted,
+       f.burn_per_day,
+       CASE WHEN a.available = 0 THEN now()
+            WHEN f.burn_per_day = 0 THEN NULL
+            WHEN a.available::numeric / f.burn_per_day::numeric
+                 < extract(epoch FROM e.period_end - now()) / 86400
+            THEN now() + (a.available::numeric / f.burn_per_day::numeric)::float8
+                         * interval '1 day'
+       END AS runs_out_at
   FROM credits.pools p
   JOIN credits.orgs o ON o.org_id = p.org_id
- CROSS JOIN LATERAL credits._pool_now(p, o, now()) e;
+ CROSS JOIN LATERAL credits._pool_now(p, o, now()) e
+ CROSS JOIN LATERAL (SELECT credits._available(e.allowance, e.allowance_used, e.topup,
+                                               e.reserved) AS available) a
+ CROSS JOIN LATERAL (
+       SELECT least(round((e.allowance_used::numeric
+                           + CASE WHEN e.period_start = p.period_start
+                                  THEN p.topup_used::numeric ELSE 0 END)
+                          / (greatest(extract(epoch FROM now() - e.period_start), 1) / 86400), 6),
+                    9223372036854.775807)::credits.credit AS burn_per_day) f;
 COMMENT ON VIEW credits.pool_status IS
-    'one row per org for its current period: available = allowance - allowance_used + topup - reserved';
+    'one row per org for its current period: available = allowance - allowance_used + topup - reserved; burn_per_day and runs_out_at forecast when it runs out';
 
 CREATE FUNCTION credits.usage(org_id text, since timestamptz DEFAULT NULL,
                               until timestamptz DEFAULT NULL)
@@ -100,7 +121,7 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, credits, pg_t
     SELECT credits._get_org(verify.org_id) WHERE verify.org_id IS NOT NULL;
     WITH pools AS (
         -- a pool is its row plus its escrow stripes
-        SELECT p.org_id, p.period_start, p.period_end, p.allowance,
+        SELECT p.org_id, p.period_start, p.period_end, p.allowance, p.auto_recharges,
                p.allowance_used + coalesce(s.used, 0) AS allowance_used, p.topup,
                p.topup_used, p.reserved,
                credits._available(p.allowance, p.allowance_used + coalesce(s.used, 0), p.topup,
@@ -289,6 +310,24 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, credits, pg_t
       FROM team_rows t
      WHERE t.used < 0 OR t.reserved < 0
     UNION ALL
+    -- every grant (top-up, rollover, auto-recharge) was ledgered once, as
+    -- added; an org's auto-recharges of the period are counted on its pool
+    SELECT coalesce(g.org_id, l.org_id), 'grant_ledgered:' || coalesce(g.grant_id, l.grant_id),
+           coalesce(g.amount::text, 'no grant'), coalesce(l.topup_change::text, 'no entry')
+      FROM grants g
+      FULL JOIN (SELECT x.* FROM ledger x
+                  WHERE x.kind IN ('topup', 'rollover', 'auto_recharge')) l
+        ON l.grant_id = g.grant_id
+     WHERE l.topup_change IS DISTINCT FROM g.amount
+    UNION ALL
+    SELECT p.org_id, 'auto_recharges_match_ledger', count(l.entry_id)::text,
+           p.auto_recharges::text
+      FROM pools p
+      LEFT JOIN ledger l ON l.org_id = p.org_id AND l.period_start = p.period_start
+                        AND l.kind = 'auto_recharge'
+     GROUP BY p.org_id, p.auto_recharges
+    HAVING count(l.entry_id) <> p.auto_recharges
+    UNION ALL
     -- the pool's allowance covers every active member
     SELECT p.org_id, 'allowance_covers_members', '>= ' || coalesce(m.total, 0)::text,
            p.allowance::text
@@ -302,7 +341,7 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, credits, pg_t
              || ' ' || l.cost || ' ' || l.shortfall
       FROM ledger l
      WHERE l.kind NOT IN ('debit', 'hold', 'settle', 'release', 'recharge', 'topup',
-                          'expire', 'reset', 'adjust')
+                          'expire', 'reset', 'adjust', 'rollover', 'auto_recharge')
         OR (l.kind IN ('debit', 'settle')
             AND (l.charged <> l.from_allowance + l.from_topup
                  OR l.charged + l.shortfall > l.cost

@@ -84,7 +84,9 @@ GRANT EXECUTE ON FUNCTION
     credits.schedule_jobs(),
     credits.create_team(text, text, credits.credit),
     credits.set_team_cap(text, text, credits.credit),
-    credits.set_member_team(text, text, text)
+    credits.set_member_team(text, text, text),
+    credits.set_rollover(text, credits.credit, integer),
+    credits.set_auto_recharge(text, credits.credit, credits.credit, integer, interval)
     TO credits_admin;
 
 -- reports
