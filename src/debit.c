@@ -127,13 +127,17 @@ credits_credit_debit(PG_FUNCTION_ARGS)
 		pool_lock(org_id, &ps);
 		(void) pool_limit(&ps, user_id);
 
+		ps.escrow = true;		/* so that the next debits take the fast path */
+
 		/*
-		 * Escrow the pool over its stripes, so that the next debits take the
-		 * fast path, when they could: a capped member's debits never do, and
-		 * an org whose members are all capped (or in capped teams) would
-		 * fold and escrow its stripes on every debit for nothing.
+		 * A capped member's debits always take the pool lock: stripes do not
+		 * relieve their waits, so those do not split the pool further (an
+		 * org whose members are all capped, or in capped teams, stays one
+		 * balance instead of folding and escrowing its stripes on every
+		 * debit).
 		 */
-		ps.escrow = !member.has_cap && !member.team_has_cap;
+		if (member.has_cap || member.team_has_cap)
+			ps.contended = false;
 		pool_charge(&ps, &charge, &e);
 	}
 

@@ -248,14 +248,15 @@ SELECT throws_ok($$SELECT credits.disable_provider('acme', '')$$, '22023', 'prov
 -- ---------------------------------------------------------------------------
 SELECT columns_are('credits', 'pool_status',
     ARRAY['org_id', 'period_start', 'period_end', 'allowance', 'allowance_used', 'topup',
-          'reserved', 'available', 'exhausted'],
+          'reserved', 'available', 'exhausted', 'burn_per_day', 'runs_out_at'],
     'pool_status: columns');
 SELECT is(
     (SELECT string_agg(a.attname || ' ' || format_type(a.atttypid, a.atttypmod), ', ' ORDER BY a.attnum)
        FROM pg_attribute a WHERE a.attrelid = 'credits.pool_status'::regclass AND a.attnum > 0),
     'org_id text, period_start timestamp with time zone, period_end timestamp with time zone, '
     'allowance credits.credit, allowance_used credits.credit, topup credits.credit, '
-    'reserved credits.credit, available credits.credit, exhausted boolean',
+    'reserved credits.credit, available credits.credit, exhausted boolean, '
+    'burn_per_day credits.credit, runs_out_at timestamp with time zone',
     'pool_status: column order and types');
 DO $$ BEGIN PERFORM credits.create_org('status', allowance_per_user => 100); END $$;
 DO $$ BEGIN PERFORM credits.add_member('status', 'a'); END $$;

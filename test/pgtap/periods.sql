@@ -192,8 +192,8 @@ CREATE TEMP TABLE rech_res AS SELECT * FROM credits.recharge('rech');
 SELECT results_eq(
     $$SELECT * FROM rech_res$$,
     $$VALUES ('rech'::text, now(), now() + interval '1 day', '10'::credit, '0'::credit, '0'::credit,
-              '0'::credit, '10'::credit, false)$$,
-    'recharge(org): returns the org''s pool_status row, allowance used back to 0');
+              '0'::credit, '10'::credit, false, '0'::credit, NULL::timestamptz)$$,
+    'recharge(org): returns the org''s pool_status row, allowance used back to 0 (and with it the burn rate: nothing charged since)');
 SELECT results_eq(
     $$SELECT allowance, allowance_used, topup, reserved, available FROM credits.pool_status WHERE org_id = 'rech'$$,
     $$SELECT allowance, allowance_used, topup, reserved, available FROM rech_res$$,
@@ -232,7 +232,7 @@ CREATE TEMP TABLE tu_res AS SELECT * FROM credits.recharge('tu', '2.5', now() + 
 SELECT results_eq(
     $$SELECT * FROM tu_res$$,
     $$VALUES ('tu'::text, now(), now() + interval '1 day', '10'::credit, '0'::credit, '2.5'::credit,
-              '0'::credit, '12.5'::credit, false)$$,
+              '0'::credit, '12.5'::credit, false, '0'::credit, NULL::timestamptz)$$,
     'recharge(org, 2.5, +5 days): returns the pool_status row with top-up 2.5');
 SELECT results_eq(
     $$SELECT amount, remaining, expired_amount, expires_at, note, created_at FROM credits.grants WHERE org_id = 'tu'$$,
@@ -415,6 +415,7 @@ SELECT is((SELECT payload FROM credits.events WHERE org_id = 'roll' AND kind = '
           jsonb_build_object(
               'period_start', now() + interval '3 days', 'period_end', now() + interval '4 days',
               'allowance', 12, 'topup', 0, 'reserved', 0, 'available', 12,
+              'rollover', jsonb_build_object('amount', 0, 'grant_id', NULL, 'expires_at', NULL),
               'previous', jsonb_build_object(
                   'period_start', now(), 'period_end', now() + interval '1 day',
                   'allowance', 20, 'allowance_used', 20, 'topup_used', 10, 'shortfall', 3, 'calls', 4)),

@@ -122,7 +122,7 @@ CREATE TABLE evil.models (LIKE credits.models);
 INSERT INTO evil.models SELECT * FROM credits.models;
 UPDATE evil.models SET input_price = 0, output_price = 0, is_fallback = NOT is_fallback;
 INSERT INTO evil.models VALUES ('no-such-model', 'openai', 'Evil', 0, 0, 0, false, true, false, now());
-CREATE TABLE evil.orgs (LIKE credits.orgs);
+CREATE TABLE evil.orgs (LIKE credits.orgs INCLUDING DEFAULTS);
 INSERT INTO evil.orgs SELECT * FROM credits.orgs;
 UPDATE evil.orgs SET allowance_per_user = 999999, period = '1 second', thresholds = '{1}';
 INSERT INTO evil.orgs SELECT 'nope', name, allowance_per_user, billing_anchor, period, time_zone,
@@ -220,7 +220,8 @@ CREATE TEMP TABLE r_usage (user_id text, model text, calls bigint, input_tokens 
 CREATE TEMP TABLE r_recharge (label text, org_id text, period_start timestamptz,
                               period_end timestamptz, allowance credits.credit,
                               allowance_used credits.credit, topup credits.credit,
-                              reserved credits.credit, available credits.credit, exhausted boolean);
+                              reserved credits.credit, available credits.credit, exhausted boolean,
+                              burn_per_day credits.credit, runs_out_at timestamptz);
 CREATE TEMP TABLE r_verify (org_id text, check_name text, expected text, actual text);
 CREATE TEMP TABLE r_pool_status (LIKE credits.pool_status);
 CREATE TEMP TABLE r_int (label text, n integer);

@@ -8,7 +8,7 @@
 -- names tested here are all the check names verify() has.
 BEGIN;
 SET LOCAL search_path = public, credits;
-SELECT plan(38);
+SELECT plan(40);
 
 -- ---------------------------------------------------------------------------
 -- Fixture (gpt-4o: 4000 input tokens = 1 credit, no thresholds)
@@ -144,7 +144,9 @@ SAVEPOINT broken;
 UPDATE credits.grants SET amount = amount + 1, remaining = remaining + 1
  WHERE grant_id = pg_temp.grant_of('G1');
 UPDATE credits.pools SET topup = topup + 1 WHERE org_id = 'vf';
-SELECT bag_eq($$SELECT check_name FROM credits.verify('vf')$$, $$VALUES ('topup_matches_ledger')$$,
+-- (G1 is then larger than the top-up that ledgered it: grant_ledgered too)
+SELECT bag_eq($$SELECT check_name FROM credits.verify('vf')$$,
+              $$VALUES ('topup_matches_ledger'), ('grant_ledgered:' || pg_temp.grant_of('G1'))$$,
               'topup_matches_ledger: a top-up the ledger does not know of');
 ROLLBACK TO SAVEPOINT broken;
 
@@ -152,7 +154,9 @@ SAVEPOINT broken;
 -- one more credit in G1 (amount and remaining agree), not in the pool
 UPDATE credits.grants SET amount = amount + 1, remaining = remaining + 1
  WHERE grant_id = pg_temp.grant_of('G1');
-SELECT bag_eq($$SELECT check_name FROM credits.verify('vf')$$, $$VALUES ('topup_matches_grants')$$,
+-- (and G1 is larger than the top-up that ledgered it: grant_ledgered too)
+SELECT bag_eq($$SELECT check_name FROM credits.verify('vf')$$,
+              $$VALUES ('topup_matches_grants'), ('grant_ledgered:' || pg_temp.grant_of('G1'))$$,
               'topup_matches_grants: the grants hold 1 more than pools.topup');
 ROLLBACK TO SAVEPOINT broken;
 
@@ -188,8 +192,10 @@ SAVEPOINT broken;
 UPDATE credits.grant_draws SET amount = amount + 1
  WHERE entry_id = pg_temp.entry('rq-2') AND grant_id = pg_temp.grant_of('G1');
 UPDATE credits.grants SET amount = amount + 1 WHERE grant_id = pg_temp.grant_of('G1');
+-- (G1's larger amount is not what its top-up ledgered: grant_ledgered too)
 SELECT bag_eq($$SELECT check_name FROM credits.verify('vf')$$,
-              $$SELECT 'grant_draws_match_entry:' || pg_temp.entry('rq-2')$$,
+              $$VALUES ('grant_draws_match_entry:' || pg_temp.entry('rq-2')),
+                       ('grant_ledgered:' || pg_temp.grant_of('G1'))$$,
               'grant_draws_match_entry: an entry''s draws are not its from_topup');
 ROLLBACK TO SAVEPOINT broken;
 
@@ -323,12 +329,29 @@ SELECT bag_eq($$SELECT check_name FROM credits.verify('vf')$$,
               'team_usage_not_negative: vt used -1 (and so not its charges)');
 ROLLBACK TO SAVEPOINT broken;
 
+SAVEPOINT broken;
+-- G2 bought for 1 more than its top-up ledgered, and that 1 expired: G2 adds up
+UPDATE credits.grants SET amount = amount + 1, expired_amount = expired_amount + 1
+ WHERE grant_id = pg_temp.grant_of('G2');
+SELECT bag_eq($$SELECT check_name FROM credits.verify('vf')$$,
+              $$VALUES ('grant_ledgered:' || pg_temp.grant_of('G2'))$$,
+              'grant_ledgered: a grant whose amount is not what its entry added');
+ROLLBACK TO SAVEPOINT broken;
+
+SAVEPOINT broken;
+UPDATE credits.pools SET auto_recharges = 1 WHERE org_id = 'vf';
+SELECT bag_eq($$SELECT check_name FROM credits.verify('vf')$$,
+              $$VALUES ('auto_recharges_match_ledger')$$,
+              'auto_recharges_match_ledger: a recharge counted that the ledger does not have');
+ROLLBACK TO SAVEPOINT broken;
+
 -- the check names tested above are every check name in verify()'s text: a
--- check added to verify() needs a test here
+-- check added to verify() needs a test here (auto_recharge is a ledger kind
+-- verify() names, not a check)
 SELECT bag_eq(
     $$SELECT DISTINCT m[1]
         FROM pg_proc, regexp_matches(prosrc, $r$'([a-z]+(?:_[a-z]+)+:?)'$r$, 'g') m
-       WHERE oid = 'credits.verify(text)'::regprocedure$$,
+       WHERE oid = 'credits.verify(text)'::regprocedure AND m[1] <> 'auto_recharge'$$,
     $$VALUES ('available_not_negative'), ('escrow_within_available'), ('stripes_beyond_count_empty'),
              ('allowance_used_matches_ledger'), ('topup_used_matches_ledger'), ('topup_matches_ledger'),
              ('topup_matches_grants'), ('reserved_matches_ledger'), ('reserved_matches_open_holds'),
@@ -336,7 +359,7 @@ SELECT bag_eq(
              ('member_reserved_matches_holds:'), ('allowance_covers_members'), ('ledger_entry:'),
              ('pool_figures_not_negative'), ('member_usage_not_negative:'), ('request_id_once:'),
              ('team_spend_row:'), ('team_usage_matches_ledger:'), ('team_reserved_matches_holds:'),
-             ('team_usage_not_negative:')$$,
+             ('team_usage_not_negative:'), ('grant_ledgered:'), ('auto_recharges_match_ledger')$$,
     'the check names tested here are all of verify()''s');
 
 -- and the fixture is whole again

@@ -112,7 +112,9 @@ SELECT 'provider', provider, display_name, shipped FROM credits.providers ORDER 
 SELECT 'org', * FROM credits.orgs ORDER BY org_id;
 SELECT 'org_provider', * FROM credits.org_providers ORDER BY 2, 3;
 SELECT 'member', * FROM credits.members ORDER BY 2, 3;
-SELECT 'pool', * FROM credits.pool_status ORDER BY org_id;
+-- (the forecast columns depend on the clock: what they are made of is compared)
+SELECT 'pool', org_id, period_start, period_end, allowance, allowance_used, topup, reserved,
+       available, exhausted FROM credits.pool_status ORDER BY org_id;
 SELECT 'pool_row', * FROM credits.pools ORDER BY org_id;
 SELECT 'stripe', * FROM credits.pool_stripes ORDER BY org_id, stripe;
 SELECT 'period', * FROM credits.periods ORDER BY org_id, period_start;

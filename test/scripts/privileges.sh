@@ -140,6 +140,8 @@ insert_team_spend|INSERT INTO credits.team_spend (org_id, team_id) VALUES ('priv
 update_team_spend|UPDATE credits.team_spend SET used = 0 WHERE org_id = 'priv'
 delete_team_spend|DELETE FROM credits.team_spend WHERE org_id = 'priv'
 truncate_team_spend|TRUNCATE credits.team_spend
+set_rollover|SELECT credits.set_rollover('priv', 10, 2)
+set_auto_recharge|SELECT credits.set_auto_recharge('priv', 5, 10)
 STMTS
 
 # --- the expected matrix: login|statement|SQLSTATE of the refusal, or ok.
@@ -248,6 +250,8 @@ priv_app|insert_team_spend|42501
 priv_app|update_team_spend|42501
 priv_app|delete_team_spend|42501
 priv_app|truncate_team_spend|42501
+priv_app|set_rollover|42501
+priv_app|set_auto_recharge|42501
 # priv_admin
 priv_admin|allowed_models|ok
 priv_admin|resolve_model|ok
@@ -348,6 +352,8 @@ priv_admin|insert_team_spend|42501
 priv_admin|update_team_spend|42501
 priv_admin|delete_team_spend|42501
 priv_admin|truncate_team_spend|42501
+priv_admin|set_rollover|ok
+priv_admin|set_auto_recharge|ok
 # priv_reader
 priv_reader|allowed_models|42501
 priv_reader|resolve_model|42501
@@ -448,6 +454,8 @@ priv_reader|insert_team_spend|42501
 priv_reader|update_team_spend|42501
 priv_reader|delete_team_spend|42501
 priv_reader|truncate_team_spend|42501
+priv_reader|set_rollover|42501
+priv_reader|set_auto_recharge|42501
 # priv_nobody
 priv_nobody|allowed_models|42501
 priv_nobody|resolve_model|42501
@@ -548,6 +556,8 @@ priv_nobody|insert_team_spend|42501
 priv_nobody|update_team_spend|42501
 priv_nobody|delete_team_spend|42501
 priv_nobody|truncate_team_spend|42501
+priv_nobody|set_rollover|42501
+priv_nobody|set_auto_recharge|42501
 EXPECTED
 
 psql -X -q -o /dev/null -v ON_ERROR_STOP=1 -d "$db" <<'SQL'
@@ -697,7 +707,7 @@ allowed(role, names) AS (VALUES
                             'upsert_model', 'reset_due', 'expire_holds', 'schedule_jobs',
                             'verify', 'usage', 'valid_period', 'billing_period', '_pool_now',
                             '_available', 'create_team', 'set_team_cap', 'set_member_team',
-                            'team_usage']),
+                            'team_usage', 'set_rollover', 'set_auto_recharge']),
     ('credits_reader', ARRAY['usage', 'valid_period', 'billing_period', '_pool_now', '_available',
                              'team_usage'])
 )
