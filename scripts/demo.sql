@@ -129,7 +129,59 @@ SELECT org_id, allowance, allowance_used, topup, available FROM credits.pool_sta
 SELECT team_id, cap, used FROM credits.team_usage('acme');
 
 \echo
-\echo '== 14. The ledger is the truth, and everything agrees with it'
+\echo '== 14. Org "globex" buys a prepaid plan: unused credits roll over, the pool recharges itself'
+\echo '      dana and erin bring 100 credits each; globex is 10 days into its monthly period'
+\o /dev/null
+SELECT credits.create_org('globex', 'Globex Corp', allowance_per_user => 100,
+                          billing_anchor => now() - interval '10 days');
+SELECT credits.enable_provider('globex', 'openai'), credits.enable_provider('globex', 'anthropic');
+SELECT credits.add_member('globex', 'dana'), credits.add_member('globex', 'erin');
+\o
+\echo '   up to 25 unused credits roll into the next period and last 2 periods;'
+\echo '   when a charge takes available under 50, 100 credits are added (at most twice a period):'
+\o /dev/null
+SELECT credits.set_rollover('globex', max_amount => 25, periods => 2);
+SELECT credits.set_auto_recharge('globex', below => 50, amount => 100, max_per_period => 2);
+\o
+SELECT org_id, rollover_max, rollover_periods, auto_recharge_below AS below,
+       auto_recharge_amount AS amount, auto_recharge_max AS max_per_period
+  FROM credits.orgs WHERE org_id = 'globex';
+\echo '   the second call takes available from 100 to 40: the pool recharges in the same'
+\echo '   transaction, and the call returns the available after the recharge'
+SELECT model, cost, charged, available, exhausted
+  FROM credits.credit_debit('globex', 'dana', 'gpt-4o', 200000, 50000);
+SELECT model, cost, charged, available, exhausted
+  FROM credits.credit_debit('globex', 'erin', 'claude-sonnet-4-5', 100000, 20000);
+\echo '   the ledger: the auto_recharge grant is entered just before the call that triggered it'
+SELECT entry_id, kind, user_id, charged, topup_change, available_after
+  FROM credits.ledger WHERE org_id = 'globex' ORDER BY entry_id;
+\echo '   the events: the 80 % threshold, then the auto_recharge a billing system invoices'
+\echo '   from (LISTEN credits gets both at commit):'
+SELECT kind, payload->>'threshold' AS threshold, payload->>'amount' AS amount, payload->>'below' AS below,
+       payload->>'recharges_in_period' AS recharges_in_period,
+       payload->>'max_per_period' AS max_per_period, payload->>'available' AS available
+  FROM credits.events WHERE org_id = 'globex' ORDER BY event_id;
+\echo '   the forecast: 160 credits in 10 days is 16 a day; the 140 left last about 8.75 days'
+SELECT org_id, allowance_used, topup, available, round(burn_per_day::numeric, 2) AS burn_per_day,
+       runs_out_at::date AS runs_out_at, period_end::date AS period_end,
+       round((extract(epoch FROM runs_out_at - now()) / 86400)::numeric, 2) AS days_left
+  FROM credits.pool_status WHERE org_id = 'globex';
+\echo '   the period closes with 40 allowance unused: 25 of it (the maximum) rolls over,'
+\echo '   as a grant that expires at the end of the next period but one'
+SELECT credits.reset_due(as_of => (SELECT period_end FROM credits.pool_status
+                                    WHERE org_id = 'globex')) AS "orgs rolled over";
+SELECT payload->'rollover'->>'amount' AS rolled_over,
+       (payload->'rollover'->>'expires_at')::timestamptz::date AS expires_at,
+       payload->'previous'->>'allowance_used' AS previous_allowance_used
+  FROM credits.events WHERE org_id = 'globex' AND kind = 'period_reset';
+SELECT g.grant_id, l.kind, g.amount, g.remaining, g.expires_at::date
+  FROM credits.grants g JOIN credits.ledger l USING (grant_id)
+ WHERE g.org_id = 'globex' ORDER BY g.grant_id;
+SELECT org_id, period_start::date, allowance, allowance_used, topup, available
+  FROM credits.pool_status WHERE org_id = 'globex';
+
+\echo
+\echo '== 15. The ledger is the truth, and everything agrees with it'
 SELECT kind, count(*) AS entries, sum(charged) AS charged
   FROM credits.ledger GROUP BY kind ORDER BY kind;
 SELECT count(*) AS "verify(): violations" FROM credits.verify();
