@@ -46,7 +46,7 @@ ALTER AGGREGATE credits.avg(credits.credit) SET SCHEMA pg_catalog;
 ALTER TABLE credits.orgs
     ADD COLUMN rollover_max       credits.credit CHECK (rollover_max >= 0),
     ADD COLUMN rollover_periods   integer NOT NULL DEFAULT 1 CHECK (rollover_periods BETWEEN 1 AND 1000),
-    ADD COLUMN auto_recharge_below  credits.credit CHECK (auto_recharge_below >= 0),
+    ADD COLUMN auto_recharge_below  credits.credit CHECK (auto_recharge_below > 0),
     ADD COLUMN auto_recharge_amount credits.credit CHECK (auto_recharge_amount > 0),
     ADD COLUMN auto_recharge_max    integer NOT NULL DEFAULT 1 CHECK (auto_recharge_max >= 0),
     ADD COLUMN auto_recharge_expires_after interval CHECK (auto_recharge_expires_after > interval '0'),
@@ -255,7 +255,8 @@ BEGIN
     -- the rollover grant belongs to the new period, and covers holds too
     IF rolled > 0 THEN
         rollover_grant := credits._add_grant(org, 'rollover', rolled, rollover_end,
-            'rollover of period ' || old.period_start || ' .. ' || old.period_end);
+            'rollover of period ' || old.period_start || ' .. ' || old.period_end,
+            new_allowance + p.topup + rolled);
     END IF;
     -- expired holds are released; the others are carried, trimmed if the
     -- new period (without its expired grants) cannot cover them
@@ -1075,8 +1076,16 @@ GRANT INSERT, UPDATE, DELETE ON credits.teams TO credits_admin;
 -- Rollover and auto-recharge: functions (060_periods.sql, 078_rollover.sql)
 -- ---------------------------------------------------------------------------
 
+-- Add a grant of amount to the org's pool, expiring at expires_at (NULL:
+-- never), ledgered as kind ('topup', 'rollover' or 'auto_recharge') with
+-- its note; returns its grant_id.  The caller holds the pool lock and
+-- announces it.  A grant lowers the share of the period's credits spent, so
+-- the thresholds above it are announced again when crossed.  The entry's
+-- available_after is measured against frame when given (a period close
+-- adds the rollover grant before the new allowance is set).
 CREATE FUNCTION credits._add_grant(org text, kind text, amount credits.credit,
-                                   expires_at timestamptz, note text) RETURNS bigint
+                                   expires_at timestamptz, note text,
+                                   frame credits.credit DEFAULT NULL) RETURNS bigint
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, credits, pg_temp AS $$
 DECLARE
     p credits.pools;
@@ -1096,11 +1105,12 @@ BEGIN
      WHERE pools.org_id = org RETURNING * INTO p;
     INSERT INTO credits.ledger (org_id, kind, period_start, topup_change, available_after,
                                 grant_id, note)
-    VALUES (org, kind, p.period_start, amount, credits._available(p), g, note);
+    VALUES (org, kind, p.period_start, amount,
+            coalesce(frame - p.reserved, credits._available(p)), g, note);
     RETURN g;
 END
 $$;
-COMMENT ON FUNCTION credits._add_grant(text, text, credits.credit, timestamptz, text) IS
+COMMENT ON FUNCTION credits._add_grant(text, text, credits.credit, timestamptz, text, credits.credit) IS
     'internal: add a grant to the org''s pool and ledger it (top-up, rollover or auto-recharge)';
 
 CREATE OR REPLACE FUNCTION credits._org_changed() RETURNS trigger
@@ -1164,7 +1174,11 @@ BEGIN
         END IF;
     ELSE
         PERFORM credits._check_amount(below, 'below');
-        IF amount IS NULL THEN
+        IF below = 0 THEN
+            RAISE EXCEPTION 'below must be positive' USING ERRCODE = '22023',
+                DETAIL = 'available is never under 0: the recharge would never fire.',
+                HINT = 'Recharge when a charge takes available under a positive amount.';
+        ELSIF amount IS NULL THEN
             RAISE EXCEPTION 'below needs an amount' USING ERRCODE = '22023',
                 HINT = 'Each auto-recharge adds a grant of amount credits.';
         ELSIF amount <= 0 THEN
@@ -1194,11 +1208,14 @@ COMMENT ON FUNCTION credits.set_auto_recharge(text, credits.credit, credits.cred
     'add a grant of amount (expiring after expires_after) when a charge takes available under below, at most max_per_period times a period (NULL below: off)';
 
 -- The auto-recharge of a charge that took the org's available credits
--- under its threshold (src/pool.c calls this under the pool lock, before
--- ledgering the charge): adds the grant and announces it, unless the
--- period's recharges are used up or auto-recharge is off (the settings are
--- read here, as committed).  Returns the amount added (0: none).
-CREATE FUNCTION credits._auto_recharge(org text) RETURNS credits.credit
+-- under its threshold (src/pool.c calls this under the pool lock, once the
+-- charge is in the pools row and before it is ledgered): adds the grant and
+-- announces it, unless the period's recharges are used up or auto-recharge
+-- is off (the settings are read here, as committed).  Returns the amount
+-- added (0: none) and the pool's alert level after it (the grant re-arms
+-- the thresholds above what is spent now).
+CREATE FUNCTION credits._auto_recharge(org text, OUT amount credits.credit,
+                                       OUT alert_level integer)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, credits, pg_temp AS $$
 DECLARE
     o credits.orgs;
@@ -1208,8 +1225,10 @@ DECLARE
 BEGIN
     SELECT * INTO o FROM credits.orgs WHERE orgs.org_id = org;
     SELECT * INTO p FROM credits.pools WHERE pools.org_id = org FOR UPDATE;
+    amount := 0;
+    alert_level := p.alert_level;
     IF o.auto_recharge_below IS NULL OR p.auto_recharges >= o.auto_recharge_max THEN
-        RETURN 0;
+        RETURN;
     END IF;
     expires := now() + o.auto_recharge_expires_after;
     g := credits._add_grant(org, 'auto_recharge', o.auto_recharge_amount, expires,
@@ -1223,14 +1242,15 @@ BEGIN
         'period_start', p.period_start, 'recharges_in_period', p.auto_recharges,
         'max_per_period', o.auto_recharge_max,
         'available', credits._available(p)::numeric));
-    RETURN o.auto_recharge_amount;
+    amount := o.auto_recharge_amount;
+    alert_level := p.alert_level;
 END
 $$;
 COMMENT ON FUNCTION credits._auto_recharge(text) IS
     'internal: add the org''s auto-recharge grant for a charge that took available under its threshold (under the pool lock)';
 
 REVOKE ALL ON FUNCTION
-    credits._add_grant(text, text, credits.credit, timestamptz, text),
+    credits._add_grant(text, text, credits.credit, timestamptz, text, credits.credit),
     credits._auto_recharge(text),
     credits.set_rollover(text, credits.credit, integer),
     credits.set_auto_recharge(text, credits.credit, credits.credit, integer, interval)

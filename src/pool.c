@@ -796,15 +796,17 @@ add_team_usage(const PoolState *ps, Credit used, Credit reserved)
 }
 
 /*
- * The auto-recharge of a charge (e, just applied to the pool) that took the
- * org's available credits from at least its threshold to under it: the
- * grant is added (credits._auto_recharge, which also checks the period's
- * count) and ledgered before the charge's own entry, whose available_after
- * (what the call returns) then includes it; the charge itself was made
- * without it, so the grant never pays its shortfall.
+ * The auto-recharge of a charge (e, just applied to the pool and written to
+ * its row) that took the org's available credits from at least its
+ * threshold to under it: the grant is added (credits._auto_recharge, which
+ * also checks the period's count) and ledgered before the charge's own
+ * entry, whose available_after (what the call returns) then includes it;
+ * the charge itself was made without it, so the grant never pays its
+ * shortfall.  ps follows the row (the grant, the alert level it re-arms),
+ * for the stripes to be escrowed from it.
  */
 static void
-auto_recharge(const PoolState *ps, LedgerEntry *e)
+auto_recharge(PoolState *ps, LedgerEntry *e)
 {
 	Credit		below;
 	Credit		before;
@@ -818,16 +820,30 @@ auto_recharge(const PoolState *ps, LedgerEntry *e)
 		Datum		arg = CStringGetTextDatum(ps->org_id);
 		bool		isnull;
 
+		/* auto_recharge_plan's SELECT list, 1-based (spi_value): in its order */
+		enum
+		{
+			AR_AMOUNT = 1, AR_ALERT_LEVEL
+		};
+
 		if (auto_recharge_plan == NULL)
 		{
 			Oid			argtypes[1] = {TEXTOID};
 
 			auto_recharge_plan = spi_prepare_saved(
-				"SELECT credits._auto_recharge($1)", 1, argtypes);
+				"SELECT r.amount, r.alert_level FROM credits._auto_recharge($1) r", 1, argtypes);
 		}
 		if (spi_run(auto_recharge_plan, &arg, false, 1) > 0)
-			e->available_after = credit_add(e->available_after,
-											DatumGetCredit(spi_value(0, 1, &isnull)));
+		{
+			Credit		amount = DatumGetCredit(spi_value(0, AR_AMOUNT, &isnull));
+
+			if (amount > 0)
+			{
+				e->available_after = credit_add(e->available_after, amount);
+				ps->topup = credit_add(ps->topup, amount);
+				ps->alert_level = DatumGetInt32(spi_value(0, AR_ALERT_LEVEL, &isnull));
+			}
+		}
 	}
 }
 
@@ -890,7 +906,6 @@ pool_write(PoolState *ps, LedgerEntry *e, int calls, Credit shortfall,
 	w.shortfall = credit_add(shortfall, ps->folded_shortfall);
 	w.hold_expiry = hold_expiry;
 	w.stripes = ps->escrow ? escrow_stripes(ps) : ps->stripes;
-	share = ps->escrow && w.stripes > 0 ? escrow_share(ps, w.stripes) : 0;
 
 	/*
 	 * The version pool_lock() locked, when nothing was written since (the
@@ -904,6 +919,11 @@ pool_write(PoolState *ps, LedgerEntry *e, int calls, Credit shortfall,
 		!reader_update_key(&pool_write_reader, 1, &ps->org_id, write_pool_row, &w, &waited))
 		elog(ERROR, "could not write the pool of org \"%s\"", ps->org_id);
 	cache_note_pool_stripes(ps->org_id, w.stripes);
+
+	/* an auto-recharge's grant is part of what the stripes are escrowed from */
+	auto_recharge(ps, e);
+	share = ps->escrow && w.stripes > 0 ? escrow_share(ps, w.stripes) : 0;
+
 	if (ps->user_id != NULL)
 		add_member_usage(ps->org_id, ps->user_id, member_used, member_reserved);
 	if (ps->team_has_cap)
@@ -926,7 +946,6 @@ pool_write(PoolState *ps, LedgerEntry *e, int calls, Credit shortfall,
 		args[4] = BoolGetDatum(ps->stripes_locked);
 		spi_run(stripes_write_plan, args, false, 0);
 	}
-	auto_recharge(ps, e);
 	ledger_append(e);
 
 	if (e->from_topup > 0)

@@ -16,7 +16,7 @@ CREATE TABLE credits.orgs (
     stripes            integer CHECK (stripes BETWEEN 0 AND 32),
     rollover_max       credits.credit CHECK (rollover_max >= 0),
     rollover_periods   integer NOT NULL DEFAULT 1 CHECK (rollover_periods BETWEEN 1 AND 1000),
-    auto_recharge_below  credits.credit CHECK (auto_recharge_below >= 0),
+    auto_recharge_below  credits.credit CHECK (auto_recharge_below > 0),
     auto_recharge_amount credits.credit CHECK (auto_recharge_amount > 0),
     auto_recharge_max    integer NOT NULL DEFAULT 1 CHECK (auto_recharge_max >= 0),
     auto_recharge_expires_after interval CHECK (auto_recharge_expires_after > interval '0'),

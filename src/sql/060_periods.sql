@@ -78,9 +78,12 @@ COMMENT ON FUNCTION credits._available(credits.pools) IS
 -- never), ledgered as kind ('topup', 'rollover' or 'auto_recharge') with
 -- its note; returns its grant_id.  The caller holds the pool lock and
 -- announces it.  A grant lowers the share of the period's credits spent, so
--- the thresholds above it are announced again when crossed.
+-- the thresholds above it are announced again when crossed.  The entry's
+-- available_after is measured against frame when given (a period close
+-- adds the rollover grant before the new allowance is set).
 CREATE FUNCTION credits._add_grant(org text, kind text, amount credits.credit,
-                                   expires_at timestamptz, note text) RETURNS bigint
+                                   expires_at timestamptz, note text,
+                                   frame credits.credit DEFAULT NULL) RETURNS bigint
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, credits, pg_temp AS $$
 DECLARE
     p credits.pools;
@@ -100,11 +103,12 @@ BEGIN
      WHERE pools.org_id = org RETURNING * INTO p;
     INSERT INTO credits.ledger (org_id, kind, period_start, topup_change, available_after,
                                 grant_id, note)
-    VALUES (org, kind, p.period_start, amount, credits._available(p), g, note);
+    VALUES (org, kind, p.period_start, amount,
+            coalesce(frame - p.reserved, credits._available(p)), g, note);
     RETURN g;
 END
 $$;
-COMMENT ON FUNCTION credits._add_grant(text, text, credits.credit, timestamptz, text) IS
+COMMENT ON FUNCTION credits._add_grant(text, text, credits.credit, timestamptz, text, credits.credit) IS
     'internal: add a grant to the org''s pool and ledger it (top-up, rollover or auto-recharge)';
 
 -- Expire the org's grants whose expiry has passed as of as_of.
@@ -232,7 +236,8 @@ BEGIN
     -- the rollover grant belongs to the new period, and covers holds too
     IF rolled > 0 THEN
         rollover_grant := credits._add_grant(org, 'rollover', rolled, rollover_end,
-            'rollover of period ' || old.period_start || ' .. ' || old.period_end);
+            'rollover of period ' || old.period_start || ' .. ' || old.period_end,
+            new_allowance + p.topup + rolled);
     END IF;
     -- expired holds are released; the others are carried, trimmed if the
     -- new period (without its expired grants) cannot cover them

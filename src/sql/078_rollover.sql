@@ -53,7 +53,11 @@ BEGIN
         END IF;
     ELSE
         PERFORM credits._check_amount(below, 'below');
-        IF amount IS NULL THEN
+        IF below = 0 THEN
+            RAISE EXCEPTION 'below must be positive' USING ERRCODE = '22023',
+                DETAIL = 'available is never under 0: the recharge would never fire.',
+                HINT = 'Recharge when a charge takes available under a positive amount.';
+        ELSIF amount IS NULL THEN
             RAISE EXCEPTION 'below needs an amount' USING ERRCODE = '22023',
                 HINT = 'Each auto-recharge adds a grant of amount credits.';
         ELSIF amount <= 0 THEN
@@ -83,11 +87,14 @@ COMMENT ON FUNCTION credits.set_auto_recharge(text, credits.credit, credits.cred
     'add a grant of amount (expiring after expires_after) when a charge takes available under below, at most max_per_period times a period (NULL below: off)';
 
 -- The auto-recharge of a charge that took the org's available credits
--- under its threshold (src/pool.c calls this under the pool lock, before
--- ledgering the charge): adds the grant and announces it, unless the
--- period's recharges are used up or auto-recharge is off (the settings are
--- read here, as committed).  Returns the amount added (0: none).
-CREATE FUNCTION credits._auto_recharge(org text) RETURNS credits.credit
+-- under its threshold (src/pool.c calls this under the pool lock, once the
+-- charge is in the pools row and before it is ledgered): adds the grant and
+-- announces it, unless the period's recharges are used up or auto-recharge
+-- is off (the settings are read here, as committed).  Returns the amount
+-- added (0: none) and the pool's alert level after it (the grant re-arms
+-- the thresholds above what is spent now).
+CREATE FUNCTION credits._auto_recharge(org text, OUT amount credits.credit,
+                                       OUT alert_level integer)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, credits, pg_temp AS $$
 DECLARE
     o credits.orgs;
@@ -97,8 +104,10 @@ DECLARE
 BEGIN
     SELECT * INTO o FROM credits.orgs WHERE orgs.org_id = org;
     SELECT * INTO p FROM credits.pools WHERE pools.org_id = org FOR UPDATE;
+    amount := 0;
+    alert_level := p.alert_level;
     IF o.auto_recharge_below IS NULL OR p.auto_recharges >= o.auto_recharge_max THEN
-        RETURN 0;
+        RETURN;
     END IF;
     expires := now() + o.auto_recharge_expires_after;
     g := credits._add_grant(org, 'auto_recharge', o.auto_recharge_amount, expires,
@@ -112,7 +121,8 @@ BEGIN
         'period_start', p.period_start, 'recharges_in_period', p.auto_recharges,
         'max_per_period', o.auto_recharge_max,
         'available', credits._available(p)::numeric));
-    RETURN o.auto_recharge_amount;
+    amount := o.auto_recharge_amount;
+    alert_level := p.alert_level;
 END
 $$;
 COMMENT ON FUNCTION credits._auto_recharge(text) IS
