@@ -21,7 +21,7 @@
 -- gpt-4o: 4000 input tokens = 1 credit.
 BEGIN;
 SET LOCAL search_path = public, credits;
-SELECT plan(148);
+SELECT plan(150);
 
 -- debit of whole credits on gpt-4o
 CREATE FUNCTION pg_temp.d(org text, u text, amount integer, req text DEFAULT NULL)
@@ -253,6 +253,27 @@ SELECT results_eq(
     $$SELECT allowance, allowance_used, calls FROM credits.periods WHERE org_id = 'rlazy'$$,
     $$VALUES ('10'::credit, '3'::credit, 1::bigint)$$,
     'rlazy: the closed period');
+
+-- rz0: the plan is cut to 0 in its last period (1 used): the next period
+-- has no allowance, only the rollover grant of 5; readers must not gray
+-- out or reroute premium models that the next debit will pay from it
+SELECT pg_temp.org('rz0', 10, ARRAY['a'], 12);
+SELECT credits.set_rollover('rz0', 5);
+UPDATE credits.pools SET period_start = period_start - interval '1 day', period_end = now() + interval '100 years'
+ WHERE org_id = 'rz0';
+INSERT INTO res SELECT 'rz01', d.* FROM pg_temp.d('rz0', 'a', 1) d;
+SELECT credits.set_plan('rz0', 0);
+UPDATE credits.pools SET period_end = period_start + interval '1 day' WHERE org_id = 'rz0';
+SELECT results_eq(
+    $$SELECT (SELECT available FROM credits.pool_status WHERE org_id = 'rz0'),
+             (SELECT available FROM credits.allowed_models('rz0', 'a') WHERE model = 'gpt-4o'),
+             credits.resolve_model('rz0', 'a', 'gpt-4o')$$,
+    $$VALUES ('5'::credit, true, 'gpt-4o'::text)$$,
+    'rz0: a due org with no new allowance but a rollover of 5: pool_status 5, gpt-4o available, resolve_model keeps it');
+INSERT INTO res SELECT 'rz02', d.* FROM pg_temp.d('rz0', 'a', 1) d;
+SELECT results_eq($$SELECT model, charged, shortfall, available FROM res WHERE label = 'rz02'$$,
+                  $$VALUES ('gpt-4o'::text, '1'::credit, '0'::credit, '4'::credit)$$,
+                  'rz0: ... as the next debit of gpt-4o is charged from the rollover grant');
 
 -- recharge(org, amount) of a due org rolls it over first
 SELECT is((SELECT available FROM credits.recharge('rrech', 1, note => 'after')), '13'::credit,
