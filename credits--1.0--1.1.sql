@@ -48,7 +48,7 @@ ALTER TABLE credits.orgs
     ADD COLUMN rollover_periods   integer NOT NULL DEFAULT 1 CHECK (rollover_periods BETWEEN 1 AND 1000),
     ADD COLUMN auto_recharge_below  credits.credit CHECK (auto_recharge_below > 0),
     ADD COLUMN auto_recharge_amount credits.credit CHECK (auto_recharge_amount > 0),
-    ADD COLUMN auto_recharge_max    integer NOT NULL DEFAULT 1 CHECK (auto_recharge_max >= 0),
+    ADD COLUMN auto_recharge_max    integer NOT NULL DEFAULT 1 CHECK (auto_recharge_max >= 1),
     ADD COLUMN auto_recharge_expires_after interval CHECK (auto_recharge_expires_after > interval '0'),
     ADD CONSTRAINT orgs_auto_recharge_amount
         CHECK ((auto_recharge_below IS NULL) = (auto_recharge_amount IS NULL));
@@ -277,7 +277,7 @@ BEGIN
         'allowance', p.allowance::numeric, 'topup', p.topup::numeric,
         'reserved', p.reserved::numeric, 'available', credits._available(p)::numeric,
         'rollover', jsonb_build_object('amount', rolled::numeric, 'grant_id', rollover_grant,
-                                       'expires_at', rollover_end),
+                                       'expires_at', CASE WHEN rolled > 0 THEN rollover_end END),
         'previous', jsonb_build_object(
             'period_start', old.period_start, 'period_end', old.period_end,
             'allowance', old.allowance::numeric, 'allowance_used', old.allowance_used::numeric,
@@ -318,6 +318,10 @@ BEGIN
         SELECT * INTO b FROM credits.billing_period(o.billing_anchor, o.period, o.time_zone, as_of);
         period_start := b.period_start;
         period_end := b.period_end;
+        -- the closed period's unused allowance rolls over into a grant (1.1)
+        IF o.rollover_max IS NOT NULL THEN
+            topup := topup + least(greatest(allowance - allowance_used, 0), o.rollover_max);
+        END IF;
         allowance := coalesce((SELECT pg_catalog.sum(coalesce(m.allowance, o.allowance_per_user))
                                  FROM credits.members m
                                 WHERE m.org_id = p.org_id AND m.active), 0);
@@ -564,12 +568,16 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, credits, pg_t
     -- every grant (top-up, rollover, auto-recharge) was ledgered once, as
     -- added; an org's auto-recharges of the period are counted on its pool
     SELECT coalesce(g.org_id, l.org_id), 'grant_ledgered:' || coalesce(g.grant_id, l.grant_id),
-           coalesce(g.amount::text, 'no grant'), coalesce(l.topup_change::text, 'no entry')
+           coalesce(g.amount::text, 'no grant') || ' in 1 entry',
+           coalesce(l.added::text, 'nothing') || ' in ' || coalesce(l.entries, 0) || ' entries'
       FROM grants g
-      FULL JOIN (SELECT x.* FROM ledger x
-                  WHERE x.kind IN ('topup', 'rollover', 'auto_recharge')) l
+      FULL JOIN (SELECT x.org_id, x.grant_id, pg_catalog.sum(x.topup_change) AS added,
+                        count(*) AS entries
+                   FROM ledger x
+                  WHERE x.kind IN ('topup', 'rollover', 'auto_recharge')
+                  GROUP BY x.org_id, x.grant_id) l
         ON l.grant_id = g.grant_id
-     WHERE l.topup_change IS DISTINCT FROM g.amount
+     WHERE l.entries IS DISTINCT FROM 1 OR l.added IS DISTINCT FROM g.amount
     UNION ALL
     SELECT p.org_id, 'auto_recharges_match_ledger', count(l.entry_id)::text,
            p.auto_recharges::text
@@ -1113,6 +1121,45 @@ $$;
 COMMENT ON FUNCTION credits._add_grant(text, text, credits.credit, timestamptz, text, credits.credit) IS
     'internal: add a grant to the org''s pool and ledger it (top-up, rollover or auto-recharge)';
 
+-- _draw_grants gains before_grant (a charge does not draw the auto-recharge
+-- it added): a new argument, so it is created anew
+DROP FUNCTION credits._draw_grants(text, bigint, credits.credit);
+-- Draw amount from the org's grants for ledger entry entry_id: earliest
+-- expiry first, never-expiring last, then oldest first; from grants older
+-- than before_grant only, when given (the auto-recharge a charge added is
+-- not drawn by that charge, which was made without it).  The caller (C)
+-- has locked the pool and moves the amount from pools.topup itself.
+CREATE FUNCTION credits._draw_grants(org text, entry bigint, amount credits.credit,
+                                     before_grant bigint DEFAULT NULL) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, credits, pg_temp AS $$
+DECLARE
+    g credits.grants;
+    left_ credits.credit := amount;
+    take credits.credit;
+BEGIN
+    FOR g IN SELECT * FROM credits.grants
+              WHERE org_id = org AND remaining > 0
+                AND (before_grant IS NULL OR grant_id < before_grant)
+              ORDER BY expires_at NULLS LAST, grant_id FOR UPDATE
+    LOOP
+        take := least(g.remaining, left_);
+        UPDATE credits.grants SET remaining = remaining - take WHERE grant_id = g.grant_id;
+        INSERT INTO credits.grant_draws (entry_id, grant_id, amount) VALUES (entry, g.grant_id, take);
+        left_ := left_ - take;
+        EXIT WHEN left_ = 0;
+    END LOOP;
+    IF left_ > 0 THEN
+        RAISE EXCEPTION 'grants of org "%" do not cover a draw of %', org, amount
+            USING ERRCODE = 'XX000';
+    END IF;
+    UPDATE credits.pools SET next_grant_expiry =
+        (SELECT min(expires_at) FROM credits.grants WHERE org_id = org AND remaining > 0)
+     WHERE org_id = org;
+END
+$$;
+COMMENT ON FUNCTION credits._draw_grants(text, bigint, credits.credit, bigint) IS
+    'internal: record which grants a charge''s top-up part was drawn from';
+
 CREATE OR REPLACE FUNCTION credits._org_changed() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, credits, pg_temp AS $$
 BEGIN
@@ -1212,15 +1259,14 @@ COMMENT ON FUNCTION credits.set_auto_recharge(text, credits.credit, credits.cred
 -- charge is in the pools row and before it is ledgered): adds the grant and
 -- announces it, unless the period's recharges are used up or auto-recharge
 -- is off (the settings are read here, as committed).  Returns the amount
--- added (0: none) and the pool's alert level after it (the grant re-arms
--- the thresholds above what is spent now).
+-- added (0: none), its grant, and the pool's alert level after it (the
+-- grant re-arms the thresholds above what is spent now).
 CREATE FUNCTION credits._auto_recharge(org text, OUT amount credits.credit,
-                                       OUT alert_level integer)
+                                       OUT grant_id bigint, OUT alert_level integer)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, credits, pg_temp AS $$
 DECLARE
     o credits.orgs;
     p credits.pools;
-    g bigint;
     expires timestamptz;
 BEGIN
     SELECT * INTO o FROM credits.orgs WHERE orgs.org_id = org;
@@ -1231,13 +1277,13 @@ BEGIN
         RETURN;
     END IF;
     expires := now() + o.auto_recharge_expires_after;
-    g := credits._add_grant(org, 'auto_recharge', o.auto_recharge_amount, expires,
+    grant_id := credits._add_grant(org, 'auto_recharge', o.auto_recharge_amount, expires,
                             'auto-recharge ' || (p.auto_recharges + 1) || ' of '
                             || o.auto_recharge_max || ' in period ' || p.period_start);
     UPDATE credits.pools SET auto_recharges = auto_recharges + 1
      WHERE pools.org_id = org RETURNING * INTO p;
     PERFORM credits._emit_event(org, 'auto_recharge', jsonb_build_object(
-        'grant_id', g, 'amount', o.auto_recharge_amount::numeric,
+        'grant_id', grant_id, 'amount', o.auto_recharge_amount::numeric,
         'below', o.auto_recharge_below::numeric, 'expires_at', expires,
         'period_start', p.period_start, 'recharges_in_period', p.auto_recharges,
         'max_per_period', o.auto_recharge_max,
@@ -1252,6 +1298,7 @@ COMMENT ON FUNCTION credits._auto_recharge(text) IS
 REVOKE ALL ON FUNCTION
     credits._add_grant(text, text, credits.credit, timestamptz, text, credits.credit),
     credits._auto_recharge(text),
+    credits._draw_grants(text, bigint, credits.credit, bigint),
     credits.set_rollover(text, credits.credit, integer),
     credits.set_auto_recharge(text, credits.credit, credits.credit, integer, interval)
     FROM PUBLIC;

@@ -51,6 +51,7 @@ static SPIPlanPtr team_used_plan = NULL;
 static SPIPlanPtr team_init_plan = NULL;
 static SPIPlanPtr auto_recharge_plan = NULL;
 static SPIPlanPtr draw_plan = NULL;
+static SPIPlanPtr draw_before_plan = NULL;
 static SPIPlanPtr member_upsert_plan = NULL;
 static SPIPlanPtr stripes_write_plan = NULL;
 static SPIPlanPtr stripes_plan = NULL;
@@ -802,17 +803,19 @@ add_team_usage(const PoolState *ps, Credit used, Credit reserved)
  * also checks the period's count) and ledgered before the charge's own
  * entry, whose available_after (what the call returns) then includes it;
  * the charge itself was made without it, so the grant never pays its
- * shortfall.  ps follows the row (the grant, the alert level it re-arms),
- * for the stripes to be escrowed from it.
+ * shortfall, nor draws it.  ps follows the row (the grant, the alert level
+ * it re-arms), for the stripes to be escrowed from it.  Returns the grant
+ * added, or 0.
  */
-static void
+static int64
 auto_recharge(PoolState *ps, LedgerEntry *e)
 {
 	Credit		below;
 	Credit		before;
+	int64		grant_id = 0;
 
 	if (!cache_auto_recharge(ps->org_id, &below))
-		return;
+		return 0;
 	/* what the charge took: its charge less what it released, plus what it held */
 	before = credit_add(credit_add(e->available_after, e->charged), e->reserved_change);
 	if (before >= below && e->available_after < below)
@@ -823,7 +826,7 @@ auto_recharge(PoolState *ps, LedgerEntry *e)
 		/* auto_recharge_plan's SELECT list, 1-based (spi_value): in its order */
 		enum
 		{
-			AR_AMOUNT = 1, AR_ALERT_LEVEL
+			AR_AMOUNT = 1, AR_GRANT_ID, AR_ALERT_LEVEL
 		};
 
 		if (auto_recharge_plan == NULL)
@@ -831,7 +834,8 @@ auto_recharge(PoolState *ps, LedgerEntry *e)
 			Oid			argtypes[1] = {TEXTOID};
 
 			auto_recharge_plan = spi_prepare_saved(
-				"SELECT r.amount, r.alert_level FROM credits._auto_recharge($1) r", 1, argtypes);
+				"SELECT r.amount, r.grant_id, r.alert_level FROM credits._auto_recharge($1) r",
+				1, argtypes);
 		}
 		if (spi_run(auto_recharge_plan, &arg, false, 1) > 0)
 		{
@@ -842,9 +846,11 @@ auto_recharge(PoolState *ps, LedgerEntry *e)
 				e->available_after = credit_add(e->available_after, amount);
 				ps->topup = credit_add(ps->topup, amount);
 				ps->alert_level = DatumGetInt32(spi_value(0, AR_ALERT_LEVEL, &isnull));
+				grant_id = DatumGetInt64(spi_value(0, AR_GRANT_ID, &isnull));
 			}
 		}
 	}
+	return grant_id;
 }
 
 /*
@@ -890,6 +896,7 @@ pool_write(PoolState *ps, LedgerEntry *e, int calls, Credit shortfall,
 	PoolWrite	w;
 	Credit		share;
 	bool		waited;
+	int64		recharge_grant;
 
 	e->period_start = ps->period_start;
 	e->available_after = pool_available(ps);
@@ -921,7 +928,7 @@ pool_write(PoolState *ps, LedgerEntry *e, int calls, Credit shortfall,
 	cache_note_pool_stripes(ps->org_id, w.stripes);
 
 	/* an auto-recharge's grant is part of what the stripes are escrowed from */
-	auto_recharge(ps, e);
+	recharge_grant = auto_recharge(ps, e);
 	share = ps->escrow && w.stripes > 0 ? escrow_share(ps, w.stripes) : 0;
 
 	if (ps->user_id != NULL)
@@ -948,21 +955,25 @@ pool_write(PoolState *ps, LedgerEntry *e, int calls, Credit shortfall,
 	}
 	ledger_append(e);
 
+	/* from the grants there were: not the auto-recharge this charge added */
 	if (e->from_topup > 0)
 	{
-		Datum		dargs[3];
+		Datum		dargs[4];
+		Oid			argtypes[4] = {TEXTOID, INT8OID, INT8OID, INT8OID};
 
+		/* 3 arguments, as a database still at 1.0 has them */
 		if (draw_plan == NULL)
-		{
-			Oid			argtypes[3] = {TEXTOID, INT8OID, INT8OID};
-
 			draw_plan = spi_prepare_saved(
 				"SELECT credits._draw_grants($1, $2, credits._micro($3))", 3, argtypes);
-		}
+		/* an auto-recharge happens in 1.1 only */
+		if (recharge_grant != 0 && draw_before_plan == NULL)
+			draw_before_plan = spi_prepare_saved(
+				"SELECT credits._draw_grants($1, $2, credits._micro($3), $4)", 4, argtypes);
 		dargs[0] = CStringGetTextDatum(ps->org_id);
 		dargs[1] = Int64GetDatum(e->entry_id);
 		dargs[2] = Int64GetDatum(e->from_topup);
-		spi_run(draw_plan, dargs, false, 0);
+		dargs[3] = Int64GetDatum(recharge_grant);
+		spi_run(recharge_grant != 0 ? draw_before_plan : draw_plan, dargs, false, 0);
 	}
 }
 

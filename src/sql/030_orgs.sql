@@ -18,7 +18,7 @@ CREATE TABLE credits.orgs (
     rollover_periods   integer NOT NULL DEFAULT 1 CHECK (rollover_periods BETWEEN 1 AND 1000),
     auto_recharge_below  credits.credit CHECK (auto_recharge_below > 0),
     auto_recharge_amount credits.credit CHECK (auto_recharge_amount > 0),
-    auto_recharge_max    integer NOT NULL DEFAULT 1 CHECK (auto_recharge_max >= 0),
+    auto_recharge_max    integer NOT NULL DEFAULT 1 CHECK (auto_recharge_max >= 1),
     auto_recharge_expires_after interval CHECK (auto_recharge_expires_after > interval '0'),
     CONSTRAINT orgs_auto_recharge_amount
         CHECK ((auto_recharge_below IS NULL) = (auto_recharge_amount IS NULL))

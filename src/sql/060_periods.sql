@@ -143,9 +143,12 @@ COMMENT ON FUNCTION credits._expire_grants(text, timestamptz) IS
     'internal: drop what remains of the org''s grants that expired by as_of';
 
 -- Draw amount from the org's grants for ledger entry entry_id: earliest
--- expiry first, never-expiring last, then oldest first.  The caller (C)
+-- expiry first, never-expiring last, then oldest first; from grants older
+-- than before_grant only, when given (the auto-recharge a charge added is
+-- not drawn by that charge, which was made without it).  The caller (C)
 -- has locked the pool and moves the amount from pools.topup itself.
-CREATE FUNCTION credits._draw_grants(org text, entry bigint, amount credits.credit) RETURNS void
+CREATE FUNCTION credits._draw_grants(org text, entry bigint, amount credits.credit,
+                                     before_grant bigint DEFAULT NULL) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, credits, pg_temp AS $$
 DECLARE
     g credits.grants;
@@ -154,6 +157,7 @@ DECLARE
 BEGIN
     FOR g IN SELECT * FROM credits.grants
               WHERE org_id = org AND remaining > 0
+                AND (before_grant IS NULL OR grant_id < before_grant)
               ORDER BY expires_at NULLS LAST, grant_id FOR UPDATE
     LOOP
         take := least(g.remaining, left_);
@@ -171,7 +175,7 @@ BEGIN
      WHERE org_id = org;
 END
 $$;
-COMMENT ON FUNCTION credits._draw_grants(text, bigint, credits.credit) IS
+COMMENT ON FUNCTION credits._draw_grants(text, bigint, credits.credit, bigint) IS
     'internal: record which grants a charge''s top-up part was drawn from';
 
 -- Close the org's period and open the one containing as_of, if it is due.
@@ -258,7 +262,7 @@ BEGIN
         'allowance', p.allowance::numeric, 'topup', p.topup::numeric,
         'reserved', p.reserved::numeric, 'available', credits._available(p)::numeric,
         'rollover', jsonb_build_object('amount', rolled::numeric, 'grant_id', rollover_grant,
-                                       'expires_at', rollover_end),
+                                       'expires_at', CASE WHEN rolled > 0 THEN rollover_end END),
         'previous', jsonb_build_object(
             'period_start', old.period_start, 'period_end', old.period_end,
             'allowance', old.allowance::numeric, 'allowance_used', old.allowance_used::numeric,

@@ -91,15 +91,14 @@ COMMENT ON FUNCTION credits.set_auto_recharge(text, credits.credit, credits.cred
 -- charge is in the pools row and before it is ledgered): adds the grant and
 -- announces it, unless the period's recharges are used up or auto-recharge
 -- is off (the settings are read here, as committed).  Returns the amount
--- added (0: none) and the pool's alert level after it (the grant re-arms
--- the thresholds above what is spent now).
+-- added (0: none), its grant, and the pool's alert level after it (the
+-- grant re-arms the thresholds above what is spent now).
 CREATE FUNCTION credits._auto_recharge(org text, OUT amount credits.credit,
-                                       OUT alert_level integer)
+                                       OUT grant_id bigint, OUT alert_level integer)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, credits, pg_temp AS $$
 DECLARE
     o credits.orgs;
     p credits.pools;
-    g bigint;
     expires timestamptz;
 BEGIN
     SELECT * INTO o FROM credits.orgs WHERE orgs.org_id = org;
@@ -110,13 +109,13 @@ BEGIN
         RETURN;
     END IF;
     expires := now() + o.auto_recharge_expires_after;
-    g := credits._add_grant(org, 'auto_recharge', o.auto_recharge_amount, expires,
+    grant_id := credits._add_grant(org, 'auto_recharge', o.auto_recharge_amount, expires,
                             'auto-recharge ' || (p.auto_recharges + 1) || ' of '
                             || o.auto_recharge_max || ' in period ' || p.period_start);
     UPDATE credits.pools SET auto_recharges = auto_recharges + 1
      WHERE pools.org_id = org RETURNING * INTO p;
     PERFORM credits._emit_event(org, 'auto_recharge', jsonb_build_object(
-        'grant_id', g, 'amount', o.auto_recharge_amount::numeric,
+        'grant_id', grant_id, 'amount', o.auto_recharge_amount::numeric,
         'below', o.auto_recharge_below::numeric, 'expires_at', expires,
         'period_start', p.period_start, 'recharges_in_period', p.auto_recharges,
         'max_per_period', o.auto_recharge_max,

@@ -36,6 +36,10 @@ BEGIN
         SELECT * INTO b FROM credits.billing_period(o.billing_anchor, o.period, o.time_zone, as_of);
         period_start := b.period_start;
         period_end := b.period_end;
+        -- the closed period's unused allowance rolls over into a grant (1.1)
+        IF o.rollover_max IS NOT NULL THEN
+            topup := topup + least(greatest(allowance - allowance_used, 0), o.rollover_max);
+        END IF;
         allowance := coalesce((SELECT pg_catalog.sum(coalesce(m.allowance, o.allowance_per_user))
                                  FROM credits.members m
                                 WHERE m.org_id = p.org_id AND m.active), 0);
@@ -313,12 +317,16 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, credits, pg_t
     -- every grant (top-up, rollover, auto-recharge) was ledgered once, as
     -- added; an org's auto-recharges of the period are counted on its pool
     SELECT coalesce(g.org_id, l.org_id), 'grant_ledgered:' || coalesce(g.grant_id, l.grant_id),
-           coalesce(g.amount::text, 'no grant'), coalesce(l.topup_change::text, 'no entry')
+           coalesce(g.amount::text, 'no grant') || ' in 1 entry',
+           coalesce(l.added::text, 'nothing') || ' in ' || coalesce(l.entries, 0) || ' entries'
       FROM grants g
-      FULL JOIN (SELECT x.* FROM ledger x
-                  WHERE x.kind IN ('topup', 'rollover', 'auto_recharge')) l
+      FULL JOIN (SELECT x.org_id, x.grant_id, pg_catalog.sum(x.topup_change) AS added,
+                        count(*) AS entries
+                   FROM ledger x
+                  WHERE x.kind IN ('topup', 'rollover', 'auto_recharge')
+                  GROUP BY x.org_id, x.grant_id) l
         ON l.grant_id = g.grant_id
-     WHERE l.topup_change IS DISTINCT FROM g.amount
+     WHERE l.entries IS DISTINCT FROM 1 OR l.added IS DISTINCT FROM g.amount
     UNION ALL
     SELECT p.org_id, 'auto_recharges_match_ledger', count(l.entry_id)::text,
            p.auto_recharges::text

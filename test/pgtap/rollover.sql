@@ -21,7 +21,7 @@
 -- gpt-4o: 4000 input tokens = 1 credit.
 BEGIN;
 SET LOCAL search_path = public, credits;
-SELECT plan(150);
+SELECT plan(155);
 
 -- debit of whole credits on gpt-4o
 CREATE FUNCTION pg_temp.d(org text, u text, amount integer, req text DEFAULT NULL)
@@ -613,14 +613,15 @@ SAVEPOINT broken;
 INSERT INTO credits.grants (org_id, amount, remaining) VALUES ('sf', 3, 3);
 SELECT results_eq(
     $$SELECT check_name, expected, actual FROM credits.verify('sf') WHERE check_name LIKE 'grant_ledgered:%'$$,
-    $$SELECT 'grant_ledgered:' || max(grant_id), '3', 'no entry' FROM credits.grants$$,
+    $$SELECT 'grant_ledgered:' || max(grant_id), '3 in 1 entry', 'nothing in 0 entries' FROM credits.grants$$,
     'verify: a grant without its ledger entry: grant_ledgered:<id>');
 ROLLBACK TO SAVEPOINT broken;
 SAVEPOINT broken;
 INSERT INTO credits.ledger (org_id, kind, period_start, topup_change, available_after, grant_id)
 SELECT 'sf', 'auto_recharge', period_start, 4, 24, 999999999 FROM credits.pools WHERE org_id = 'sf';
 SELECT ok(EXISTS (SELECT 1 FROM credits.verify('sf')
-                   WHERE check_name = 'grant_ledgered:999999999' AND expected = 'no grant' AND actual = '4'),
+                   WHERE check_name = 'grant_ledgered:999999999' AND expected = 'no grant in 1 entry'
+                     AND actual = '4 in 1 entries'),
           'verify: a grant entry without its grant: grant_ledgered:<id>');
 SELECT ok(EXISTS (SELECT 1 FROM credits.verify('sf')
                    WHERE check_name = 'auto_recharges_match_ledger' AND expected = '1' AND actual = '0'),
@@ -630,8 +631,19 @@ SAVEPOINT broken;
 UPDATE credits.grants SET amount = 21, remaining = 21 WHERE org_id = 'sf';
 SELECT ok(EXISTS (SELECT 1 FROM credits.verify('sf') g, credits.grants x
                    WHERE x.org_id = 'sf' AND g.check_name = 'grant_ledgered:' || x.grant_id
-                     AND g.expected = '21' AND g.actual = '20'),
+                     AND g.expected = '21 in 1 entry' AND g.actual = '20 in 1 entries'),
           'verify: a grant whose amount is not what was ledgered: grant_ledgered:<id>');
+ROLLBACK TO SAVEPOINT broken;
+-- a grant ledgered twice (each entry adding what it was bought for)
+SAVEPOINT broken;
+INSERT INTO credits.ledger (org_id, kind, period_start, topup_change, available_after, grant_id)
+SELECT 'sf', l.kind, l.period_start, l.topup_change, l.available_after, l.grant_id
+  FROM credits.ledger l WHERE l.org_id = 'sf' AND l.kind = 'auto_recharge' LIMIT 1;
+SELECT ok(EXISTS (SELECT 1 FROM credits.verify('sf') g, credits.grants x
+                   WHERE x.org_id = 'sf' AND g.check_name = 'grant_ledgered:' || x.grant_id
+                     AND g.expected = x.amount || ' in 1 entry'
+                     AND g.actual = (2 * x.amount::numeric)::credit || ' in 2 entries'),
+          'verify: a grant ledgered twice: grant_ledgered:<id>');
 ROLLBACK TO SAVEPOINT broken;
 SAVEPOINT broken;
 UPDATE credits.pools SET auto_recharges = auto_recharges + 1 WHERE org_id = 'rs';
@@ -747,6 +759,31 @@ SELECT ok(col_description('credits.ledger'::regclass, (SELECT attnum FROM pg_att
           LIKE '%rollover%auto_recharge%', 'ledger.kind''s COMMENT names rollover and auto_recharge');
 
 SELECT is_empty($$SELECT * FROM credits.verify()$$, 'verify() is clean at the end');
+
+-- ===========================================================================
+-- the charge that triggers an auto-recharge is drawn from the grants there
+-- were, never from the one it added (even one expiring first)
+-- ===========================================================================
+SELECT org_id FROM credits.create_org('drw', allowance_per_user => 0);
+SELECT credits.enable_provider('drw', 'openai');
+SELECT credits.add_member('drw', 'u');
+SELECT available FROM credits.recharge('drw', 100, note => 'G');
+SELECT credits.set_auto_recharge('drw', 50, 30, 1, '1 day');
+CREATE TEMP TABLE drw_res AS
+SELECT * FROM credits.credit_debit('drw', 'u', 'gpt-4o', 280000);
+SELECT results_eq($$SELECT charged, available FROM drw_res$$,
+                  $$VALUES ('70'::credit, '60'::credit)$$,
+                  'drw: the debit of 70 crossed 50, was charged 70 and returns 60 (30 left + the grant of 30)');
+SELECT results_eq(
+    $$SELECT g.note, d.amount FROM credits.grant_draws d JOIN credits.grants g USING (grant_id)
+       WHERE d.entry_id = (SELECT entry_id FROM drw_res)$$,
+    $$VALUES ('G'::text, '70'::credit)$$,
+    'drw: its 70 were drawn from G alone, not from the auto-recharge grant that expires first');
+SELECT results_eq(
+    $$SELECT amount, remaining FROM credits.grants WHERE org_id = 'drw' AND note LIKE 'auto-recharge%'$$,
+    $$VALUES ('30'::credit, '30'::credit)$$,
+    'drw: the auto-recharge grant is whole');
+SELECT is_empty($$SELECT * FROM credits.verify('drw')$$, 'drw: verify() finds nothing');
 
 SELECT * FROM finish();
 ROLLBACK;
