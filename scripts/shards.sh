@@ -73,6 +73,11 @@ cmd_up() {
     [[ "$parts" =~ ^[1-9][0-9]*$ ]] && [ $((parts & (parts - 1))) -eq 0 ] && [ "$parts" -le 1024 ] ||
         die "PARTITIONS must be a power of two from 1 to 1024 (hold ids carry it in 10 bits)"
     [ "$parts" -ge "$n" ] || die "fewer partitions ($parts) than servers ($n)"
+    # one cluster set per state pointer: a second `up` would orphan the first
+    # (`down` finds only the last one)
+    if [ -f "$state_ptr" ] && [ -f "$(cat "$state_ptr")/state" ]; then
+        die "already up in $(cat "$state_ptr"): run shards.sh down first, or set SHARDS_STATE"
+    fi
 
     base=$(mktemp -d "${TMPDIR:-/tmp}/credits_shards.XXXXXX")
     chmod 755 "$base"
@@ -81,12 +86,20 @@ cmd_up() {
     trap 'rc=$?; if [ $rc -ne 0 ]; then echo "shards.sh: up failed, removing $base" >&2; stop_all "$base"; fi' EXIT
     echo "base=$base" > "$base/state"
 
-    # unix sockets only, in $base: a port is free when no lock file is there
+    # unix sockets only, in $base, which is ours alone (mktemp): a port
+    # number here cannot collide with another server's socket or lock file
+    # (both live in the socket directory), so picking one is free of races;
+    # the lock-file check only keeps our own clusters apart.  (The SysV
+    # shared memory key derived from the port is probed by the postmaster
+    # itself, which skips a key in use.)
     port=$((20000 + RANDOM % 20000))
     new_cluster() {   # new_cluster NAME: initdb + start on the next port; sets $port_of_NAME
         local name=$1 d="$base/$1"
         while [ -e "$base/.s.PGSQL.$port.lock" ]; do port=$((port + 1)); done
         as_owner "$bindir/initdb" -D "$d" -U postgres --auth=trust -E UTF8 --locale=C >/dev/null
+        # max_connections: every router backend keeps a connection to each
+        # partition it called, so 32 router clients over 2 partitions of a
+        # server are 64 connections there
         cat >> "$d/postgresql.conf" <<CONF
 port = $port
 listen_addresses = ''
@@ -94,7 +107,7 @@ unix_socket_directories = '$base'
 fsync = off
 synchronous_commit = off
 full_page_writes = off
-max_connections = 60
+max_connections = 200
 shared_buffers = 16MB
 CONF
         echo "datadir=$d" >> "$base/state"
