@@ -18,6 +18,7 @@
 # crossing one's available includes its grant), and verify() and amcheck
 # are clean.
 set -euo pipefail
+. "$(dirname "$0")/lib/common.sh"
 
 db=credits_ar_clients
 dir=$(mktemp -d)
@@ -52,11 +53,7 @@ PGB
 
 pgbench -n -c 8 -j 2 -t 200 -f "$dir/debit.sql" "$db" > "$dir/pgbench.out" 2>&1 || {
     cat "$dir/pgbench.out"; exit 1; }
-grep -E "transactions actually processed|number of failed transactions" "$dir/pgbench.out" | head -2
-grep -qx 'number of transactions actually processed: 1600/1600' "$dir/pgbench.out" || {
-    echo "pgbench did not process all 1600 transactions"; cat "$dir/pgbench.out"; exit 1; }
-grep -qE '^number of failed transactions: 0 ' "$dir/pgbench.out" || {
-    echo "pgbench reported failed transactions (or no count of them)"; cat "$dir/pgbench.out"; exit 1; }
+pgbench_clean 1600 "$dir/pgbench.out"
 
 # Each check prints a row only when it fails.
 failures=$(psql -X -q -At -v ON_ERROR_STOP=1 -d "$db" <<'SQL'

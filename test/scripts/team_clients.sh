@@ -11,6 +11,7 @@
 # fallback calls are free once it is exhausted, the members outside it keep
 # premium models, and every figure equals the ledger (verify(), amcheck).
 set -euo pipefail
+. "$(dirname "$0")/lib/common.sh"
 
 db=credits_team_clients
 dir=$(mktemp -d)
@@ -54,11 +55,7 @@ PGB
 
 pgbench -n -c 8 -j 2 -t 100 -f "$dir/team.sql@4" -f "$dir/outside.sql@1" \
     "$db" > "$dir/pgbench.out" 2>&1 || { cat "$dir/pgbench.out"; exit 1; }
-grep -E "transactions actually processed|number of failed transactions" "$dir/pgbench.out" | head -2
-grep -qx 'number of transactions actually processed: 800/800' "$dir/pgbench.out" || {
-    echo "pgbench did not process all 800 transactions"; cat "$dir/pgbench.out"; exit 1; }
-grep -qE '^number of failed transactions: 0 ' "$dir/pgbench.out" || {
-    echo "pgbench reported failed transactions (or no count of them)"; cat "$dir/pgbench.out"; exit 1; }
+pgbench_clean 800 "$dir/pgbench.out"
 
 # Each check prints a row only when it fails.
 failures=$(psql -X -q -At -v ON_ERROR_STOP=1 -d "$db" <<'SQL'

@@ -1,6 +1,5 @@
-# test/scripts/lib/common.sh: helpers shared by the scripts that run their
-# own private clusters (sourced, not run: scripts/test.sh runs only
-# test/scripts/*.sh).
+# test/scripts/lib/common.sh: helpers shared by the test scripts (sourced,
+# not run: scripts/test.sh runs only test/scripts/*.sh).
 
 # Run a command as the cluster's owner: postgres when root, else ourselves.
 as_owner() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
@@ -14,4 +13,17 @@ wait_until() {
         [ "$SECONDS" -lt "$deadline" ] || die "gave up after $timeout s waiting for $what"
         sleep 0.05
     done
+}
+
+# pgbench_clean N OUT: the pgbench run whose output is in OUT processed all
+# N transactions and counted none failed (pgbench counts serialization and
+# deadlock failures there; any other error aborts its client, and pgbench
+# exits non-zero, which the caller checks); else print OUT and exit 1.
+pgbench_clean() {
+    local n=$1 out=$2
+    grep -E "transactions actually processed|number of failed transactions" "$out" | head -2
+    grep -qx "number of transactions actually processed: $n/$n" "$out" || {
+        echo "pgbench did not process all $n transactions"; cat "$out"; exit 1; }
+    grep -qE '^number of failed transactions: 0 ' "$out" || {
+        echo "pgbench reported failed transactions (or no count of them)"; cat "$out"; exit 1; }
 }
