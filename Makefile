@@ -22,9 +22,12 @@ HEADERS_credits = src/credit.h
 # The second extension, credits_router (the API over PL/Proxy partitions),
 # installs with it: its control file and script go to the same extension
 # directory as DATA (EXTENSION names credits alone, as the rules below use it).
+# Its script is built from src/router/ around the credit type's own
+# definitions (src/sql/010_credit.sql), which router and shards share.
+ROUTER_SQL = src/router/010_header.sql src/sql/010_credit.sql src/router/020_api.sql
 DATA = $(EXTENSION)--1.0.sql $(EXTENSION)--$(EXTVERSION).sql $(wildcard $(EXTENSION)--*--*.sql) \
        credits_router.control credits_router--$(EXTVERSION).sql
-EXTRA_CLEAN = $(EXTENSION)--$(EXTVERSION).sql
+EXTRA_CLEAN = $(EXTENSION)--$(EXTVERSION).sql credits_router--$(EXTVERSION).sql
 
 # make installcheck (against a running server, PGHOST/PGPORT/PGUSER): the
 # regression tests, the isolation specs and the pgTAP files
@@ -56,7 +59,10 @@ $(OBJS): src/credits.h src/credit.h
 $(EXTENSION)--$(EXTVERSION).sql: $(sort $(wildcard src/sql/*.sql))
 	cat $^ > $@
 
-all: $(EXTENSION)--$(EXTVERSION).sql
+credits_router--$(EXTVERSION).sql: $(ROUTER_SQL)
+	cat $^ > $@
+
+all: $(EXTENSION)--$(EXTVERSION).sql credits_router--$(EXTVERSION).sql
 
 # pgTAP, as part of installcheck: every test/pgtap/*.sql in a fresh database
 installcheck: installcheck-pgtap

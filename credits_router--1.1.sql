@@ -24,12 +24,21 @@
 \echo Use "CREATE EXTENSION credits_router" to load this file. \quit
 
 -- ---------------------------------------------------------------------------
--- The credits.credit type, its operators, casts and aggregates: the same
--- definitions as credits' own (src/sql/010_credit.sql), over the same C
+-- The credits.credit type, its operators, casts and aggregates: credits'
+-- own definitions (src/sql/010_credit.sql, which the Makefile puts here
+-- when it builds this script from src/router/), over the same C
 -- library ($libdir/credits), so that amounts travel as text and mean the
 -- same on the router and on every shard.  test/scripts/router.sh checks
 -- that router and shard define the same functions, operators, casts and
 -- aggregates.
+-- ---------------------------------------------------------------------------
+
+-- ---------------------------------------------------------------------------
+-- The credits.credit type: a signed 64-bit count of micro-credits.
+-- It shares int8's representation, so comparisons, hashing, sorting and
+-- binary I/O are PostgreSQL's int8 functions, called through thin C entry
+-- points of this module (a LANGUAGE internal alias would be looked up by
+-- name on every use).
 -- ---------------------------------------------------------------------------
 
 CREATE TYPE credits.credit;
