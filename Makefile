@@ -3,7 +3,8 @@
 #   make test    install what is missing (Debian, as root), build, install,
 #                start a throwaway cluster and run every test suite
 #   make demo    same set-up, then walk through the product scenario in psql
-#   make bench   benchmarks against a durable throwaway cluster
+#   make bench   benchmarks against a durable throwaway cluster, then the
+#                router against 1, 2 and 4 shard servers (BENCH_ROUTER=0: not)
 #
 # The classic PGXS targets (all, install, installcheck, clean) work as usual
 # once postgresql-server-dev is installed; PG_CONFIG picks the server.
@@ -92,3 +93,4 @@ bench: deps
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory install
 	@bash bench/run.sh
+	@if [ "$${BENCH_ROUTER:-1}" != 0 ]; then bash bench/router.sh; fi

@@ -7,7 +7,8 @@
 #   1. scripts/shards.sh up 1: a router and one shard server holding 2
 #      partitions, plus a database `single` on that same server with
 #      CREATE EXTENSION credits: the single node;
-#   2. scripts/shards.sh up 2: a router and two shard servers, 4 partitions.
+#   2. scripts/shards.sh up 2: a router and two shard servers, 4 partitions;
+#   3. scripts/shards.sh up 4: a router and four shard servers, 8 partitions.
 #
 # Every cluster gets make bench's settings (bench/run.sh): fsync,
 # synchronous_commit and full_page_writes on, shared_buffers 512MB,
@@ -22,7 +23,7 @@
 # Scenarios, each for BENCH_SECONDS (10) at BENCH_CLIENTS (1 8 32) clients,
 # pgbench -M prepared -j 2, vacuumed before each run: bench/scenarios/
 # debit_spread.sql, resolve_model.sql and allowed_models.sql, against
-# `single` and against the router with 1 and with 2 shard servers.  Prints a
+# `single` and against the router with 1, 2 and 4 shard servers.  Prints a
 # table of TPS, p50 and p99 latency, and the ratio router/single-node TPS,
 # and writes it to bench/results/bench-router-<time>.csv (not kept in git).
 #
@@ -180,14 +181,22 @@ bench_setup router2 "$router"
 verify2=$(R "SELECT count(*) FROM credits.verify()")
 down
 
+# 3. four shard servers (8 partitions)
+say "router over 4 shard servers (8 partitions)"
+up 4
+load_shards
+bench_setup router4 "$router"
+verify4=$(R "SELECT count(*) FROM credits.verify()")
+down
+
 table="$work/table"
 {
-    printf '| scenario | clients | single node TPS | p50 / p99 ms | router, 1 shard server: TPS | p50 / p99 ms | ratio | router, 2 shard servers: TPS | p50 / p99 ms | ratio |\n'
-    printf '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n'
+    printf '| scenario | clients | single node TPS | p50 / p99 ms | router, 1 shard server: TPS | p50 / p99 ms | ratio | router, 2 shard servers: TPS | p50 / p99 ms | ratio | router, 4 shard servers: TPS | p50 / p99 ms | ratio |\n'
+    printf '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n'
     for s in $scenarios; do
         for c in $clients; do
             row="| $s | $c"
-            for label in single router1 router2; do
+            for label in single router1 router2 router4; do
                 line=$(grep "^$label,$s,$c," "$csv")
                 IFS=',' read -r _ _ _ tps p50 p99 <<< "$line"
                 row+=" | $(printf '%.0f' "$tps") | $p50 / $p99"
@@ -201,10 +210,10 @@ table="$work/table"
 cat "$table"
 echo
 echo "ratio: router TPS / single-node TPS, same scenario and clients"
-echo "verify() violations after the runs: single $verify0, router over 1 server $verify1, over 2 servers $verify2"
+echo "verify() violations after the runs: single $verify0, router over 1 server $verify1, over 2 servers $verify2, over 4 servers $verify4"
 echo "machine: $(nproc) cores, $(free -g | awk '/^Mem:/ {print $2}') GiB, PostgreSQL $version, fsync/synchronous_commit $durable, ${seconds}s per run; router, shards and pgbench on the same cores"
 mkdir -p "$here/bench/results"
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
 cp "$csv" "$here/bench/results/bench-router-$stamp.csv"
 echo "written: bench/results/bench-router-$stamp.csv"
-[ "$verify0$verify1$verify2" = 000 ] || die "verify() found violations"
+[ "$verify0$verify1$verify2$verify4" = 0000 ] || die "verify() found violations"

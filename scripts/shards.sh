@@ -10,8 +10,7 @@
 # a unix socket in BASE only (no TCP), fsync off:
 #   - shard servers s0..s(N-1): PARTITIONS databases credits_p0 ... in all
 #     (a power of two, default the smallest one >= 2N), partition k on server
-#     k mod N, each with CREATE EXTENSION credits and its hold ids set to
-#     carry the partition (hold_id mod 1024 = k); a login role
+#     k mod N, each with CREATE EXTENSION credits; a login role
 #     credits_router (member of credits_admin and credits_reader) that the
 #     router connects as;
 #   - the router: database `router` with CREATE EXTENSION plproxy,
@@ -135,9 +134,6 @@ CONF
         local sport=${!var}
         q "$sport" postgres "CREATE DATABASE credits_p$k" >/dev/null
         q "$sport" "credits_p$k" "CREATE EXTENSION credits" >/dev/null
-        # hold ids carry their partition: hold_id mod 1024 = k
-        q "$sport" "credits_p$k" "ALTER TABLE credits.holds ALTER COLUMN hold_id
-                                      SET INCREMENT BY 1024 SET START WITH $((1024 + k)) RESTART" >/dev/null
         echo "partition_$k=s$i" >> "$base/state"
         opts+="${opts:+, }p$k 'host=$base port=$sport dbname=credits_p$k connect_timeout=2'"
     done

@@ -93,12 +93,16 @@ $$;
 COMMENT ON FUNCTION credits_router.partition_of(text) IS
     'the partition that holds an org: hashtext(org_id) & (partitions - 1)';
 
+-- Hold ids through the router: the shard's own hold id * 1024 + the
+-- partition that made it.  The router makes them (credit_reserve) and takes
+-- them apart (credit_settle, credit_release); nothing on a shard knows of
+-- them, so a shard dumped and restored, or moved, keeps every hold id valid.
 CREATE FUNCTION credits_router.hold_partition(hold_id bigint) RETURNS integer
 LANGUAGE sql STABLE STRICT SET search_path = pg_catalog, pg_temp AS $$
     SELECT (hold_id & 1023)::integer & (credits_router.partition_count() - 1)
 $$;
 COMMENT ON FUNCTION credits_router.hold_partition(bigint) IS
-    'the partition that made a hold: hold ids carry it in their low 10 bits (hold_id mod 1024)';
+    'the partition that made a hold: router hold ids are the shard''s hold id * 1024 + the partition (hold_id mod 1024)';
 
 -- RUN ON functions: checked on the router before anything is sent.
 CREATE FUNCTION credits_router.org_hash(org_id text) RETURNS integer
@@ -397,9 +401,13 @@ LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, credits
 DECLARE
     e_state text;
     e_msg text;
+    r credits.hold_result;
 BEGIN
-    RETURN credits_router._p_credit_reserve(org_id, user_id, model, input_tokens, max_output_tokens, request_id,
+    r := credits_router._p_credit_reserve(org_id, user_id, model, input_tokens, max_output_tokens, request_id,
         coalesce(ttl, pg_catalog.current_setting('credits.hold_ttl', true)::interval));
+    -- the router's hold id: the shard's, with the partition in its low 10 bits
+    r.hold_id := r.hold_id * 1024 + credits_router.partition_of(org_id);
+    RETURN r;
 EXCEPTION WHEN internal_error OR admin_shutdown OR crash_shutdown OR cannot_connect_now THEN
     GET STACKED DIAGNOSTICS e_state = RETURNED_SQLSTATE, e_msg = MESSAGE_TEXT;
     PERFORM credits_router._unavailable(credits_router.partition_of(org_id), e_state, e_msg);
@@ -415,7 +423,8 @@ LANGUAGE plproxy VOLATILE AS $$
     CLUSTER 'credits_cluster';
     RUN ON credits_router.hold_hash(hold);
     SELECT r.* FROM credits.credit_settle(
-               CASE WHEN pg_catalog.set_config('credits.org_id', tenant, true) IS NULL THEN NULL ELSE hold END,
+               CASE WHEN pg_catalog.set_config('credits.org_id', tenant, true) IS NULL THEN NULL
+                    ELSE hold OPERATOR(pg_catalog.>>) 10 END,
                input_tokens, output_tokens) r;
 $$;
 
@@ -443,7 +452,8 @@ LANGUAGE plproxy VOLATILE AS $$
     CLUSTER 'credits_cluster';
     RUN ON credits_router.hold_hash(hold);
     SELECT credits.credit_release(
-               CASE WHEN pg_catalog.set_config('credits.org_id', tenant, true) IS NULL THEN NULL ELSE hold END);
+               CASE WHEN pg_catalog.set_config('credits.org_id', tenant, true) IS NULL THEN NULL
+                    ELSE hold OPERATOR(pg_catalog.>>) 10 END);
 $$;
 
 CREATE FUNCTION credits.credit_release(hold_id bigint)
@@ -1091,21 +1101,16 @@ $$;
 COMMENT ON FUNCTION credits.schedule_jobs() IS
     'register the pg_cron jobs on the router (idempotent): reset_due() and expire_holds() every minute, each reaching every partition';
 
--- What each partition is: reachable, its credits version, whether its hold
--- ids carry its number, and a digest of its catalog (providers and models).
+-- What each partition is: reachable, its credits version, and a digest of
+-- its catalog (providers and models).
 CREATE FUNCTION credits_router._p_partition_info(part integer)
-    RETURNS TABLE(db text, credits_version text, hold_step bigint, hold_start bigint,
-                  catalog_digest text)
+    RETURNS TABLE(db text, credits_version text, catalog_digest text)
 LANGUAGE plproxy VOLATILE AS $$
     CLUSTER 'credits_cluster';
     RUN ON part;
     SELECT pg_catalog.current_database()::text AS db,
            (SELECT e.extversion FROM pg_catalog.pg_extension e
              WHERE e.extname = 'credits')::text AS credits_version,
-           (SELECT s.increment_by FROM pg_catalog.pg_sequences s
-             WHERE s.schemaname = 'credits' AND s.sequencename = 'holds_hold_id_seq') AS hold_step,
-           (SELECT s.start_value FROM pg_catalog.pg_sequences s
-             WHERE s.schemaname = 'credits' AND s.sequencename = 'holds_hold_id_seq') AS hold_start,
            pg_catalog.md5(
                coalesce((SELECT pg_catalog.string_agg(pg_catalog.concat_ws('|', p.provider, p.display_name),
                                                       ',' ORDER BY p.provider)
@@ -1152,9 +1157,6 @@ BEGIN
                 problem := 'the credits extension is not installed';
             ELSIF i.credits_version <> mine THEN
                 problem := pg_catalog.format('credits %s, the router is %s', i.credits_version, mine);
-            ELSIF i.hold_step <> 1024 OR i.hold_start % 1024 <> p THEN
-                problem := pg_catalog.format('hold ids do not carry the partition (increment %s, start %s; want 1024 and %s mod 1024)',
-                                             i.hold_step, i.hold_start, p);
             ELSIF i.catalog_digest <> first_digest THEN
                 problem := 'catalog (providers, models) differs from the first partition''s';
             END IF;
@@ -1168,7 +1170,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION credits_router.check_partitions() IS
-    'one row per partition: reachable, credits version, catalog digest, and the problem (NULL when none): version, hold ids that do not carry the partition, a catalog that differs';
+    'one row per partition: reachable, credits version, catalog digest, and the problem (NULL when none): version, a catalog that differs';
 
 CREATE FUNCTION credits_router._p_catalog_digest() RETURNS SETOF text
 LANGUAGE plproxy VOLATILE AS $$

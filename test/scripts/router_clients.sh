@@ -255,7 +255,7 @@ SELECT 'acknowledged settle of hold ' || s.hold_id || ' is not in the ledger as 
  WHERE s.replayed OR l.entry_id IS NULL
     OR (l.org_id, l.hold_id, l.model, l.input_tokens, l.output_tokens, l.cost, l.charged,
         l.shortfall, l.available_after)
-       IS DISTINCT FROM (s.org_id, s.hold_id, s.model, s.input_tokens, s.output_tokens, s.cost,
+       IS DISTINCT FROM (s.org_id, s.hold_id >> 10, s.model, s.input_tokens, s.output_tokens, s.cost,
                          s.charged, s.shortfall, s.available)
 UNION ALL
 SELECT 'ledger settle ' || l.entry_id || ' was never acknowledged'
@@ -264,8 +264,9 @@ UNION ALL
 SELECT 'hold ' || hold_id || ' settled through the router names partition ' || hold_part
   FROM settles WHERE hold_part <> :part
 UNION ALL
-SELECT 'hold ' || hold_id || ' of partition ' || :part || ' does not carry it (hold_id mod 1024)'
-  FROM credits.holds WHERE hold_id % 1024 <> :part
+SELECT 'hold ' || hold_id || ' settled through the router is not the shard''s hold '
+       || (hold_id >> 10) || ' with partition ' || :part || ' in its low 10 bits'
+  FROM settles WHERE hold_id % 1024 <> :part
 UNION ALL
 SELECT org_id || ': ' || count(*) FILTER (WHERE status = 'open') || ' open holds, statuses '
        || string_agg(DISTINCT status, ',')
