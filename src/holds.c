@@ -304,9 +304,9 @@ credits_credit_reserve(PG_FUNCTION_ARGS)
 
 	/*
 	 * A premium model is held when the pool, the member's cap and the team's
-	 * allow it and cover the estimate; otherwise the call switches to the provider's
-	 * fallback, which holds what it can (possibly nothing).  A fallback model
-	 * asked for directly is held the same way.
+	 * allow it and cover the estimate; otherwise the call switches to the
+	 * provider's fallback, which holds what it can (possibly nothing).  A
+	 * fallback model asked for directly is held the same way.
 	 */
 	if (info.is_fallback || (limit > 0 && limit >= estimate))
 	{
