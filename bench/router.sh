@@ -34,22 +34,13 @@ set -euo pipefail
 export LC_ALL=C
 
 here=$(cd "$(dirname "$0")/.." && pwd)
-. "$here/test/scripts/lib/common.sh"   # as_owner
+. "$here/test/scripts/lib/common.sh"   # as_owner, shards_session
 bindir=$("${PG_CONFIG:-pg_config}" --bindir)
 export PATH="$bindir:$PATH"
 seconds=${BENCH_SECONDS:-10}
 clients=${BENCH_CLIENTS:-1 8 32}
 scenarios=${BENCH_ROUTER_SCENARIOS:-debit_spread resolve_model allowed_models}
-work=$(mktemp -d /tmp/credits_bench_router.XXXXXX)
-export SHARDS_STATE="$work/shards.current"
-unset PGHOST PGHOSTADDR PGPORT PGUSER PGDATABASE PGSERVICE PGSERVICEFILE PGPASSFILE PGSYSCONFDIR PGOPTIONS
-
-cleanup() {
-    if [ -f "$SHARDS_STATE" ]; then bash "$here/scripts/shards.sh" down >/dev/null 2>&1 || true; fi
-    rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM HUP
+shards_session credits_bench_router
 die() { echo "bench/router.sh: $*" >&2; exit 1; }
 say() { echo "$*" >&2; }
 

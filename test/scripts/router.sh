@@ -33,19 +33,10 @@ set -euo pipefail
 export LC_ALL=C
 
 here=$(cd "$(dirname "$0")/../.." && pwd)
-. "$here/test/scripts/lib/common.sh"   # as_owner, wait_until
+. "$here/test/scripts/lib/common.sh"   # as_owner, wait_until, shards_session
 bindir=$("${PG_CONFIG:-pg_config}" --bindir)
 timeout=30
-work=$(mktemp -d /tmp/credits_router_test.XXXXXX)
-export SHARDS_STATE="$work/shards.current"
-unset PGHOST PGHOSTADDR PGPORT PGUSER PGDATABASE PGSERVICE PGSERVICEFILE PGPASSFILE PGSYSCONFDIR PGOPTIONS
-
-cleanup() {
-    if [ -f "$SHARDS_STATE" ]; then bash "$here/scripts/shards.sh" down >/dev/null 2>&1 || true; fi
-    rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM HUP
+shards_session credits_router_test
 
 die() { echo "not ok - $*"; exit 1; }
 fail=0

@@ -36,16 +36,8 @@ set -euo pipefail
 export LC_ALL=C
 
 here=$(cd "$(dirname "$0")/../.." && pwd)
-work=$(mktemp -d /tmp/credits_router_clients.XXXXXX)
-export SHARDS_STATE="$work/shards.current"
-unset PGHOST PGHOSTADDR PGPORT PGUSER PGDATABASE PGSERVICE PGSERVICEFILE PGPASSFILE PGSYSCONFDIR PGOPTIONS
-
-cleanup() {
-    if [ -f "$SHARDS_STATE" ]; then bash "$here/scripts/shards.sh" down >/dev/null 2>&1 || true; fi
-    rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM HUP
+. "$here/test/scripts/lib/common.sh"   # shards_session
+shards_session credits_router_clients
 
 die() { echo "not ok - $*"; exit 1; }
 clients=8

@@ -27,3 +27,21 @@ pgbench_clean() {
     grep -qE '^number of failed transactions: 0 ' "$out" || {
         echo "pgbench reported failed transactions (or no count of them)"; cat "$out"; exit 1; }
 }
+
+# shards_session NAME: a work directory /tmp/NAME.XXXXXX ($work) for a
+# scripts/shards.sh cluster of this script's own ($SHARDS_STATE in it), the
+# caller's libpq environment cleared (the router's connection string says
+# everything), and a trap that takes the cluster down and removes $work on
+# exit, also on failure or interruption.  $here is the repository.
+shards_session() {
+    work=$(mktemp -d "/tmp/$1.XXXXXX")
+    export SHARDS_STATE="$work/shards.current"
+    unset PGHOST PGHOSTADDR PGPORT PGUSER PGDATABASE PGSERVICE PGSERVICEFILE PGPASSFILE \
+          PGSYSCONFDIR PGOPTIONS
+    trap shards_cleanup EXIT
+    trap 'exit 130' INT TERM HUP
+}
+shards_cleanup() {
+    if [ -f "$SHARDS_STATE" ]; then bash "$here/scripts/shards.sh" down >/dev/null 2>&1 || true; fi
+    rm -rf "$work"
+}
