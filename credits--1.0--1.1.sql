@@ -63,6 +63,17 @@ COMMENT ON COLUMN credits.orgs.auto_recharge_max IS 'most auto-recharges per per
 COMMENT ON COLUMN credits.orgs.auto_recharge_expires_after IS
     'an auto-recharge grant expires this long after it is added; NULL: never';
 ALTER TABLE credits.pools ADD COLUMN auto_recharges integer NOT NULL DEFAULT 0;
+-- what the stripes were escrowed (readers of a pools row that holds more
+-- need not read them); a database at 1.0 updates with its stripes empty or
+-- not, so the column is set to what they hold
+ALTER TABLE credits.pools ADD COLUMN escrowed credits.credit NOT NULL DEFAULT 0;
+UPDATE credits.pools p
+   SET escrowed = s.held
+  FROM (SELECT x.org_id, pg_catalog.sum(x.funds) OPERATOR(pg_catalog.+) pg_catalog.sum(x.used) AS held
+          FROM credits.pool_stripes x GROUP BY x.org_id) s
+ WHERE s.org_id = p.org_id AND s.held OPERATOR(pg_catalog.<>) '0'::credits.credit;
+COMMENT ON COLUMN credits.pools.escrowed IS
+    'allowance escrowed over the stripes at their last escrow: what they hold and have used since adds up to it, so a pools row that holds more has credits left whatever its stripes used';
 COMMENT ON COLUMN credits.pools.auto_recharges IS
     'auto-recharge grants added in this period (at most orgs.auto_recharge_max)';
 -- events and ledger entries of the new kinds
@@ -167,12 +178,12 @@ BEGIN
     UPDATE credits.pool_stripes s SET funds = 0, used = 0, calls = 0, shortfall = 0
      WHERE s.org_id = org
        AND (s.funds <> 0 OR s.used <> 0 OR s.calls <> 0 OR s.shortfall <> 0);
-    IF used_ <> 0 OR calls_ <> 0 OR shortfall_ <> 0 THEN
-        UPDATE credits.pools p SET allowance_used = p.allowance_used + used_,
-                                   calls = p.calls + calls_,
-                                   shortfall = p.shortfall + shortfall_
-         WHERE p.org_id = org;
-    END IF;
+    UPDATE credits.pools p SET allowance_used = p.allowance_used + used_,
+                               calls = p.calls + calls_,
+                               shortfall = p.shortfall + shortfall_,
+                               escrowed = 0
+     WHERE p.org_id = org
+       AND (used_ <> 0 OR calls_ <> 0 OR shortfall_ <> 0 OR p.escrowed <> 0);
 END
 $$;
 
@@ -382,7 +393,8 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, credits, pg_t
                credits._available(p.allowance, p.allowance_used + coalesce(s.used, 0), p.topup,
                                   p.reserved) AS available,
                coalesce(s.funds, 0) AS escrowed, coalesce(s.negative, false) AS negative_stripe,
-               p.stripes, s.beyond
+               p.stripes, s.beyond, p.escrowed AS escrow_total,
+               coalesce(s.funds, 0) + coalesce(s.used, 0) AS striped
           FROM credits.pools p
           LEFT JOIN (SELECT x.org_id, pg_catalog.sum(x.used) AS used, pg_catalog.sum(x.funds) AS funds,
                             bool_or(x.funds < 0 OR x.used < 0) AS negative,
@@ -482,6 +494,11 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, credits, pg_t
     -- escrowed credits are part of what is available, never negative
     SELECT p.org_id, 'escrow_within_available', '<= ' || p.available::text, p.escrowed::text
       FROM pools p WHERE p.escrowed > p.available OR p.negative_stripe
+    UNION ALL
+    -- what the stripes hold and used since their escrow is what it gave them
+    -- (readers of a pools row that holds more skip the stripes)
+    SELECT p.org_id, 'escrow_matches_stripes', p.striped::text, p.escrow_total::text
+      FROM pools p WHERE p.escrow_total <> p.striped
     UNION ALL
     -- the stripes numbered from pools.stripes on are empty (readers skip them)
     SELECT p.org_id, 'stripes_beyond_count_empty', '< ' || p.stripes, p.beyond::text
@@ -882,6 +899,10 @@ BEGIN
     END IF;
     IF TG_OP = 'INSERT' AND NEW.cap IS NULL THEN
         RETURN NULL;
+    END IF;
+    -- a team deleted with its org: the pool and the holds go with it
+    IF TG_OP = 'DELETE' AND NOT EXISTS (SELECT 1 FROM credits.orgs o WHERE o.org_id = t.org_id) THEN
+        RETURN OLD;
     END IF;
     PERFORM credits._consolidate(t.org_id);
     UPDATE credits.pools p SET waits = p.waits WHERE p.org_id = t.org_id;

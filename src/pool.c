@@ -53,7 +53,8 @@ static SPIPlanPtr auto_recharge_plan = NULL;
 static SPIPlanPtr draw_plan = NULL;
 static SPIPlanPtr draw_before_plan = NULL;
 static SPIPlanPtr member_upsert_plan = NULL;
-static SPIPlanPtr stripes_write_plan = NULL;
+/* [0]: a database at 1.0 (no pools.escrowed); [1]: 1.1 */
+static SPIPlanPtr stripes_write_plan[2];
 static SPIPlanPtr stripes_plan = NULL;
 
 /*
@@ -98,6 +99,17 @@ enum
 	PR_PERIOD_START, PR_STRIPES,
 	PR_NCOLS
 };
+
+/*
+ * The same columns and, in 1.1, what the stripes were escrowed (PR_ESCROWED,
+ * after them), for the read path.
+ */
+static RowReader pools_escrow_reader = ROW_READER("pools", "pools_pkey",
+												  "allowance", "allowance_used", "topup",
+												  "reserved", "period_end", "next_grant_expiry",
+												  "next_hold_expiry", "period_start", "stripes",
+												  "escrowed");
+#define PR_ESCROWED PR_NCOLS
 
 static RowReader usage_reader = ROW_READER("member_usage", "member_usage_pkey",
 										   "used", "reserved");
@@ -155,19 +167,22 @@ row_due(const Datum *v, const bool *n)
 
 /*
  * Whether the org's pool has credits now; an unknown org is UC004.  A pool
- * split into stripes has them as soon as one stripe holds some (what the
- * stripes hold is part of what is available), so its stripes are read only
- * up to the first that does; else what they used counts as used.
+ * split into stripes has them when its row holds more than the stripes were
+ * escrowed (they can have used no more than that), and else as soon as one
+ * stripe holds some (what the stripes hold is part of what is available),
+ * so its stripes are read only up to the first that does; else what they
+ * used counts as used.
  */
 void
 pool_get_org(const char *org_id, OrgState *org)
 {
-	Datum		v[PR_NCOLS];
-	bool		n[PR_NCOLS];
+	Datum		v[PR_NCOLS + 1];
+	bool		n[PR_NCOLS + 1];
 	Credit		available;
+	bool		with_escrow = cache_schema_1_1();
 
 	pool_check_org(org_id);
-	if (!reader_get(&pools_reader, 1, &org_id, NULL, v, n))
+	if (!reader_get(with_escrow ? &pools_escrow_reader : &pools_reader, 1, &org_id, NULL, v, n))
 		ereport(ERROR,
 				(errcode(ERRCODE_CREDITS_UNKNOWN_ORG),
 				 errmsg("unknown org \"%s\"", org_id)));
@@ -176,7 +191,8 @@ pool_get_org(const char *org_id, OrgState *org)
 	org->period_end = DatumGetTimestampTz(v[PR_PERIOD_END]);
 	available = row_held(v);
 	org->has_credits = available > 0;
-	if (org->has_credits && DatumGetInt32(v[PR_STRIPES]) > 0)
+	if (org->has_credits && DatumGetInt32(v[PR_STRIPES]) > 0 &&
+		!(with_escrow && available > DatumGetCredit(v[PR_ESCROWED])))
 	{
 		RowScan    *scan = reader_begin(&stripe_reader, 1, &org_id, NULL);
 		Datum		sv[SR_NCOLS];
@@ -859,16 +875,19 @@ auto_recharge(PoolState *ps, LedgerEntry *e)
  * fast path, or a debit of an empty pool, may have counted meanwhile.  A
  * pool split while it has nothing to escrow gets its stripe rows all the
  * same ($3 = 0), for the debits of an empty pool to count on.  Amounts are
- * passed as micro-credits: credits._micro() reinterprets them.
+ * passed as micro-credits: credits._micro() reinterprets them.  In 1.1 the
+ * pools row keeps what was escrowed ($3 * $4: what the stripes hold and use
+ * from now on adds up to it), for the readers (WRITE_STRIPES_1_1).
  */
-#define WRITE_STRIPES \
+#define WRITE_STRIPES_WITH \
 	"WITH emptied AS (" \
 	"  UPDATE credits.pool_stripes s" \
 	"     SET funds = '0'::credits.credit, used = '0'::credits.credit, calls = 0," \
 	"         shortfall = '0'::credits.credit" \
 	"   WHERE s.org_id OPERATOR(pg_catalog.=) $1 AND $5" \
 	"     AND s.stripe OPERATOR(pg_catalog.>=) $4" \
-	"  RETURNING 1)" \
+	"  RETURNING 1)"
+#define WRITE_STRIPES_INSERT \
 	" INSERT INTO credits.pool_stripes AS s (org_id, stripe, funds, used, calls, period_start)" \
 	" SELECT $1, g, credits._micro($3), '0'::credits.credit, 0, $2" \
 	"   FROM pg_catalog.generate_series(0, $4 - 1) g" \
@@ -878,6 +897,13 @@ auto_recharge(PoolState *ps, LedgerEntry *e)
 	"        calls = CASE WHEN $5 THEN 0 ELSE s.calls END," \
 	"        shortfall = CASE WHEN $5 THEN '0'::credits.credit ELSE s.shortfall END," \
 	"        period_start = EXCLUDED.period_start"
+#define WRITE_STRIPES WRITE_STRIPES_WITH WRITE_STRIPES_INSERT
+#define WRITE_STRIPES_1_1 WRITE_STRIPES_WITH \
+	", escrow AS (" \
+	"  UPDATE credits.pools p SET escrowed = credits._micro($3 OPERATOR(pg_catalog.*) $4)" \
+	"   WHERE p.org_id OPERATOR(pg_catalog.=) $1" \
+	"  RETURNING 1)" \
+	WRITE_STRIPES_INSERT
 
 /*
  * Announce crossed thresholds, then write the pool back (with what the
@@ -939,19 +965,21 @@ pool_write(PoolState *ps, LedgerEntry *e, int calls, Credit shortfall,
 	if (ps->stripes_locked || share > 0 || w.stripes > ps->stripes)
 	{
 		Datum		args[5];
+		int			v = cache_schema_1_1() ? 1 : 0;
 
-		if (stripes_write_plan == NULL)
+		if (stripes_write_plan[v] == NULL)
 		{
 			Oid			argtypes[5] = {TEXTOID, TIMESTAMPTZOID, INT8OID, INT4OID, BOOLOID};
 
-			stripes_write_plan = spi_prepare_saved(WRITE_STRIPES, 5, argtypes);
+			stripes_write_plan[v] = spi_prepare_saved(v ? WRITE_STRIPES_1_1 : WRITE_STRIPES, 5,
+													  argtypes);
 		}
 		args[0] = CStringGetTextDatum(ps->org_id);
 		args[1] = TimestampTzGetDatum(ps->period_start);
 		args[2] = Int64GetDatum(share);
 		args[3] = Int32GetDatum(share > 0 || w.stripes > ps->stripes ? w.stripes : 0);
 		args[4] = BoolGetDatum(ps->stripes_locked);
-		spi_run(stripes_write_plan, args, false, 0);
+		spi_run(stripes_write_plan[v], args, false, 0);
 	}
 	ledger_append(e);
 

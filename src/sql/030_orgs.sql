@@ -143,6 +143,7 @@ CREATE TABLE credits.pools (
     stripes           integer NOT NULL DEFAULT 0,
     waits             integer NOT NULL DEFAULT 0,
     auto_recharges    integer NOT NULL DEFAULT 0,
+    escrowed          credits.credit NOT NULL DEFAULT 0,
     -- the invariant every write is checked against (credits.verify() checks
     -- the rest; each CHECK here is paid by every charge)
     CONSTRAINT pools_available_not_negative
@@ -170,6 +171,8 @@ COMMENT ON COLUMN credits.pools.waits IS
     'debits that waited for the pool lock in this period while it was one balance (see credits.split_after)';
 COMMENT ON COLUMN credits.pools.auto_recharges IS
     'auto-recharge grants added in this period (at most orgs.auto_recharge_max)';
+COMMENT ON COLUMN credits.pools.escrowed IS
+    'allowance escrowed over the stripes at their last escrow: what they hold and have used since adds up to it, so a pools row that holds more has credits left whatever its stripes used';
 COMMENT ON COLUMN credits.pools.stripes IS
     'escrow stripes the pool is split over in this period (0: one balance); stripes numbered from here on are empty';
 
@@ -227,12 +230,12 @@ BEGIN
     UPDATE credits.pool_stripes s SET funds = 0, used = 0, calls = 0, shortfall = 0
      WHERE s.org_id = org
        AND (s.funds <> 0 OR s.used <> 0 OR s.calls <> 0 OR s.shortfall <> 0);
-    IF used_ <> 0 OR calls_ <> 0 OR shortfall_ <> 0 THEN
-        UPDATE credits.pools p SET allowance_used = p.allowance_used + used_,
-                                   calls = p.calls + calls_,
-                                   shortfall = p.shortfall + shortfall_
-         WHERE p.org_id = org;
-    END IF;
+    UPDATE credits.pools p SET allowance_used = p.allowance_used + used_,
+                               calls = p.calls + calls_,
+                               shortfall = p.shortfall + shortfall_,
+                               escrowed = 0
+     WHERE p.org_id = org
+       AND (used_ <> 0 OR calls_ <> 0 OR shortfall_ <> 0 OR p.escrowed <> 0);
 END
 $$;
 COMMENT ON FUNCTION credits._consolidate(text) IS

@@ -92,6 +92,10 @@ BEGIN
     IF TG_OP = 'INSERT' AND NEW.cap IS NULL THEN
         RETURN NULL;
     END IF;
+    -- a team deleted with its org: the pool and the holds go with it
+    IF TG_OP = 'DELETE' AND NOT EXISTS (SELECT 1 FROM credits.orgs o WHERE o.org_id = t.org_id) THEN
+        RETURN OLD;
+    END IF;
     PERFORM credits._consolidate(t.org_id);
     UPDATE credits.pools p SET waits = p.waits WHERE p.org_id = t.org_id;
     IF TG_OP = 'DELETE' THEN

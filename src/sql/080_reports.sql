@@ -131,7 +131,8 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, credits, pg_t
                credits._available(p.allowance, p.allowance_used + coalesce(s.used, 0), p.topup,
                                   p.reserved) AS available,
                coalesce(s.funds, 0) AS escrowed, coalesce(s.negative, false) AS negative_stripe,
-               p.stripes, s.beyond
+               p.stripes, s.beyond, p.escrowed AS escrow_total,
+               coalesce(s.funds, 0) + coalesce(s.used, 0) AS striped
           FROM credits.pools p
           LEFT JOIN (SELECT x.org_id, pg_catalog.sum(x.used) AS used, pg_catalog.sum(x.funds) AS funds,
                             bool_or(x.funds < 0 OR x.used < 0) AS negative,
@@ -231,6 +232,11 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, credits, pg_t
     -- escrowed credits are part of what is available, never negative
     SELECT p.org_id, 'escrow_within_available', '<= ' || p.available::text, p.escrowed::text
       FROM pools p WHERE p.escrowed > p.available OR p.negative_stripe
+    UNION ALL
+    -- what the stripes hold and used since their escrow is what it gave them
+    -- (readers of a pools row that holds more skip the stripes)
+    SELECT p.org_id, 'escrow_matches_stripes', p.striped::text, p.escrow_total::text
+      FROM pools p WHERE p.escrow_total <> p.striped
     UNION ALL
     -- the stripes numbered from pools.stripes on are empty (readers skip them)
     SELECT p.org_id, 'stripes_beyond_count_empty', '< ' || p.stripes, p.beyond::text

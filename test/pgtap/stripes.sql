@@ -6,7 +6,7 @@
 -- growth; verify() catches a stripe beyond the count that is not empty.
 BEGIN;
 SET LOCAL search_path = public, credits;
-SELECT plan(35);
+SELECT plan(47);
 
 -- st: 1000 credits, no thresholds, a 1-day period; gpt-4o of 40000 input
 -- tokens costs 10, of 2000000 costs 500
@@ -113,6 +113,44 @@ RESET ROLE;
 UPDATE credits.pool_stripes SET used = '1' WHERE org_id = 'st' AND stripe = 3;
 SELECT is((SELECT actual FROM credits.verify('st') WHERE check_name = 'stripes_beyond_count_empty'),
           '3', 'verify(): a stripe beyond pools.stripes with credits in it');
+
+-- what the stripes were escrowed is kept on the pools row, and readers of
+-- a row that holds more need not read the stripes: es holds 100 over 2
+-- stripes (no thresholds), escrowed 50 each
+SELECT org_id FROM credits.create_org('es', allowance_per_user => 100);
+UPDATE credits.orgs SET stripes = 2, thresholds = '{}' WHERE org_id = 'es';
+SELECT credits.enable_provider('es', 'openai');
+SELECT credits.add_member('es', 'eve');
+SET LOCAL credits.stripe = 0;
+SELECT is((SELECT charged FROM credits.credit_debit('es', 'eve', 'gpt-4o', 40000)), '10'::credit,
+          'es: a debit escrows the pool over 2 stripes');
+SELECT results_eq($$SELECT p.escrowed, (SELECT sum(s.funds) + sum(s.used) FROM credits.pool_stripes s
+                                        WHERE s.org_id = 'es')
+                      FROM credits.pools p WHERE p.org_id = 'es'$$,
+                  $$VALUES ('90'::credit, '90'::credit)$$,
+                  'es: pools.escrowed is what the stripes were given (90 of the 90 left)');
+SELECT is((SELECT charged FROM credits.credit_debit('es', 'eve', 'gpt-4o', 40000 * 4)), '40'::credit,
+          'es: a debit on stripe 0 (fast path)');
+SELECT results_eq($$SELECT p.escrowed, (SELECT sum(s.funds) + sum(s.used) FROM credits.pool_stripes s
+                                        WHERE s.org_id = 'es')
+                      FROM credits.pools p WHERE p.org_id = 'es'$$,
+                  $$VALUES ('90'::credit, '90'::credit)$$,
+                  'es: a fast debit moves funds to used: still what was escrowed');
+-- the row holds 90, no more than was escrowed: readers look at the stripes
+SELECT ok((SELECT bool_and(available) FROM credits.allowed_models('es', 'eve')),
+          'es: premium models available (the row alone cannot tell: stripe 1 still holds 45)');
+SELECT is(credits.resolve_model('es', 'eve', 'gpt-4o'), 'gpt-4o', 'es: resolve_model keeps gpt-4o');
+SELECT is((SELECT charged FROM credits.credit_debit('es', 'eve', 'gpt-4o', 40000 * 5)), '50'::credit,
+          'es: a debit of 50 does not fit stripe 0 (5 left): the pool lock charges the last 50');
+SELECT is((SELECT escrowed FROM credits.pools WHERE org_id = 'es'), '0'::credit,
+          'es: nothing left to escrow: pools.escrowed is 0');
+SELECT ok(NOT (SELECT bool_or(available) FILTER (WHERE NOT is_fallback)
+                 FROM credits.allowed_models('es', 'eve')),
+          'es: premium models unavailable once the stripes used it all');
+SELECT is((SELECT available FROM credits.recharge('es', 20)), '20'::credit, 'es: a top-up of 20');
+SELECT ok((SELECT bool_and(available) FROM credits.allowed_models('es', 'eve')),
+          'es: premium models are back');
+SELECT is_empty($$SELECT * FROM credits.verify('es')$$, 'es: verify() finds nothing');
 
 SELECT * FROM finish();
 ROLLBACK;

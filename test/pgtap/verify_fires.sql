@@ -8,7 +8,7 @@
 -- names tested here are all the check names verify() has.
 BEGIN;
 SET LOCAL search_path = public, credits;
-SELECT plan(40);
+SELECT plan(41);
 
 -- ---------------------------------------------------------------------------
 -- Fixture (gpt-4o: 4000 input tokens = 1 credit, no thresholds)
@@ -93,6 +93,9 @@ SAVEPOINT broken;
 INSERT INTO credits.ledger (org_id, kind, period_start, from_allowance, available_after, note)
 VALUES ('vs', 'adjust', pg_temp.period('vs'), 481, -1, 'broken');
 UPDATE credits.pool_stripes SET used = used + 481 WHERE org_id = 'vs' AND stripe = 1;
+UPDATE credits.pools p SET escrowed = (SELECT sum(s.funds) + sum(s.used) FROM credits.pool_stripes s
+                                         WHERE s.org_id = p.org_id)
+ WHERE p.org_id = 'vs';   -- as if escrowed so: escrow_matches_stripes holds
 SELECT bag_eq($$SELECT check_name FROM credits.verify('vs')$$,
               $$VALUES ('available_not_negative'), ('escrow_within_available')$$,
               'available_not_negative: the stripes used more than the pool has (so the escrow exceeds it too)');
@@ -100,12 +103,18 @@ ROLLBACK TO SAVEPOINT broken;
 
 SAVEPOINT broken;
 UPDATE credits.pool_stripes SET funds = 1000 WHERE org_id = 'vs' AND stripe = 1;
+UPDATE credits.pools p SET escrowed = (SELECT sum(s.funds) + sum(s.used) FROM credits.pool_stripes s
+                                         WHERE s.org_id = p.org_id)
+ WHERE p.org_id = 'vs';   -- as if escrowed so: escrow_matches_stripes holds
 SELECT bag_eq($$SELECT check_name FROM credits.verify('vs')$$, $$VALUES ('escrow_within_available')$$,
               'escrow_within_available: the stripes escrow 1235 of 480 available');
 ROLLBACK TO SAVEPOINT broken;
 
 SAVEPOINT broken;
 UPDATE credits.pool_stripes SET funds = -1 WHERE org_id = 'vs' AND stripe = 1;
+UPDATE credits.pools p SET escrowed = (SELECT sum(s.funds) + sum(s.used) FROM credits.pool_stripes s
+                                         WHERE s.org_id = p.org_id)
+ WHERE p.org_id = 'vs';   -- as if escrowed so: escrow_matches_stripes holds
 SELECT bag_eq($$SELECT check_name FROM credits.verify('vs')$$, $$VALUES ('escrow_within_available')$$,
               'escrow_within_available: a stripe with negative funds');
 ROLLBACK TO SAVEPOINT broken;
@@ -339,6 +348,13 @@ SELECT bag_eq($$SELECT check_name FROM credits.verify('vf')$$,
 ROLLBACK TO SAVEPOINT broken;
 
 SAVEPOINT broken;
+UPDATE credits.pools SET escrowed = escrowed + 1 WHERE org_id = 'vs';
+SELECT bag_eq($$SELECT check_name FROM credits.verify('vs')$$,
+              $$VALUES ('escrow_matches_stripes')$$,
+              'escrow_matches_stripes: the pool row says 1 more was escrowed than its stripes hold and used');
+ROLLBACK TO SAVEPOINT broken;
+
+SAVEPOINT broken;
 UPDATE credits.pools SET auto_recharges = 1 WHERE org_id = 'vf';
 SELECT bag_eq($$SELECT check_name FROM credits.verify('vf')$$,
               $$VALUES ('auto_recharges_match_ledger')$$,
@@ -359,7 +375,8 @@ SELECT bag_eq(
              ('member_reserved_matches_holds:'), ('allowance_covers_members'), ('ledger_entry:'),
              ('pool_figures_not_negative'), ('member_usage_not_negative:'), ('request_id_once:'),
              ('team_spend_row:'), ('team_usage_matches_ledger:'), ('team_reserved_matches_holds:'),
-             ('team_usage_not_negative:'), ('grant_ledgered:'), ('auto_recharges_match_ledger')$$,
+             ('team_usage_not_negative:'), ('grant_ledgered:'), ('auto_recharges_match_ledger'),
+             ('escrow_matches_stripes')$$,
     'the check names tested here are all of verify()''s');
 
 -- and the fixture is whole again
