@@ -53,7 +53,7 @@ static SPIPlanPtr auto_recharge_plan = NULL;
 static SPIPlanPtr draw_plan = NULL;
 static SPIPlanPtr draw_before_plan = NULL;
 static SPIPlanPtr member_upsert_plan = NULL;
-/* [0]: a database at 1.0 (no pools.escrowed); [1]: 1.1 */
+/* [0]: escrowed written with the pools row (or 1.0: none); [1]: written here */
 static SPIPlanPtr stripes_write_plan[2];
 static SPIPlanPtr stripes_plan = NULL;
 
@@ -345,6 +345,14 @@ enum
 	PL_NEXT_HOLD_EXPIRY, PL_STRIPES, PL_WAITS,
 	PL_NCOLS
 };
+
+/* the same columns and, in 1.1, escrowed (PW_ESCROWED, after them) */
+static RowReader pool_write_escrow_reader = ROW_READER("pools", "pools_pkey",
+													   "allowance", "allowance_used", "topup",
+													   "topup_used", "reserved", "alert_level",
+													   "calls", "shortfall", "next_hold_expiry",
+													   "stripes", "waits", "escrowed");
+#define PW_ESCROWED PW_NCOLS
 
 static RowReader pool_write_reader = ROW_READER("pools", "pools_pkey",
 												"allowance", "allowance_used", "topup",
@@ -707,6 +715,8 @@ typedef struct PoolWrite
 	Credit		shortfall;
 	TimestampTz hold_expiry;	/* 0: none */
 	int			stripes;
+	bool		with_escrow;	/* 1.1: write escrowed too */
+	Credit		escrowed;
 } PoolWrite;
 
 static bool
@@ -735,6 +745,11 @@ write_pool_row(Datum *values, bool *nulls, bool *replace, void *arg)
 	/* every column but allowance, which is only read */
 	for (int i = PW_ALLOWANCE_USED; i <= PW_WAITS; i++)
 		replace[i] = true;
+	if (w->with_escrow)
+	{
+		values[PW_ESCROWED] = CreditGetDatum(w->escrowed);
+		replace[PW_ESCROWED] = true;
+	}
 	return true;
 }
 
@@ -813,9 +828,25 @@ add_team_usage(const PoolState *ps, Credit used, Credit reserved)
 }
 
 /*
- * The auto-recharge of a charge (e, just applied to the pool and written to
- * its row) that took the org's available credits from at least its
- * threshold to under it: the grant is added (credits._auto_recharge, which
+ * Does a charge (e, just applied to the pool) take the org's available
+ * credits from at least its auto-recharge threshold to under it?
+ */
+static bool
+crosses_threshold(const PoolState *ps, const LedgerEntry *e)
+{
+	Credit		below;
+	Credit		before;
+
+	if (!cache_auto_recharge(ps->org_id, &below))
+		return false;
+	/* what the charge took: its charge less what it released, plus what it held */
+	before = credit_add(credit_add(e->available_after, e->charged), e->reserved_change);
+	return before >= below && e->available_after < below;
+}
+
+/*
+ * The auto-recharge of a charge that crossed the threshold, once the charge
+ * is in the pools row: the grant is added (credits._auto_recharge, which
  * also checks the period's count) and ledgered before the charge's own
  * entry, whose available_after (what the call returns) then includes it;
  * the charge itself was made without it, so the grant never pays its
@@ -826,44 +857,34 @@ add_team_usage(const PoolState *ps, Credit used, Credit reserved)
 static int64
 auto_recharge(PoolState *ps, LedgerEntry *e)
 {
-	Credit		below;
-	Credit		before;
+	Datum		arg = CStringGetTextDatum(ps->org_id);
+	bool		isnull;
 	int64		grant_id = 0;
 
-	if (!cache_auto_recharge(ps->org_id, &below))
-		return 0;
-	/* what the charge took: its charge less what it released, plus what it held */
-	before = credit_add(credit_add(e->available_after, e->charged), e->reserved_change);
-	if (before >= below && e->available_after < below)
+	/* auto_recharge_plan's SELECT list, 1-based (spi_value): in its order */
+	enum
 	{
-		Datum		arg = CStringGetTextDatum(ps->org_id);
-		bool		isnull;
+		AR_AMOUNT = 1, AR_GRANT_ID, AR_ALERT_LEVEL
+	};
 
-		/* auto_recharge_plan's SELECT list, 1-based (spi_value): in its order */
-		enum
+	if (auto_recharge_plan == NULL)
+	{
+		Oid			argtypes[1] = {TEXTOID};
+
+		auto_recharge_plan = spi_prepare_saved(
+			"SELECT r.amount, r.grant_id, r.alert_level FROM credits._auto_recharge($1) r",
+			1, argtypes);
+	}
+	if (spi_run(auto_recharge_plan, &arg, false, 1) > 0)
+	{
+		Credit		amount = DatumGetCredit(spi_value(0, AR_AMOUNT, &isnull));
+
+		if (amount > 0)
 		{
-			AR_AMOUNT = 1, AR_GRANT_ID, AR_ALERT_LEVEL
-		};
-
-		if (auto_recharge_plan == NULL)
-		{
-			Oid			argtypes[1] = {TEXTOID};
-
-			auto_recharge_plan = spi_prepare_saved(
-				"SELECT r.amount, r.grant_id, r.alert_level FROM credits._auto_recharge($1) r",
-				1, argtypes);
-		}
-		if (spi_run(auto_recharge_plan, &arg, false, 1) > 0)
-		{
-			Credit		amount = DatumGetCredit(spi_value(0, AR_AMOUNT, &isnull));
-
-			if (amount > 0)
-			{
-				e->available_after = credit_add(e->available_after, amount);
-				ps->topup = credit_add(ps->topup, amount);
-				ps->alert_level = DatumGetInt32(spi_value(0, AR_ALERT_LEVEL, &isnull));
-				grant_id = DatumGetInt64(spi_value(0, AR_GRANT_ID, &isnull));
-			}
+			e->available_after = credit_add(e->available_after, amount);
+			ps->topup = credit_add(ps->topup, amount);
+			ps->alert_level = DatumGetInt32(spi_value(0, AR_ALERT_LEVEL, &isnull));
+			grant_id = DatumGetInt64(spi_value(0, AR_GRANT_ID, &isnull));
 		}
 	}
 	return grant_id;
@@ -877,7 +898,8 @@ auto_recharge(PoolState *ps, LedgerEntry *e)
  * same ($3 = 0), for the debits of an empty pool to count on.  Amounts are
  * passed as micro-credits: credits._micro() reinterprets them.  In 1.1 the
  * pools row keeps what was escrowed ($3 * $4: what the stripes hold and use
- * from now on adds up to it), for the readers (WRITE_STRIPES_1_1).
+ * from now on adds up to it), for the readers: pool_write() writes it with
+ * the row, or, after an auto-recharge, here (WRITE_STRIPES_1_1).
  */
 #define WRITE_STRIPES_WITH \
 	"WITH emptied AS (" \
@@ -920,9 +942,12 @@ pool_write(PoolState *ps, LedgerEntry *e, int calls, Credit shortfall,
 		   TimestampTz hold_expiry, Credit member_used, Credit member_reserved)
 {
 	PoolWrite	w;
-	Credit		share;
+	Credit		share = 0;
 	bool		waited;
-	int64		recharge_grant;
+	int64		recharge_grant = 0;
+	bool		recharge = false;
+	bool		with_escrow = cache_schema_1_1();
+	RowReader  *writer = with_escrow ? &pool_write_escrow_reader : &pool_write_reader;
 
 	e->period_start = ps->period_start;
 	e->available_after = pool_available(ps);
@@ -941,21 +966,34 @@ pool_write(PoolState *ps, LedgerEntry *e, int calls, Credit shortfall,
 	w.stripes = ps->escrow ? escrow_stripes(ps) : ps->stripes;
 
 	/*
+	 * What the stripes are escrowed (share each) goes with the row, unless
+	 * the charge adds an auto-recharge: its grant is part of what they are
+	 * escrowed from, so it is added to the written row first, and the
+	 * escrow statement writes escrowed (WRITE_STRIPES_1_1).
+	 */
+	recharge = crosses_threshold(ps, e);
+	if (!recharge)
+		share = ps->escrow && w.stripes > 0 ? escrow_share(ps, w.stripes) : 0;
+	w.with_escrow = with_escrow && !recharge;
+	w.escrowed = share > 0 ? share * w.stripes : 0;
+
+	/*
 	 * The version pool_lock() locked, when nothing was written since (the
 	 * command counter has not moved, so no statement or trigger can have
 	 * updated the row; the lock and the key are checked again); else the
 	 * row as an UPDATE would find it.
 	 */
 	if (!(GetCurrentCommandId(false) == ps->row_cid &&
-		  reader_update(&pool_write_reader, 1, &ps->org_id, 0, &ps->row_tid, write_pool_row,
-						&w, &waited)) &&
-		!reader_update_key(&pool_write_reader, 1, &ps->org_id, write_pool_row, &w, &waited))
+		  reader_update(writer, 1, &ps->org_id, 0, &ps->row_tid, write_pool_row, &w, &waited)) &&
+		!reader_update_key(writer, 1, &ps->org_id, write_pool_row, &w, &waited))
 		elog(ERROR, "could not write the pool of org \"%s\"", ps->org_id);
 	cache_note_pool_stripes(ps->org_id, w.stripes);
 
-	/* an auto-recharge's grant is part of what the stripes are escrowed from */
-	recharge_grant = auto_recharge(ps, e);
-	share = ps->escrow && w.stripes > 0 ? escrow_share(ps, w.stripes) : 0;
+	if (recharge)
+	{
+		recharge_grant = auto_recharge(ps, e);
+		share = ps->escrow && w.stripes > 0 ? escrow_share(ps, w.stripes) : 0;
+	}
 
 	if (ps->user_id != NULL)
 		add_member_usage(ps->org_id, ps->user_id, member_used, member_reserved);
@@ -965,7 +1003,7 @@ pool_write(PoolState *ps, LedgerEntry *e, int calls, Credit shortfall,
 	if (ps->stripes_locked || share > 0 || w.stripes > ps->stripes)
 	{
 		Datum		args[5];
-		int			v = cache_schema_1_1() ? 1 : 0;
+		int			v = with_escrow && recharge ? 1 : 0;
 
 		if (stripes_write_plan[v] == NULL)
 		{
