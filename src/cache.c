@@ -92,15 +92,12 @@ static bool callback_registered = false;
  * reads: the enum must list them in the same order as the reader.
  */
 static RowReader orgs_reader = ROW_READER("orgs", "orgs_pkey", "thresholds", "stripes",
-										  "auto_recharge_below");
+										  "?auto_recharge_below");
 enum
 {
 	OR_THRESHOLDS, OR_STRIPES, OR_AUTO_RECHARGE_BELOW,
 	OR_NCOLS
 };
-
-/* a database still at 1.0 (the library is updated first): no auto-recharge */
-static RowReader orgs_1_0_reader = ROW_READER("orgs", "orgs_pkey", "thresholds", "stripes");
 
 static RowReader org_providers_reader = ROW_READER("org_providers", "org_providers_pkey",
 												   "provider");
@@ -111,16 +108,12 @@ enum
 };
 
 static RowReader members_reader = ROW_READER("members", "members_pkey",
-											 "user_id", "active", "cap", "team_id");
+											 "user_id", "active", "cap", "?team_id");
 enum
 {
 	MR_USER_ID, MR_ACTIVE, MR_CAP, MR_TEAM_ID,
 	MR_NCOLS
 };
-
-/* a database still at 1.0 (the library is updated first) has no teams */
-static RowReader members_1_0_reader = ROW_READER("members", "members_pkey",
-												 "user_id", "active", "cap");
 
 static RowReader teams_reader = ROW_READER("teams", "teams_pkey", "team_id", "cap");
 enum
@@ -246,13 +239,6 @@ cache_schema_1_1(void)
 			get_attnum(members_relid, "team_id") != InvalidAttrNumber;
 	}
 	return has_teams > 0;
-}
-
-/* the members reader for this database's version */
-static RowReader *
-members_reader_now(void)
-{
-	return cache_schema_1_1() ? &members_reader : &members_1_0_reader;
 }
 
 /* every model, in models_pkey order; M_* in the same order as its columns */
@@ -393,9 +379,7 @@ org_entry(const char *org_id)
 	memset(&loaded, 0, sizeof(loaded));
 	loaded.stripes = -1;
 	loaded.pool_stripes = -1;
-	n[OR_AUTO_RECHARGE_BELOW] = true;
-	loaded.exists = reader_get(cache_schema_1_1() ? &orgs_reader : &orgs_1_0_reader, 1, &org_id,
-							   READER_LATEST, v, n);
+	loaded.exists = reader_get(&orgs_reader, 1, &org_id, READER_LATEST, v, n);
 	if (loaded.exists)
 	{
 		ArrayType  *a = DatumGetArrayTypeP(v[OR_THRESHOLDS]);
@@ -607,11 +591,11 @@ cache_note_pool_empty(const char *org_id, bool empty)
 
 /* a member's row (members_reader's columns) as a configuration, team cap aside */
 static void
-member_from_row(const Datum *v, const bool *n, bool with_team, MemberConfig *c)
+member_from_row(const Datum *v, const bool *n, MemberConfig *c)
 {
 	c->has_cap = !n[MR_CAP];
 	c->cap = c->has_cap ? DatumGetCredit(v[MR_CAP]) : 0;
-	c->team_id = with_team && !n[MR_TEAM_ID] ? TextDatumGetCString(v[MR_TEAM_ID]) : NULL;
+	c->team_id = !n[MR_TEAM_ID] ? TextDatumGetCString(v[MR_TEAM_ID]) : NULL;
 	c->team_has_cap = false;
 	c->team_cap = 0;
 }
@@ -658,7 +642,6 @@ load_org_members(const char *org_id)
 	Loaded	   *loaded = palloc(sizeof(Loaded) * ORG_MEMBERS_AT_ONCE);
 	int			n = 0;
 	bool		complete = true;
-	bool		with_teams = cache_schema_1_1();
 	bool		any_team = false;
 	RowScan    *scan;
 	Datum		v[MR_NCOLS];
@@ -666,7 +649,7 @@ load_org_members(const char *org_id)
 	char		key[KEYLEN];
 
 	remember_relids();
-	scan = reader_begin(members_reader_now(), 1, &org_id, READER_LATEST);
+	scan = reader_begin(&members_reader, 1, &org_id, READER_LATEST);
 	while (reader_next(scan, v, isnull))
 	{
 		if (n == ORG_MEMBERS_AT_ONCE)
@@ -676,7 +659,7 @@ load_org_members(const char *org_id)
 		}
 		loaded[n].user_id = TextDatumGetCString(v[MR_USER_ID]);
 		loaded[n].active = DatumGetBool(v[MR_ACTIVE]);
-		member_from_row(v, isnull, with_teams, &loaded[n].config);
+		member_from_row(v, isnull, &loaded[n].config);
 		any_team |= loaded[n].config.team_id != NULL;
 		n++;
 	}
@@ -756,13 +739,12 @@ cache_member(const char *org_id, const char *user_id, MemberConfig *config)
 			const char *keys[2] = {org_id, user_id};
 			Datum		v[MR_NCOLS];
 			bool		n[MR_NCOLS];
-			bool		with_teams = cache_schema_1_1();
 
 			remember_relids();
-			if (reader_get(members_reader_now(), 2, keys, READER_LATEST, v, n))
+			if (reader_get(&members_reader, 2, keys, READER_LATEST, v, n))
 			{
 				active = DatumGetBool(v[MR_ACTIVE]);
-				member_from_row(v, n, with_teams, &c);
+				member_from_row(v, n, &c);
 			}
 			if (c.team_id != NULL)
 			{

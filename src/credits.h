@@ -67,7 +67,7 @@ typedef struct RowReader
 	const char *table;
 	const char *index;			/* its leading columns are text keys */
 	int			ncols;
-	const char *cols[READER_MAX_COLS];	/* the columns read */
+	const char *cols[READER_MAX_COLS];	/* the columns read ("?name": optional) */
 	Oid			relid;			/* looked up once; reset by invalidation */
 	Oid			indexid;
 	AttrNumber	attnums[READER_MAX_COLS];
@@ -94,7 +94,7 @@ extern bool reader_update_key(RowReader *r, int nkeys, const char **keys,
 extern bool reader_lock(RowReader *r, int nkeys, const char **keys, LockTupleMode mode,
 						Datum *values, bool *nulls, bool *waited, ItemPointer locked_tid);
 extern Relation reader_open(RowReader *r, LOCKMODE lockmode, Relation *idx);
-extern AttrNumber reader_attnum(RowReader *r, Relation rel, int col);
+extern bool reader_has(const RowReader *r, int i, Datum *value, bool *isnull);
 extern bool reader_get(RowReader *r, int nkeys, const char **keys, Snapshot snapshot,
 					   Datum *values, bool *nulls);
 

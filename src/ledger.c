@@ -126,24 +126,17 @@ static RowReader ledger_writer = ROW_READER("ledger", "ledger_request_idx",
 											"input_tokens", "output_tokens", "cost", "charged",
 											"shortfall", "from_allowance", "from_topup",
 											"reserved_change", "available_after", "request_id",
-											"hold_id", "entry_id");
+											"hold_id", "?team_id", "entry_id");
 
 /* positions of ledger_writer's columns: in the same order as its list */
 enum
 {
 	LW_ORG_ID, LW_KIND, LW_PERIOD_START, LW_USER_ID, LW_MODEL, LW_INPUT_TOKENS, LW_OUTPUT_TOKENS,
 	LW_COST, LW_CHARGED, LW_SHORTFALL, LW_FROM_ALLOWANCE, LW_FROM_TOPUP, LW_RESERVED_CHANGE,
-	LW_AVAILABLE_AFTER, LW_REQUEST_ID, LW_HOLD_ID,
+	LW_AVAILABLE_AFTER, LW_REQUEST_ID, LW_HOLD_ID, LW_TEAM_ID,
 	LW_SET,						/* the columns above are set, entry_id is read back */
 	LW_ENTRY_ID = LW_SET
 };
-
-/*
- * The team charged (1.1), written only when there is one: the library also
- * serves a database still at 1.0, whose ledger has no team_id, until it is
- * updated.
- */
-static RowReader ledger_team_writer = ROW_READER("ledger", "ledger_request_idx", "team_id");
 
 static void
 set_text(Datum *values, bool *nulls, int i, const char *s)
@@ -192,21 +185,16 @@ ledger_append(LedgerEntry *e)
 	set_text(v, n, LW_REQUEST_ID, e->request_id);
 	v[LW_HOLD_ID] = Int64GetDatum(e->hold_id);
 	n[LW_HOLD_ID] = e->hold_id == 0;
+	set_text(v, n, LW_TEAM_ID, e->team_id);	/* 1.1: a 1.0 ledger has no team_id */
 
 	for (int i = 0; i < LW_SET; i++)
 	{
 		int			k = r->attnums[i] - 1;
 
+		if (k < 0)
+			continue;			/* an optional column the table lacks */
 		values[k] = v[i];
 		nulls[k] = n[i];
-		set[k] = true;
-	}
-	if (e->team_id != NULL)
-	{
-		int			k = reader_attnum(&ledger_team_writer, rel, 0) - 1;
-
-		values[k] = CStringGetTextDatum(e->team_id);
-		nulls[k] = false;
 		set[k] = true;
 	}
 	write_insert(rel, values, nulls, set);

@@ -91,25 +91,14 @@ pool_check_org(const char *org_id)
 static RowReader pools_reader = ROW_READER("pools", "pools_pkey",
 										   "allowance", "allowance_used", "topup", "reserved",
 										   "period_end", "next_grant_expiry", "next_hold_expiry",
-										   "period_start", "stripes");
+										   "period_start", "stripes", "?escrowed");
 enum
 {
 	PR_ALLOWANCE, PR_ALLOWANCE_USED, PR_TOPUP, PR_RESERVED,
 	PR_PERIOD_END, PR_NEXT_GRANT_EXPIRY, PR_NEXT_HOLD_EXPIRY,
-	PR_PERIOD_START, PR_STRIPES,
+	PR_PERIOD_START, PR_STRIPES, PR_ESCROWED,
 	PR_NCOLS
 };
-
-/*
- * The same columns and, in 1.1, what the stripes were escrowed (PR_ESCROWED,
- * after them), for the read path.
- */
-static RowReader pools_escrow_reader = ROW_READER("pools", "pools_pkey",
-												  "allowance", "allowance_used", "topup",
-												  "reserved", "period_end", "next_grant_expiry",
-												  "next_hold_expiry", "period_start", "stripes",
-												  "escrowed");
-#define PR_ESCROWED PR_NCOLS
 
 static RowReader usage_reader = ROW_READER("member_usage", "member_usage_pkey",
 										   "used", "reserved");
@@ -176,13 +165,12 @@ row_due(const Datum *v, const bool *n)
 void
 pool_get_org(const char *org_id, OrgState *org)
 {
-	Datum		v[PR_NCOLS + 1];
-	bool		n[PR_NCOLS + 1];
+	Datum		v[PR_NCOLS];
+	bool		n[PR_NCOLS];
 	Credit		available;
-	bool		with_escrow = cache_schema_1_1();
 
 	pool_check_org(org_id);
-	if (!reader_get(with_escrow ? &pools_escrow_reader : &pools_reader, 1, &org_id, NULL, v, n))
+	if (!reader_get(&pools_reader, 1, &org_id, NULL, v, n))
 		ereport(ERROR,
 				(errcode(ERRCODE_CREDITS_UNKNOWN_ORG),
 				 errmsg("unknown org \"%s\"", org_id)));
@@ -192,7 +180,7 @@ pool_get_org(const char *org_id, OrgState *org)
 	available = row_held(v);
 	org->has_credits = available > 0;
 	if (org->has_credits && DatumGetInt32(v[PR_STRIPES]) > 0 &&
-		!(with_escrow && available > DatumGetCredit(v[PR_ESCROWED])))
+		!(!n[PR_ESCROWED] && available > DatumGetCredit(v[PR_ESCROWED])))
 	{
 		RowScan    *scan = reader_begin(&stripe_reader, 1, &org_id, NULL);
 		Datum		sv[SR_NCOLS];
@@ -346,25 +334,17 @@ enum
 	PL_NCOLS
 };
 
-/* the same columns and, in 1.1, escrowed (PW_ESCROWED, after them) */
-static RowReader pool_write_escrow_reader = ROW_READER("pools", "pools_pkey",
-													   "allowance", "allowance_used", "topup",
-													   "topup_used", "reserved", "alert_level",
-													   "calls", "shortfall", "next_hold_expiry",
-													   "stripes", "waits", "escrowed");
-#define PW_ESCROWED PW_NCOLS
-
 static RowReader pool_write_reader = ROW_READER("pools", "pools_pkey",
 												"allowance", "allowance_used", "topup",
 												"topup_used", "reserved", "alert_level", "calls",
 												"shortfall", "next_hold_expiry", "stripes",
-												"waits");
+												"waits", "?escrowed");
 enum
 {
 	PW_ALLOWANCE, PW_ALLOWANCE_USED, PW_TOPUP,
 	PW_TOPUP_USED, PW_RESERVED, PW_ALERT_LEVEL, PW_CALLS,
 	PW_SHORTFALL, PW_NEXT_HOLD_EXPIRY, PW_STRIPES,
-	PW_WAITS,
+	PW_WAITS, PW_ESCROWED,
 	PW_NCOLS
 };
 
@@ -715,7 +695,7 @@ typedef struct PoolWrite
 	Credit		shortfall;
 	TimestampTz hold_expiry;	/* 0: none */
 	int			stripes;
-	bool		with_escrow;	/* 1.1: write escrowed too */
+	bool		with_escrow;	/* write escrowed (1.1: a 1.0 row has none) */
 	Credit		escrowed;
 } PoolWrite;
 
@@ -946,8 +926,6 @@ pool_write(PoolState *ps, LedgerEntry *e, int calls, Credit shortfall,
 	bool		waited;
 	int64		recharge_grant = 0;
 	bool		recharge = false;
-	bool		with_escrow = cache_schema_1_1();
-	RowReader  *writer = with_escrow ? &pool_write_escrow_reader : &pool_write_reader;
 
 	e->period_start = ps->period_start;
 	e->available_after = pool_available(ps);
@@ -974,7 +952,7 @@ pool_write(PoolState *ps, LedgerEntry *e, int calls, Credit shortfall,
 	recharge = crosses_threshold(ps, e);
 	if (!recharge)
 		share = ps->escrow && w.stripes > 0 ? escrow_share(ps, w.stripes) : 0;
-	w.with_escrow = with_escrow && !recharge;
+	w.with_escrow = !recharge;
 	w.escrowed = share > 0 ? share * w.stripes : 0;
 
 	/*
@@ -984,8 +962,9 @@ pool_write(PoolState *ps, LedgerEntry *e, int calls, Credit shortfall,
 	 * row as an UPDATE would find it.
 	 */
 	if (!(GetCurrentCommandId(false) == ps->row_cid &&
-		  reader_update(writer, 1, &ps->org_id, 0, &ps->row_tid, write_pool_row, &w, &waited)) &&
-		!reader_update_key(writer, 1, &ps->org_id, write_pool_row, &w, &waited))
+		  reader_update(&pool_write_reader, 1, &ps->org_id, 0, &ps->row_tid, write_pool_row,
+						&w, &waited)) &&
+		!reader_update_key(&pool_write_reader, 1, &ps->org_id, write_pool_row, &w, &waited))
 		elog(ERROR, "could not write the pool of org \"%s\"", ps->org_id);
 	cache_note_pool_stripes(ps->org_id, w.stripes);
 
@@ -1003,7 +982,8 @@ pool_write(PoolState *ps, LedgerEntry *e, int calls, Credit shortfall,
 	if (ps->stripes_locked || share > 0 || w.stripes > ps->stripes)
 	{
 		Datum		args[5];
-		int			v = with_escrow && recharge ? 1 : 0;
+		/* an auto-recharge happens in 1.1 only */
+		int			v = recharge ? 1 : 0;
 
 		if (stripes_write_plan[v] == NULL)
 		{

@@ -83,8 +83,10 @@ reader_init(RowReader *r)
 	}
 	for (int i = 0; i < r->ncols; i++)
 	{
-		r->attnums[i] = get_attnum(relid, r->cols[i]);
-		if (r->attnums[i] == InvalidAttrNumber)
+		bool		optional = r->cols[i][0] == '?';
+
+		r->attnums[i] = get_attnum(relid, r->cols[i] + (optional ? 1 : 0));
+		if (r->attnums[i] == InvalidAttrNumber && !optional)
 			elog(ERROR, "column %s of credits.%s is missing", r->cols[i], r->table);
 	}
 	r->relid = relid;
@@ -92,18 +94,19 @@ reader_init(RowReader *r)
 }
 
 /*
- * The attribute number of r's column col in rel (r's table, opened by the
- * caller): for a column only some rows write, read from a reader of its own
- * rather than by every caller of the table's main reader.
+ * Does r's table have its column i?  A column named "?name" is optional: a
+ * database still at 1.0 (the library is updated first) lacks the 1.1
+ * columns; it reads as NULL there and is not written.  When the column is
+ * missing, *value and *isnull are set to NULL.
  */
-AttrNumber
-reader_attnum(RowReader *r, Relation rel, int col)
+bool
+reader_has(const RowReader *r, int i, Datum *value, bool *isnull)
 {
-	if (r->relid != RelationGetRelid(rel))
-		reader_init(r);
-	if (r->relid != RelationGetRelid(rel))
-		elog(ERROR, "credits.%s is not the table opened", r->table);
-	return r->attnums[col];
+	if (r->attnums[i] != InvalidAttrNumber)
+		return true;
+	*value = (Datum) 0;
+	*isnull = true;
+	return false;
 }
 
 /*
@@ -253,8 +256,11 @@ reader_next(RowScan *s, Datum *values, bool *nulls)
 	s->tid = tuple->t_self;
 	for (int i = 0; values != NULL && i < r->ncols; i++)
 	{
-		Form_pg_attribute att = TupleDescAttr(desc, r->attnums[i] - 1);
+		Form_pg_attribute att;
 
+		if (!reader_has(r, i, &values[i], &nulls[i]))
+			continue;
+		att = TupleDescAttr(desc, r->attnums[i] - 1);
 		values[i] = heap_getattr(tuple, r->attnums[i], desc, &nulls[i]);
 		if (!nulls[i] && !att->attbyval)
 			values[i] = datumCopy(values[i], false, att->attlen);
@@ -346,8 +352,11 @@ slot_columns(RowReader *r, TupleTableSlot *slot, Datum *values, bool *nulls, boo
 	slot_getallattrs(slot);
 	for (int i = 0; i < r->ncols; i++)
 	{
-		Form_pg_attribute att = TupleDescAttr(desc, r->attnums[i] - 1);
+		Form_pg_attribute att;
 
+		if (!reader_has(r, i, &values[i], &nulls[i]))
+			continue;
+		att = TupleDescAttr(desc, r->attnums[i] - 1);
 		values[i] = slot->tts_values[r->attnums[i] - 1];
 		nulls[i] = slot->tts_isnull[r->attnums[i] - 1];
 		if (copy && !nulls[i] && !att->attbyval)
@@ -422,6 +431,8 @@ reader_update(RowReader *r, int nkeys, const char **keys, int32 number, ItemPoin
 			{
 				int			k = r->attnums[i] - 1;
 
+				if (k < 0)
+					continue;	/* an optional column the table lacks */
 				all[k] = values[i];
 				allnulls[k] = nulls[i];
 				allreplace[k] = replace[i];
