@@ -83,6 +83,7 @@ static Oid	orgs_relid = InvalidOid;
 static Oid	org_providers_relid = InvalidOid;
 static Oid	members_relid = InvalidOid;
 static Oid	teams_relid = InvalidOid;
+static bool relids_known = false;	/* the five above are current */
 static int	has_teams = -1;		/* members.team_id exists (1.1); -1: not known */
 static bool callback_registered = false;
 
@@ -135,6 +136,10 @@ drop_cache(MemoryContext *cxt)
 static void
 cache_callback(Datum arg, Oid relid)
 {
+	/* a cached table dropped or replaced: look the OIDs up again */
+	if (relid == InvalidOid || relid == models_relid || relid == orgs_relid ||
+		relid == org_providers_relid || relid == members_relid || relid == teams_relid)
+		relids_known = false;
 	if (relid == InvalidOid || relid == models_relid)
 	{
 		drop_cache(&models_cxt);
@@ -210,11 +215,21 @@ new_table(MemoryContext *cxt, const char *name, Size entrysize)
 	return hash_create(name, 64, &ctl, HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
 }
 
-/* Remember the OIDs of the cached tables, for the invalidation callback. */
+/*
+ * Remember the OIDs of the cached tables, for the invalidation callback:
+ * looked up again only after one of them was invalidated (dropped, replaced
+ * by a new extension, altered), not on every load.
+ */
 static void
 remember_relids(void)
 {
-	Oid			nsp = get_namespace_oid("credits", false);
+	Oid			nsp;
+
+	if (relids_known)
+		return;
+	nsp = get_namespace_oid("credits", false);
+	/* before the lookups: an invalidation they process resets it */
+	relids_known = true;
 
 	models_relid = get_relname_relid("models", nsp);
 	orgs_relid = get_relname_relid("orgs", nsp);

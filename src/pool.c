@@ -8,7 +8,8 @@
  *
  * An org's pool is its pools row plus its escrow stripes (pool_stripes, see
  * 030_orgs.sql): none (pools.stripes = 0) until debits have waited for the
- * pool lock credits.split_after times, then twice as many each time, up to
+ * pool lock credits.split_after times close together (a wait is forgotten
+ * after WAIT_MEMORY_CALLS calls), then twice as many each time, up to
  * credits.max_stripes (escrow_stripes); a debit that waited for its stripe
  * has the session's next debit of the org take the pool lock to do the same
  * (grow_org).  A debit that fits in its backend's stripe is charged there
@@ -19,8 +20,9 @@
  * folds the stripes into its figures, works as a single balance would
  * (pool_charge, pool_reserve, pool_release) and writes the row back, the
  * member's usage and the ledger entry, with the stripes escrowed anew
- * (pool_write).  The rows are locked and written through the heap API with
- * the semantics of the statements they replace (reader.c, ledger_append).
+ * (pool_write).  The rows are locked and written through the executor's
+ * row-level entry points, with the semantics of the statements they replace
+ * (reader.c, write.c, ledger_append).
  * Locks are kept until the transaction ends, so each charge of an org sees
  * the one before; whatever is read after taking them comes from a fresh
  * snapshot (in READ COMMITTED each SPI query of a volatile function takes
@@ -62,6 +64,9 @@ static SPIPlanPtr stripes_plan = NULL;
  * the pool lock as if contended, so that the pool gets more stripes.
  */
 static char grow_org[CREDITS_MAX_ID_LEN + 1] = "";
+
+/* How many calls of a pool of one balance make it forget one wait. */
+#define WAIT_MEMORY_CALLS 16
 
 static Credit
 credit_min(Credit a, Credit b)
@@ -666,8 +671,8 @@ escrow_share(const PoolState *ps, int stripes)
  * (orgs.stripes), else as many as before, doubled (up to
  * credits.max_stripes) when this debit had to wait for the pool lock; a
  * pool that is one balance splits only after credits.split_after such waits
- * in the period (ps->waits counts them), so that orgs whose debits collide
- * now and then stay one row for their readers.
+ * close together (ps->waits counts the recent ones, write_pool_row forgets
+ * them), so that orgs whose debits collide now and then stay one row.
  */
 static int
 escrow_stripes(PoolState *ps)
@@ -704,6 +709,19 @@ write_pool_row(Datum *values, bool *nulls, bool *replace, void *arg)
 {
 	PoolWrite  *w = (PoolWrite *) arg;
 	const PoolState *ps = w->ps;
+	int64		calls = DatumGetInt64(values[PW_CALLS]);
+	int			waits = ps->waits;
+
+	/*
+	 * A wait counts towards a split only while it is recent: one is
+	 * forgotten each time the pool of one balance takes another
+	 * WAIT_MEMORY_CALLS calls without waiting, so that only waits close
+	 * together split it (escrow_stripes), not the now-and-then collisions
+	 * that every busy org has over a whole period.
+	 */
+	if (waits > 0 && !ps->contended && w->stripes == 0 &&
+		calls / WAIT_MEMORY_CALLS != (calls + w->calls) / WAIT_MEMORY_CALLS)
+		waits--;
 
 	values[PW_ALLOWANCE_USED] = CreditGetDatum(ps->allowance_used);
 	values[PW_TOPUP] = CreditGetDatum(ps->topup);
@@ -721,7 +739,7 @@ write_pool_row(Datum *values, bool *nulls, bool *replace, void *arg)
 		nulls[PW_NEXT_HOLD_EXPIRY] = false;
 	}
 	values[PW_STRIPES] = Int32GetDatum(w->stripes);
-	values[PW_WAITS] = Int32GetDatum(ps->waits);
+	values[PW_WAITS] = Int32GetDatum(waits);
 	/* every column but allowance, which is only read */
 	for (int i = PW_ALLOWANCE_USED; i <= PW_WAITS; i++)
 		replace[i] = true;

@@ -1,12 +1,13 @@
 -- pgTAP: escrow stripes.  A pool is one balance until its debits contend
 -- (the growth itself is in test/isolation/specs/stripe_growth.spec);
 -- orgs.stripes fixes the count; lowering it folds the extra stripes in; a
--- new period starts as one balance again; debits in one statement each see
+-- new period starts as one balance again; a wait is forgotten after 16 of
+-- the pool's calls, so only waits close together split it; debits in one statement each see
 -- the stripe as the one before left it; credits.max_stripes bounds the
 -- growth; verify() catches a stripe beyond the count that is not empty.
 BEGIN;
 SET LOCAL search_path = public, credits;
-SELECT plan(47);
+SELECT plan(53);
 
 -- st: 1000 credits, no thresholds, a 1-day period; gpt-4o of 40000 input
 -- tokens costs 10, of 2000000 costs 500
@@ -151,6 +152,25 @@ SELECT is((SELECT available FROM credits.recharge('es', 20)), '20'::credit, 'es:
 SELECT ok((SELECT bool_and(available) FROM credits.allowed_models('es', 'eve')),
           'es: premium models are back');
 SELECT is_empty($$SELECT * FROM credits.verify('es')$$, 'es: verify() finds nothing');
+
+-- waits are forgotten: one each time a pool of one balance takes another 16
+-- calls without waiting (waits themselves are in stripe_growth.spec)
+SELECT org_id FROM credits.create_org('wt', allowance_per_user => 1000, period => '1 day');
+SELECT credits.enable_provider('wt', 'openai');
+SELECT credits.add_member('wt', 'walt');
+UPDATE credits.pools SET waits = 2, calls = 10 WHERE org_id = 'wt';
+SELECT is((SELECT count(*) FROM (SELECT credits.credit_debit('wt', 'walt', 'gpt-4o-mini', 1)
+                                   FROM generate_series(1, 5)) d)::int, 5,
+          'wt: 2 waits, calls 10 -> 15');
+SELECT is((SELECT waits FROM credits.pools WHERE org_id = 'wt'), 2, 'wt: no wait forgotten before call 16');
+SELECT lives_ok($$SELECT credits.credit_debit('wt', 'walt', 'gpt-4o-mini', 1)$$, 'wt: call 16');
+SELECT is((SELECT waits FROM credits.pools WHERE org_id = 'wt'), 1, 'wt: ... forgets one wait');
+SELECT is((SELECT count(*) FROM (SELECT credits.credit_debit('wt', 'walt', 'gpt-4o-mini', 1)
+                                   FROM generate_series(1, 32)) d)::int, 32,
+          'wt: 32 more calls');
+SELECT results_eq($$SELECT waits, stripes, calls FROM credits.pools WHERE org_id = 'wt'$$,
+                  $$VALUES (0, 0, 48::bigint)$$,
+                  'wt: ... forget the last wait and never go below 0; still one balance');
 
 SELECT * FROM finish();
 ROLLBACK;
