@@ -10,7 +10,12 @@
 # p50/p99 latency, the ratio to the scenario's floor (measured in the same
 # run) and to the naive baseline, and writes it as CSV to bench/results/.
 #
-#   BENCH_SECONDS   seconds per scenario and client count (default 10)
+#   BENCH_SECONDS   seconds measured per scenario and client count (default 10)
+#   BENCH_WARMUP    seconds run before those on the same connections
+#                   (default 5): each backend's caches (the configuration,
+#                   relations, plans) fill up first, as in an application's
+#                   long-lived connections; the whole run's TPS, warm-up
+#                   included, is reported too
 #   BENCH_CLIENTS   client counts (default "1 8 32")
 #   BENCH_CONNECT_CLIENTS  client counts of the connect_* scenarios (default
 #                   BENCH_CLIENTS; each client holds one connection at a time)
@@ -31,6 +36,7 @@ $smoke || in_virtualenv "$0" \
 
 export PATH="$("$PG_CONFIG" --bindir):$PATH"
 seconds=${BENCH_SECONDS:-10}
+warmup=${BENCH_WARMUP:-5}
 clients=${BENCH_CLIENTS:-1 8 32}
 connect_clients=${BENCH_CONNECT_CLIENTS:-$clients}
 db=credits_bench
@@ -86,7 +92,8 @@ if [ -n "${BENCH_ONLY:-}" ]; then
     done <<< "$scenarios")
 fi
 
-# run NAME CLIENTS -> "tps p50 p99"
+# run NAME CLIENTS -> "tps p50 p99 whole_run_tps": tps, p50 and p99 over the
+# transactions that ended after the warm-up
 run() {
     local name=$1 c=$2 j=2 args
     [ "$c" -lt 2 ] && j=1
@@ -106,7 +113,7 @@ run() {
     if $smoke; then
         pgbench -n -M prepared -c "$c" -j "$j" -t 5 "${args[@]}" "$db" > "$work/out" 2>&1 || { cat "$work/out" >&2; return 1; }
     else
-        pgbench -n -M prepared -c "$c" -j "$j" -T "$seconds" -l --log-prefix="$work/log" "${args[@]}" "$db" \
+        pgbench -n -M prepared -c "$c" -j "$j" -T "$((warmup + seconds))" -l --log-prefix="$work/log" "${args[@]}" "$db" \
             > "$work/out" 2>&1 || { cat "$work/out" >&2; return 1; }
     fi
     grep -q "number of failed transactions: 0 " "$work/out" || { cat "$work/out" >&2; return 1; }
@@ -115,29 +122,39 @@ run() {
     tps=$(sed -nE 's/^tps = ([0-9.]+) \((without initial connection time|including reconnection times)\)/\1/p' "$work/out")
     [ -n "$tps" ] || { cat "$work/out" >&2; return 1; }
     if $smoke; then
-        echo "$tps - -"
+        echo "$tps - - $tps"
         return 0
     fi
-    # per-transaction logs: the third column is the latency in microseconds
-    cat "$work"/log* | awk '{print $3}' | sort -n > "$work/lat"
-    local n p50 p99
+    # per-transaction logs: the third column is the latency in microseconds,
+    # the fifth and sixth when the transaction ended (epoch seconds and
+    # microseconds).  Measured: the transactions that ended in the last
+    # $seconds seconds, i.e. from $warmup s after the first one started.
+    cat "$work"/log* | awk '{printf "%.6f %d\n", $5 + $6 / 1000000, $3}' > "$work/ends"
+    local n p50 p99 steady
+    steady=$(awk -v warm="$warmup" -v out="$work/lat.unsorted" '
+        NR == FNR { s = $1 - $2 / 1000000; if (FNR == 1 || s < start) start = s; if ($1 > last) last = $1; next }
+        FNR == 1 { from = start + warm; printf "" > out }
+        $1 > from { k++; print $2 > out }
+        END { printf "%.6f", (last > from ? k / (last - from) : 0) }' "$work/ends" "$work/ends")
+    sort -n "$work/lat.unsorted" > "$work/lat"
     n=$(wc -l < "$work/lat")
     p50=$(awk -v n="$n" 'NR == int(n * 0.50) + 1 {printf "%.2f", $1 / 1000; exit}' "$work/lat")
     p99=$(awk -v n="$n" 'NR == int(n * 0.99) + 1 {printf "%.2f", $1 / 1000; exit}' "$work/lat")
-    echo "$tps $p50 $p99"
+    echo "$steady $p50 $p99 $tps"
 }
 
-declare -A TPS
+declare -A TPS WHOLE
 csv="$work/results.csv"
-echo "scenario,clients,tps,p50_ms,p99_ms,floor,ratio_to_floor,ratio_to_naive" > "$csv"
+echo "scenario,clients,tps,p50_ms,p99_ms,floor,ratio_to_floor,ratio_to_naive,whole_run_tps" > "$csv"
 while IFS='|' read -r name floor naive; do
     cs=$clients
     case "$name" in connect_*) cs=$connect_clients ;; esac
     for c in $cs; do
         result=$(run "$name" "$c") || { echo "scenario $name with $c clients failed" >&2; exit 1; }
-        read -r tps p50 p99 <<< "$result"
+        read -r tps p50 p99 whole <<< "$result"
         TPS[$name/$c]=$tps
-        echo "$name,$c,$tps,$p50,$p99,$floor,," >> "$csv"
+        WHOLE[$name/$c]=$whole
+        echo "$name,$c,$tps,$p50,$p99,$floor,,,$whole" >> "$csv"
         printf '  %-22s %3s clients  %10s tps\n' "$name" "$c" "$tps" >&2
     done
 done <<< "$scenarios"
@@ -145,15 +162,16 @@ done <<< "$scenarios"
 # ratios, now that every floor and baseline is known
 table="$work/table"
 {
-    printf '| scenario | clients | TPS | p50 ms | p99 ms | ratio to floor | ratio to naive |\n'
-    printf '| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n'
-    tail -n +2 "$csv" | while IFS=',' read -r name c tps p50 p99 floor _ _; do
+    printf '| scenario | clients | TPS | p50 ms | p99 ms | ratio to floor | ratio to naive | TPS, whole run | ratio to floor, whole run |\n'
+    printf '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n'
+    tail -n +2 "$csv" | while IFS=',' read -r name c tps p50 p99 floor _ _ whole; do
         naive=$(sed -n "s/^$name|[^|]*|//p" <<< "$scenarios")
-        rf=""; rn=""
+        rf=""; rn=""; rw=""
         [ -n "$floor" ] && rf=$(awk -v a="$tps" -v b="${TPS[$floor/$c]}" 'BEGIN { if (b > 0) printf "%.2f (%s)", a / b, "'"$floor"'" }')
+        [ -n "$floor" ] && rw=$(awk -v a="$whole" -v b="${WHOLE[$floor/$c]}" 'BEGIN { if (b > 0) printf "%.2f", a / b }')
         [ -n "$naive" ] && rn=$(awk -v a="$tps" -v b="${TPS[$naive/$c]}" 'BEGIN { if (b > 0) printf "%.2f", a / b }')
-        printf '| %s | %s | %.0f | %s | %s | %s | %s |\n' "$name" "$c" "$tps" "$p50" "$p99" "$rf" "$rn"
-        echo "$name,$c,$tps,$p50,$p99,$floor,${rf%% *},$rn" >> "$csv.final"
+        printf '| %s | %s | %.0f | %s | %s | %s | %s | %.0f | %s |\n' "$name" "$c" "$tps" "$p50" "$p99" "$rf" "$rn" "$whole" "$rw"
+        echo "$name,$c,$tps,$p50,$p99,$floor,${rf%% *},$rn,$whole,$rw" >> "$csv.final"
     done
 } > "$table"
 
@@ -173,10 +191,10 @@ cat "$table"
 echo
 echo "ledger: $ledger"
 echo "verify() violations after the run: $violations"
-echo "machine: $(nproc) cores, $(free -g | awk '/^Mem:/ {print $2}') GiB, PostgreSQL $(q 'SHOW server_version'), fsync $(q 'SHOW fsync'), synchronous_commit $(q 'SHOW synchronous_commit'), ${seconds}s per run"
+echo "machine: $(nproc) cores, $(free -g | awk '/^Mem:/ {print $2}') GiB, PostgreSQL $(q 'SHOW server_version'), fsync $(q 'SHOW fsync'), synchronous_commit $(q 'SHOW synchronous_commit'), ${seconds}s measured per run after ${warmup}s of warm-up"
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
 mkdir -p "$here/results"
-{ echo "scenario,clients,tps,p50_ms,p99_ms,floor,ratio_to_floor,ratio_to_naive"; cat "$csv.final"; } > "$here/results/bench-$stamp.csv"
+{ echo "scenario,clients,tps,p50_ms,p99_ms,floor,ratio_to_floor,ratio_to_naive,whole_run_tps,whole_run_ratio_to_floor"; cat "$csv.final"; } > "$here/results/bench-$stamp.csv"
 cp "$here/results/bench-$stamp.csv" "$here/results/latest.csv"
 cp "$table" "$here/results/latest.md"
 echo "written: bench/results/bench-$stamp.csv"
