@@ -70,6 +70,7 @@ typedef struct RowReader
 	const char *cols[READER_MAX_COLS];	/* the columns read ("?name": optional) */
 	Oid			relid;			/* looked up once; reset by invalidation */
 	Oid			indexid;
+	bool		attnums_valid;	/* attnums found in the opened table */
 	AttrNumber	attnums[READER_MAX_COLS];
 } RowReader;
 

@@ -81,16 +81,41 @@ reader_init(RowReader *r)
 			elog(ERROR, "too many credits readers");
 		readers[nreaders++] = r;
 	}
+	r->attnums_valid = false;
+	r->relid = relid;
+	r->indexid = indexid;
+}
+
+/*
+ * Find the reader's columns in its table, open and locked, by name in the
+ * relation's descriptor (which opening it built), not by a catalog lookup
+ * per column: a new connection's first call opens every table anyway.
+ */
+static void
+reader_find_columns(RowReader *r, Relation rel)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+
 	for (int i = 0; i < r->ncols; i++)
 	{
 		bool		optional = r->cols[i][0] == '?';
+		const char *name = r->cols[i] + (optional ? 1 : 0);
 
-		r->attnums[i] = get_attnum(relid, r->cols[i] + (optional ? 1 : 0));
+		r->attnums[i] = InvalidAttrNumber;
+		for (int k = 0; k < desc->natts; k++)
+		{
+			Form_pg_attribute att = TupleDescAttr(desc, k);
+
+			if (!att->attisdropped && strcmp(NameStr(att->attname), name) == 0)
+			{
+				r->attnums[i] = att->attnum;
+				break;
+			}
+		}
 		if (r->attnums[i] == InvalidAttrNumber && !optional)
-			elog(ERROR, "column %s of credits.%s is missing", r->cols[i], r->table);
+			elog(ERROR, "column %s of credits.%s is missing", name, r->table);
 	}
-	r->relid = relid;
-	r->indexid = indexid;
+	r->attnums_valid = true;
 }
 
 /*
@@ -152,6 +177,8 @@ reader_open(RowReader *r, LOCKMODE lockmode, Relation *idx)
 			if (idx != NULL && index == NULL)
 				elog(ERROR, "index %s of credits.%s is missing", r->index, r->table);
 		}
+		if (!r->attnums_valid)
+			reader_find_columns(r, rel);
 		if (idx != NULL)
 			*idx = index;
 		return rel;

@@ -76,7 +76,13 @@ credits_allowed_models(PG_FUNCTION_ARGS)
 	int			n;
 	int			ncols;
 
-	InitMaterializedSRF(fcinfo, 0);
+	/*
+	 * The rows' descriptor: the one the executor expects (it built it from
+	 * the function's declared result once per execution), rather than one
+	 * built again from pg_proc on every call.
+	 */
+	InitMaterializedSRF(fcinfo, rsinfo != NULL && IsA(rsinfo, ReturnSetInfo) &&
+						rsinfo->expectedDesc != NULL ? MAT_SRF_USE_EXPECTED_DESC : 0);
 
 	SPI_connect();
 	pool_get_org(org_id, &org);
