@@ -26,8 +26,11 @@ int			credits_stripe = -1;
 /* credits.max_stripes: escrow stripes a contended pool grows to */
 int			credits_max_stripes = 32;
 
-/* credits.split_after: waits for the pool lock before a pool first splits */
-int			credits_split_after = 3;
+/*
+ * credits.split_after: recent waits for the pool lock (pool.c forgets one
+ * every 4 calls of the pool) before a pool splits, or doubles its stripes
+ */
+int			credits_split_after = 8;
 
 void		_PG_init(void);
 
@@ -92,10 +95,10 @@ _PG_init(void)
 							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("credits.split_after",
-							"Debits that wait for a pool's lock in a period before it splits into stripes.",
-							"Orgs whose debits collide less often stay one balance.",
+							"Recent waits for a pool's lock before it splits into stripes, or doubles them.",
+							"A wait is forgotten every 4 calls of the pool: orgs whose debits collide now and then stay one balance.",
 							&credits_split_after,
-							3,
+							8,
 							1,
 							INT_MAX,
 							PGC_SUSET,

@@ -224,7 +224,8 @@ typedef struct PoolState
 	bool		stripes_locked; /* the stripes were not empty: folded, locked */
 	int			stripes;		/* pools.stripes: how many the pool is split over */
 	bool		contended;		/* this session had to wait for the pool lock */
-	int			waits;			/* pools.waits: such waits while one balance */
+	int			waits;			/* pools.waits: recent such waits (escrow_stripes) */
+	int64		row_calls;		/* pools.calls as locked */
 	bool		escrow;			/* escrow the stripes anew (a debit) */
 	ItemPointerData row_tid;	/* the pools row version locked ... */
 	CommandId	row_cid;		/* ... and the command counter then */

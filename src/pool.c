@@ -9,7 +9,7 @@
  * An org's pool is its pools row plus its escrow stripes (pool_stripes, see
  * 030_orgs.sql): none (pools.stripes = 0) until debits have waited for the
  * pool lock credits.split_after times close together (a wait is forgotten
- * after WAIT_MEMORY_CALLS calls), then twice as many each time, up to
+ * after WAIT_MEMORY_CALLS calls), then twice as many each time it has, up to
  * credits.max_stripes (escrow_stripes); a debit that waited for its stripe
  * has the session's next debit of the org take the pool lock to do the same
  * (grow_org).  A debit that fits in its backend's stripe is charged there
@@ -65,8 +65,8 @@ static SPIPlanPtr stripes_plan = NULL;
  */
 static char grow_org[CREDITS_MAX_ID_LEN + 1] = "";
 
-/* How many calls of a pool of one balance make it forget one wait. */
-#define WAIT_MEMORY_CALLS 16
+/* How many of a pool's calls make it forget one wait for its lock. */
+#define WAIT_MEMORY_CALLS 4
 
 static Credit
 credit_min(Credit a, Credit b)
@@ -329,13 +329,13 @@ static RowReader pool_lock_reader = ROW_READER("pools", "pools_pkey",
 											   "period_start", "allowance", "allowance_used",
 											   "topup", "topup_used", "reserved", "alert_level",
 											   "period_end", "next_grant_expiry",
-											   "next_hold_expiry", "stripes", "waits");
+											   "next_hold_expiry", "stripes", "waits", "calls");
 enum
 {
 	PL_PERIOD_START, PL_ALLOWANCE, PL_ALLOWANCE_USED,
 	PL_TOPUP, PL_TOPUP_USED, PL_RESERVED, PL_ALERT_LEVEL,
 	PL_PERIOD_END, PL_NEXT_GRANT_EXPIRY,
-	PL_NEXT_HOLD_EXPIRY, PL_STRIPES, PL_WAITS,
+	PL_NEXT_HOLD_EXPIRY, PL_STRIPES, PL_WAITS, PL_CALLS,
 	PL_NCOLS
 };
 
@@ -387,6 +387,7 @@ lock_row(const char *org_id, PoolState *ps, bool *due_now)
 		due(v[PL_NEXT_HOLD_EXPIRY], n[PL_NEXT_HOLD_EXPIRY]);
 	ps->stripes = DatumGetInt32(v[PL_STRIPES]);
 	ps->waits = DatumGetInt32(v[PL_WAITS]);
+	ps->row_calls = DatumGetInt64(v[PL_CALLS]);
 	ps->folded_calls = 0;
 	ps->folded_shortfall = 0;
 
@@ -668,11 +669,13 @@ escrow_share(const PoolState *ps, int stripes)
 
 /*
  * How many stripes a debit escrows the pool over: the org's own setting
- * (orgs.stripes), else as many as before, doubled (up to
- * credits.max_stripes) when this debit had to wait for the pool lock; a
- * pool that is one balance splits only after credits.split_after such waits
- * close together (ps->waits counts the recent ones, write_pool_row forgets
- * them), so that orgs whose debits collide now and then stay one row.
+ * (orgs.stripes), else as many as before, doubled (from one balance: 2; up
+ * to credits.max_stripes) once the pool's recent waits for its lock reach
+ * credits.split_after, this debit's wait included.  ps->waits counts the
+ * waits since the pool last grew, less one for every WAIT_MEMORY_CALLS of
+ * its calls (forget_waits), so only waits that come close together, i.e. a
+ * lock busy for a good share of the pool's calls, make more stripes; the
+ * collisions every busy org has now and then over a period do not.
  */
 static int
 escrow_stripes(PoolState *ps)
@@ -682,14 +685,24 @@ escrow_stripes(PoolState *ps)
 
 	if (fixed >= 0)
 		return fixed;
-	if (ps->contended)
+	if (ps->contended && ++ps->waits >= credits_split_after)
 	{
-		if (n > 0)
-			n *= 2;
-		else if (++ps->waits >= credits_split_after)
-			n = 2;
+		n = n > 0 ? n * 2 : 2;
+		ps->waits = 0;			/* the next doubling takes as many again */
 	}
 	return Min(n, credits_max_stripes);
+}
+
+/*
+ * Forget one recent wait for every WAIT_MEMORY_CALLS calls the pool takes:
+ * calls more after the from-th.
+ */
+static void
+forget_waits(PoolState *ps, int64 from, int64 calls)
+{
+	int64		windows = (from + calls) / WAIT_MEMORY_CALLS - from / WAIT_MEMORY_CALLS;
+
+	ps->waits = (int) Max(ps->waits - Min(windows, (int64) PG_INT32_MAX), 0);
 }
 
 /* What pool_write() writes to the pools row. */
@@ -709,19 +722,6 @@ write_pool_row(Datum *values, bool *nulls, bool *replace, void *arg)
 {
 	PoolWrite  *w = (PoolWrite *) arg;
 	const PoolState *ps = w->ps;
-	int64		calls = DatumGetInt64(values[PW_CALLS]);
-	int			waits = ps->waits;
-
-	/*
-	 * A wait counts towards a split only while it is recent: one is
-	 * forgotten each time the pool of one balance takes another
-	 * WAIT_MEMORY_CALLS calls without waiting, so that only waits close
-	 * together split it (escrow_stripes), not the now-and-then collisions
-	 * that every busy org has over a whole period.
-	 */
-	if (waits > 0 && !ps->contended && w->stripes == 0 &&
-		calls / WAIT_MEMORY_CALLS != (calls + w->calls) / WAIT_MEMORY_CALLS)
-		waits--;
 
 	values[PW_ALLOWANCE_USED] = CreditGetDatum(ps->allowance_used);
 	values[PW_TOPUP] = CreditGetDatum(ps->topup);
@@ -739,7 +739,7 @@ write_pool_row(Datum *values, bool *nulls, bool *replace, void *arg)
 		nulls[PW_NEXT_HOLD_EXPIRY] = false;
 	}
 	values[PW_STRIPES] = Int32GetDatum(w->stripes);
-	values[PW_WAITS] = Int32GetDatum(waits);
+	values[PW_WAITS] = Int32GetDatum(ps->waits);
 	/* every column but allowance, which is only read */
 	for (int i = PW_ALLOWANCE_USED; i <= PW_WAITS; i++)
 		replace[i] = true;
@@ -959,7 +959,10 @@ pool_write(PoolState *ps, LedgerEntry *e, int calls, Credit shortfall,
 	w.calls = calls + ps->folded_calls;
 	w.shortfall = credit_add(shortfall, ps->folded_shortfall);
 	w.hold_expiry = hold_expiry;
+	/* the stripes' calls came before this one's wait; this call after it */
+	forget_waits(ps, ps->row_calls, ps->folded_calls);
 	w.stripes = ps->escrow ? escrow_stripes(ps) : ps->stripes;
+	forget_waits(ps, ps->row_calls + ps->folded_calls, calls);
 
 	/*
 	 * What the stripes are escrowed (share each) goes with the row, unless

@@ -1,13 +1,13 @@
 -- pgTAP: escrow stripes.  A pool is one balance until its debits contend
 -- (the growth itself is in test/isolation/specs/stripe_growth.spec);
 -- orgs.stripes fixes the count; lowering it folds the extra stripes in; a
--- new period starts as one balance again; a wait is forgotten after 16 of
+-- new period starts as one balance again; a wait is forgotten every 4 of
 -- the pool's calls, so only waits close together split it; debits in one statement each see
 -- the stripe as the one before left it; credits.max_stripes bounds the
 -- growth; verify() catches a stripe beyond the count that is not empty.
 BEGIN;
 SET LOCAL search_path = public, credits;
-SELECT plan(53);
+SELECT plan(59);
 
 -- st: 1000 credits, no thresholds, a 1-day period; gpt-4o of 40000 input
 -- tokens costs 10, of 2000000 costs 500
@@ -153,24 +153,43 @@ SELECT ok((SELECT bool_and(available) FROM credits.allowed_models('es', 'eve')),
           'es: premium models are back');
 SELECT is_empty($$SELECT * FROM credits.verify('es')$$, 'es: verify() finds nothing');
 
--- waits are forgotten: one each time a pool of one balance takes another 16
--- calls without waiting (waits themselves are in stripe_growth.spec)
+-- waits are forgotten: one each time the pool takes another 4 calls, the
+-- stripes' calls counted when they are folded in (the waits themselves are
+-- in stripe_growth.spec)
 SELECT org_id FROM credits.create_org('wt', allowance_per_user => 1000, period => '1 day');
 SELECT credits.enable_provider('wt', 'openai');
 SELECT credits.add_member('wt', 'walt');
-UPDATE credits.pools SET waits = 2, calls = 10 WHERE org_id = 'wt';
+UPDATE credits.pools SET waits = 3, calls = 10 WHERE org_id = 'wt';
+SELECT lives_ok($$SELECT credits.credit_debit('wt', 'walt', 'gpt-4o-mini', 1)$$, 'wt: call 11');
+SELECT is((SELECT waits FROM credits.pools WHERE org_id = 'wt'), 3, 'wt: ... forgets no wait');
+SELECT lives_ok($$SELECT credits.credit_debit('wt', 'walt', 'gpt-4o-mini', 1)$$, 'wt: call 12');
+SELECT is((SELECT waits FROM credits.pools WHERE org_id = 'wt'), 2, 'wt: ... forgets one');
 SELECT is((SELECT count(*) FROM (SELECT credits.credit_debit('wt', 'walt', 'gpt-4o-mini', 1)
-                                   FROM generate_series(1, 5)) d)::int, 5,
-          'wt: 2 waits, calls 10 -> 15');
-SELECT is((SELECT waits FROM credits.pools WHERE org_id = 'wt'), 2, 'wt: no wait forgotten before call 16');
-SELECT lives_ok($$SELECT credits.credit_debit('wt', 'walt', 'gpt-4o-mini', 1)$$, 'wt: call 16');
-SELECT is((SELECT waits FROM credits.pools WHERE org_id = 'wt'), 1, 'wt: ... forgets one wait');
-SELECT is((SELECT count(*) FROM (SELECT credits.credit_debit('wt', 'walt', 'gpt-4o-mini', 1)
-                                   FROM generate_series(1, 32)) d)::int, 32,
-          'wt: 32 more calls');
+                                   FROM generate_series(1, 12)) d)::int, 12,
+          'wt: 12 more calls');
 SELECT results_eq($$SELECT waits, stripes, calls FROM credits.pools WHERE org_id = 'wt'$$,
-                  $$VALUES (0, 0, 48::bigint)$$,
-                  'wt: ... forget the last wait and never go below 0; still one balance');
+                  $$VALUES (0, 0, 24::bigint)$$,
+                  'wt: ... forget the other two, never go below 0; still one balance');
+-- a split pool (2 stripes of 490): its stripes' calls count once folded
+UPDATE credits.orgs SET stripes = 2 WHERE org_id = 'wt';
+SELECT lives_ok($$SELECT credits.credit_debit('wt', 'walt', 'gpt-4o-mini', 1)$$, 'wt: 2 stripes');
+UPDATE credits.pools SET waits = 5, calls = 0 WHERE org_id = 'wt';
+SET LOCAL credits.stripe = 0;
+SELECT is((SELECT count(*) FROM (SELECT credits.credit_debit('wt', 'walt', 'gpt-4o-mini', 1)
+                                   FROM generate_series(1, 6)) d)::int, 6,
+          'wt: 6 debits of stripe 0');
+SELECT results_eq($$SELECT p.waits, p.calls, s.calls FROM credits.pools p
+                      JOIN credits.pool_stripes s ON s.org_id = p.org_id AND s.stripe = 0
+                     WHERE p.org_id = 'wt'$$,
+                  $$VALUES (5, 0::bigint, 6::bigint)$$,
+                  'wt: ... counted on the stripe: the pool forgets nothing yet');
+SELECT is((SELECT charged FROM credits.credit_debit('wt', 'walt', 'gpt-4o', 2000000)), '500'::credit,
+          'wt: a debit of 500 does not fit a stripe: the pool lock folds the stripes');
+SELECT results_eq($$SELECT waits, calls FROM credits.pools WHERE org_id = 'wt'$$,
+                  $$VALUES (4, 7::bigint)$$,
+                  'wt: ... 7 calls (6 folded, 1 its own): one wait forgotten');
+RESET credits.stripe;
+SELECT is_empty($$SELECT * FROM credits.verify('wt')$$, 'wt: verify() finds nothing');
 
 SELECT * FROM finish();
 ROLLBACK;
