@@ -76,9 +76,9 @@ COMMENT ON COLUMN credits.pools.escrowed IS
     'allowance escrowed over the stripes at their last escrow: what they hold and have used since adds up to it, so a pools row that holds more has credits left whatever its stripes used';
 COMMENT ON COLUMN credits.pools.auto_recharges IS
     'auto-recharge grants added in this period (at most orgs.auto_recharge_max)';
--- 1.1 forgets old waits (pool.c, write_pool_row)
+-- 1.1 forgets old waits (pool.c, forget_waits)
 COMMENT ON COLUMN credits.pools.waits IS
-    'recent debits that waited for the pool lock while it was one balance: one is forgotten every 16 calls (see credits.split_after)';
+    'recent waits for the pool lock since it last split or grew: one is forgotten every 4 of its calls (see credits.split_after)';
 -- events and ledger entries of the new kinds
 ALTER TABLE credits.events DROP CONSTRAINT events_kind_check,
     ADD CONSTRAINT events_kind_check CHECK (kind IN ('threshold', 'recharge', 'topup', 'period_reset',

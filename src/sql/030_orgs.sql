@@ -168,7 +168,7 @@ COMMENT ON COLUMN credits.pools.next_hold_expiry IS
     'earliest expiry of an open hold: the next call after it releases the hold';
 COMMENT ON COLUMN credits.pools.reserved IS 'credits held by open holds';
 COMMENT ON COLUMN credits.pools.waits IS
-    'recent debits that waited for the pool lock while it was one balance: one is forgotten every 16 calls (see credits.split_after)';
+    'recent waits for the pool lock since it last split or grew: one is forgotten every 4 of its calls (see credits.split_after)';
 COMMENT ON COLUMN credits.pools.auto_recharges IS
     'auto-recharge grants added in this period (at most orgs.auto_recharge_max)';
 COMMENT ON COLUMN credits.pools.escrowed IS
