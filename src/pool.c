@@ -8,11 +8,11 @@
  *
  * An org's pool is its pools row plus its escrow stripes (pool_stripes, see
  * 030_orgs.sql): none (pools.stripes = 0) until debits have waited for the
- * pool lock credits.split_after times close together (a wait is forgotten
- * after WAIT_MEMORY_CALLS calls), then twice as many each time it has, up to
- * credits.max_stripes (escrow_stripes); a debit that waited for its stripe
- * has the session's next debit of the org take the pool lock to do the same
- * (grow_org).  A debit that fits in its backend's stripe is charged there
+ * pool lock credits.split_after times close together (one wait is
+ * forgotten every WAIT_MEMORY_CALLS calls), then twice as many after each
+ * further credits.split_after such waits, up to credits.max_stripes
+ * (escrow_stripes); a debit that waited for its stripe has the session's
+ * next debit of the org take the pool lock to count that wait (grow_org).  A debit that fits in its backend's stripe is charged there
  * (pool_fast_debit), locking that stripe only; a debit of a split pool that
  * is empty is charged nothing under a share lock of the pools row and
  * counted on its stripe (charge_dry).  Everything else is the slow
