@@ -18,7 +18,9 @@
 # request ids (some repeated: a replay writes nothing), reserve + settle,
 # reserve + release, recharges and top-ups with 6-decimal amounts, on small
 # pools that run dry (threshold events, shortfalls, fallbacks) and on an org
-# whose period is 1 second (period resets).  Then the harness takes the
+# whose period is 1 second (period resets); then 4 debits run a fifth org,
+# which the load does not touch, dry (its threshold events, whatever the
+# load's random mix crossed).  Then the harness takes the
 # publisher's pg_current_wal_lsn() and waits (bounded) until the slot's
 # confirmed_flush_lsn has passed it: every transaction committed before it is
 # applied on the subscriber.  Checked:
@@ -114,6 +116,10 @@ SELECT credits.enable_provider('o' || i, p)
 SELECT credits.add_member('o' || i, 'u' || j, cap => CASE WHEN j = 1 THEN 7.25::credits.credit END)
   FROM generate_series(1, 4) i, generate_series(1, 4) j;
 SELECT credits.recharge('o1', 0.000001::credits.credit, note => 'setup: smallest top-up');
+-- o5: 30 credits that no recharge of the load touches, run dry after it
+SELECT (credits.create_org('o5', allowance_per_user => 30)).org_id;
+SELECT credits.enable_provider('o5', 'openai');
+SELECT credits.add_member('o5', 'u1');
 CREATE SEQUENCE public.rid;
 CREATE PUBLICATION credits_billing FOR TABLE credits.ledger, credits.events;
 -- both databases are in one cluster: the slot is made here, not by
@@ -238,6 +244,12 @@ pgbench_pid=$!
 pgbench_rc=0
 wait "$pgbench_pid" || pgbench_rc=$?
 pgbench_pid=
+# the load's threshold crossings depend on its random mix (its top-ups keep
+# raising the pools' totals): o5 crosses 80% and 100% for certain, with 4
+# debits of 9 credits each in their own transactions
+for i in 1 2 3 4; do
+    q pub "SELECT charged FROM credits.credit_debit('o5', 'u1', 'gpt-4o', 20000, 4000)" >/dev/null
+done
 
 echo "== load =="
 expect "pgbench exit status" "$pgbench_rc" 0
