@@ -301,50 +301,6 @@ BEGIN
 END
 $$;
 
-CREATE OR REPLACE FUNCTION credits._pool_now(p credits.pools, o credits.orgs, as_of timestamptz,
-                                  OUT period_start timestamptz, OUT period_end timestamptz,
-                                  OUT allowance credits.credit, OUT allowance_used credits.credit,
-                                  OUT topup credits.credit, OUT reserved credits.credit)
-LANGUAGE plpgsql STABLE SET search_path = pg_catalog, credits, pg_temp AS $$
-#variable_conflict use_column
-DECLARE
-    b record;
-BEGIN
-    period_start := p.period_start;
-    period_end := p.period_end;
-    allowance := p.allowance;
-    allowance_used := p.allowance_used
-        + coalesce((SELECT pg_catalog.sum(s.used) FROM credits.pool_stripes s
-                     WHERE s.org_id = p.org_id), 0);
-    topup := p.topup;
-    reserved := p.reserved;
-    IF p.next_hold_expiry <= as_of THEN
-        reserved := reserved - coalesce((SELECT pg_catalog.sum(h.reserved) FROM credits.holds h
-                                          WHERE h.org_id = p.org_id AND h.status = 'open'
-                                            AND h.expires_at <= as_of), 0);
-    END IF;
-    IF p.next_grant_expiry <= as_of THEN
-        topup := topup - coalesce((SELECT pg_catalog.sum(g.remaining) FROM credits.grants g
-                                    WHERE g.org_id = p.org_id AND g.remaining > 0
-                                      AND g.expires_at <= as_of), 0);
-    END IF;
-    IF p.period_end <= as_of THEN
-        SELECT * INTO b FROM credits.billing_period(o.billing_anchor, o.period, o.time_zone, as_of);
-        period_start := b.period_start;
-        period_end := b.period_end;
-        -- the closed period's unused allowance rolls over into a grant (1.1)
-        IF o.rollover_max IS NOT NULL THEN
-            topup := topup + least(greatest(allowance - allowance_used, 0), o.rollover_max);
-        END IF;
-        allowance := coalesce((SELECT pg_catalog.sum(coalesce(m.allowance, o.allowance_per_user))
-                                 FROM credits.members m
-                                WHERE m.org_id = p.org_id AND m.active), 0);
-        allowance_used := 0;
-    END IF;
-    -- holds the pool can no longer cover are trimmed
-    reserved := least(reserved, greatest(credits._available(allowance, allowance_used, topup, 0), 0));
-END
-$$;
 
 -- usage() gains the member's team: a new result column, so it is created anew
 DROP FUNCTION credits.usage(text, timestamptz, timestamptz);
@@ -651,39 +607,42 @@ REVOKE ALL ON FUNCTION credits._available(credits.credit, credits.credit, credit
 GRANT EXECUTE ON FUNCTION credits._available(credits.credit, credits.credit, credits.credit, credits.credit)
     TO credits_admin, credits_reader;
 
--- The forecast (1.1): burn_per_day is what was charged since the period
--- started (allowance and grants used, from the pool's own counters, never
--- a ledger scan; a restoring recharge starts the allowance used again) per
--- day elapsed; runs_out_at is when available reaches 0 at that rate: now()
--- when it is 0, NULL when nothing was charged or not before the period
--- ends.  The days left are compared before they become an interval, so no
--- figure can overflow it.
+-- pool_status's rows come from credits._pool_status (C, status.c), which
+-- computes what _pool_now (PL/pgSQL) computed, the rollover of a closed
+-- period's unused allowance (1.1), and the forecast (1.1): burn_per_day is
+-- what was charged since the period started (allowance and grants used,
+-- from the pool's own counters, never a ledger scan; a restoring recharge
+-- starts the allowance used again) per day elapsed; runs_out_at is when
+-- available reaches 0 at that rate: as_of when it is 0, NULL when nothing
+-- was charged or not before the period ends.  A new connection's first
+-- pool_status plans a join and one function, and loads no procedural
+-- language.
+CREATE FUNCTION credits._pool_status(p credits.pools, o credits.orgs, as_of timestamptz,
+                                     OUT period_start timestamptz, OUT period_end timestamptz,
+                                     OUT allowance credits.credit,
+                                     OUT allowance_used credits.credit,
+                                     OUT topup credits.credit, OUT reserved credits.credit,
+                                     OUT available credits.credit, OUT exhausted boolean,
+                                     OUT burn_per_day credits.credit,
+                                     OUT runs_out_at timestamptz)
+    AS 'MODULE_PATHNAME', 'credits_pool_status' LANGUAGE C STABLE STRICT;
+COMMENT ON FUNCTION credits._pool_status(credits.pools, credits.orgs, timestamptz) IS
+    'internal: the pool''s figures as of as_of, as the next call that locks it will find them, and its forecast (runs with the caller''s privileges: pool_status''s row)';
+REVOKE ALL ON FUNCTION credits._pool_status(credits.pools, credits.orgs, timestamptz) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION credits._pool_status(credits.pools, credits.orgs, timestamptz)
+    TO credits_admin, credits_reader;
+
 CREATE OR REPLACE VIEW credits.pool_status AS
-SELECT p.org_id, e.period_start, e.period_end, e.allowance, e.allowance_used, e.topup,
-       e.reserved, a.available, a.available = 0 AS exhausted,
-       f.burn_per_day,
-       CASE WHEN a.available = 0 THEN now()
-            WHEN f.burn_per_day = 0 THEN NULL
-            WHEN a.available::numeric / f.burn_per_day::numeric
-                 < extract(epoch FROM e.period_end - now()) / 86400
-            THEN now() + (a.available::numeric / f.burn_per_day::numeric)::float8
-                         * interval '1 day'
-       END AS runs_out_at
+SELECT p.org_id, s.period_start, s.period_end, s.allowance, s.allowance_used, s.topup,
+       s.reserved, s.available, s.exhausted, s.burn_per_day, s.runs_out_at
   FROM credits.pools p
   JOIN credits.orgs o ON o.org_id = p.org_id
- CROSS JOIN LATERAL credits._pool_now(p, o, now()) e
- CROSS JOIN LATERAL (SELECT credits._available(e.allowance, e.allowance_used, e.topup,
-                                               e.reserved) AS available) a
- CROSS JOIN LATERAL (
-       SELECT least(round((e.allowance_used::numeric
-                           + CASE WHEN e.period_start = p.period_start
-                                  THEN p.topup_used::numeric ELSE 0 END)
-                          / (greatest(extract(epoch FROM now() - e.period_start), 1) / 86400), 6),
-                    9223372036854.775807)::credits.credit AS burn_per_day) f;
+ CROSS JOIN LATERAL credits._pool_status(p, o, now()) s;
 COMMENT ON VIEW credits.pool_status IS
     'one row per org for its current period: available = allowance - allowance_used + topup - reserved; burn_per_day and runs_out_at forecast when it runs out';
 -- CREATE OR REPLACE VIEW resets the options
 ALTER VIEW credits.pool_status SET (security_invoker = true);
+DROP FUNCTION credits._pool_now(credits.pools, credits.orgs, timestamptz);
 
 -- Ledger ids are no longer cached per backend (CACHE 32 gave each session
 -- its own block, so a charge that committed before a concurrent recharge

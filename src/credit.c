@@ -339,7 +339,8 @@ credit_div_int8(PG_FUNCTION_ARGS)
 
 /* ---------- numeric ---------- */
 
-static Datum
+/* the amount as numeric, as the cast credit::numeric gives it */
+Datum
 credit_to_numeric(Credit value)
 {
 	return DirectFunctionCall3(numeric_in,
@@ -348,7 +349,8 @@ credit_to_numeric(Credit value)
 							   Int32GetDatum(-1));
 }
 
-static Credit
+/* a numeric as credit, as the cast numeric::credit gives it (no rounding) */
+Credit
 numeric_to_credit(Numeric num)
 {
 	char	   *str;

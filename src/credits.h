@@ -15,6 +15,7 @@
 #include "storage/itemptr.h"
 #include "storage/lockdefs.h"
 #include "utils/array.h"
+#include "utils/numeric.h"
 #include "utils/relcache.h"
 #include "utils/snapshot.h"
 #include "utils/timestamp.h"
@@ -44,6 +45,8 @@ extern void check_tenant(const char *org_id);
 /* credit.c (credit_to_cstring, credit_add, credit_sub: see credit.h) */
 extern Credit credit_available(Credit allowance, Credit allowance_used, Credit topup,
 							   Credit reserved);
+extern Datum credit_to_numeric(Credit value);
+extern Credit numeric_to_credit(Numeric num);
 
 /* args.c: checks at the SQL boundary */
 extern void arg_not_null(FunctionCallInfo fcinfo, int n, const char *name);
@@ -96,6 +99,8 @@ extern bool reader_lock(RowReader *r, int nkeys, const char **keys, LockTupleMod
 						Datum *values, bool *nulls, bool *waited, ItemPointer locked_tid);
 extern Relation reader_open(RowReader *r, LOCKMODE lockmode, Relation *idx);
 extern bool reader_has(const RowReader *r, int i, Datum *value, bool *isnull);
+extern bool reader_unfiltered(RowReader *r);
+extern AttrNumber column_of(TupleDesc desc, const char *name);
 extern bool reader_get(RowReader *r, int nkeys, const char **keys, Snapshot snapshot,
 					   Datum *values, bool *nulls);
 
@@ -252,6 +257,7 @@ typedef struct PoolCharge
 
 extern void pool_check_org(const char *org_id);
 extern void pool_get_org(const char *org_id, OrgState *org);
+extern bool pool_stripes_used(const char *org_id, Credit *used);
 extern void pool_get_member(const char *org_id, const char *user_id, bool active_only,
 							MemberState *member);
 extern bool member_cap_reached(const MemberState *member);
@@ -286,5 +292,7 @@ extern void check_period(const Interval *period);
 extern void check_time_zone(text *zone);
 extern TimestampTz period_start(TimestampTz anchor, const Interval *period, text *zone, int64 k);
 extern int64 period_index(TimestampTz anchor, const Interval *period, text *zone, TimestampTz as_of);
+extern int64 billing_period_of(TimestampTz anchor, const Interval *period, text *zone,
+							   TimestampTz as_of, TimestampTz *start, TimestampTz *end);
 
 #endif							/* CREDITS_H */

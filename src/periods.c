@@ -114,6 +114,29 @@ period_index(TimestampTz anchor, const Interval *period, text *zone, TimestampTz
 }
 
 /*
+ * The billing period [*start, *end) that contains as_of, of an org with this
+ * anchor, period and time zone; returns its number.  What
+ * credits.billing_period() computes, with its errors.
+ */
+int64
+billing_period_of(TimestampTz anchor, const Interval *period, text *zone, TimestampTz as_of,
+				  TimestampTz *start, TimestampTz *end)
+{
+	int64		k;
+
+	if (TIMESTAMP_NOT_FINITE(anchor) || TIMESTAMP_NOT_FINITE(as_of))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must be a finite timestamp",
+						TIMESTAMP_NOT_FINITE(anchor) ? "billing_anchor" : "as_of")));
+	check_time_zone(zone);
+	k = period_index(anchor, period, zone, as_of);
+	*start = period_start(anchor, period, zone, k);
+	*end = period_start(anchor, period, zone, k + 1);
+	return k;
+}
+
+/*
  * Positions of credits.billing_period's result columns, its OUT parameters
  * (020_catalog.sql): in the same order.
  */
@@ -131,10 +154,8 @@ PG_FUNCTION_INFO_V1(credits_billing_period);
 Datum
 credits_billing_period(PG_FUNCTION_ARGS)
 {
-	TimestampTz anchor;
-	Interval   *period;
-	text	   *zone;
-	TimestampTz as_of;
+	TimestampTz start;
+	TimestampTz end;
 	int64		k;
 	Datum		values[BP_NCOLS];
 	bool		nulls[BP_NCOLS] = {false};
@@ -143,22 +164,12 @@ credits_billing_period(PG_FUNCTION_ARGS)
 	arg_not_null(fcinfo, 1, "period");
 	arg_not_null(fcinfo, 2, "time_zone");
 	arg_not_null(fcinfo, 3, "as_of");
-	anchor = PG_GETARG_TIMESTAMPTZ(0);
-	period = PG_GETARG_INTERVAL_P(1);
-	zone = PG_GETARG_TEXT_PP(2);
-	as_of = PG_GETARG_TIMESTAMPTZ(3);
-
-	if (TIMESTAMP_NOT_FINITE(anchor) || TIMESTAMP_NOT_FINITE(as_of))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("%s must be a finite timestamp",
-						TIMESTAMP_NOT_FINITE(anchor) ? "billing_anchor" : "as_of")));
-	check_time_zone(zone);
-	k = period_index(anchor, period, zone, as_of);
+	k = billing_period_of(PG_GETARG_TIMESTAMPTZ(0), PG_GETARG_INTERVAL_P(1),
+						  PG_GETARG_TEXT_PP(2), PG_GETARG_TIMESTAMPTZ(3), &start, &end);
 
 	values[BP_PERIOD_NO] = Int64GetDatum(k);
-	values[BP_PERIOD_START] = TimestampTzGetDatum(period_start(anchor, period, zone, k));
-	values[BP_PERIOD_END] = TimestampTzGetDatum(period_start(anchor, period, zone, k + 1));
+	values[BP_PERIOD_START] = TimestampTzGetDatum(start);
+	values[BP_PERIOD_END] = TimestampTzGetDatum(end);
 	PG_RETURN_DATUM(row_result(fcinfo, values, nulls));
 }
 

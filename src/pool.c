@@ -230,6 +230,30 @@ pool_get_org(const char *org_id, OrgState *org)
 }
 
 /*
+ * What the org's escrow stripes have used (part of its allowance_used), read
+ * with the active snapshot for a caller who could read all of
+ * credits.pool_stripes with a query; false, and nothing read, for one who
+ * could not (no SELECT privilege, or row-level security applies to it):
+ * such a caller runs the query.
+ */
+bool
+pool_stripes_used(const char *org_id, Credit *used)
+{
+	RowScan    *scan;
+	Datum		sv[SR_NCOLS];
+	bool		sn[SR_NCOLS];
+
+	if (!reader_unfiltered(&stripe_reader))
+		return false;
+	*used = 0;
+	scan = reader_begin(&stripe_reader, 1, &org_id, NULL);
+	while (reader_next(scan, sv, sn))
+		*used = credit_add(*used, DatumGetCredit(sv[SR_USED]));
+	reader_end(scan);
+	return true;
+}
+
+/*
  * What a capped member or team (keys: its usage row's key) used and holds,
  * read without a lock; usage of a period that has ended counts as 0.
  */

@@ -4,7 +4,8 @@
  *	  columns equal some text keys, read with the statement's snapshot, and
  *	  locked or updated as SELECT ... FOR UPDATE or UPDATE would (updates
  *	  go through the executor's own row update, write.c).  No plan and no
- *	  SQL privileges involved (the callers check the tenant themselves):
+ *	  SQL privileges involved (the callers check the tenant themselves, or
+ *	  that the caller could read the table unfiltered: reader_unfiltered):
  *	  the read path before every AI request, the charges of the pools and
  *	  the configuration cache use them instead of queries.  Relation locks
  *	  are kept until the transaction ends, as the executor keeps them.
@@ -21,13 +22,16 @@
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "executor/tuptable.h"
+#include "miscadmin.h"
 #include "storage/lmgr.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/fmgroids.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
+#include "utils/rls.h"
 #include "utils/snapmgr.h"
 
 #include "credits.h"
@@ -86,6 +90,20 @@ reader_init(RowReader *r)
 	r->indexid = indexid;
 }
 
+/* The attribute number of the column named name in desc, or InvalidAttrNumber. */
+AttrNumber
+column_of(TupleDesc desc, const char *name)
+{
+	for (int k = 0; k < desc->natts; k++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, k);
+
+		if (!att->attisdropped && strcmp(NameStr(att->attname), name) == 0)
+			return att->attnum;
+	}
+	return InvalidAttrNumber;
+}
+
 /*
  * Find the reader's columns in its table, open and locked, by name in the
  * relation's descriptor (which opening it built), not by a catalog lookup
@@ -94,28 +112,32 @@ reader_init(RowReader *r)
 static void
 reader_find_columns(RowReader *r, Relation rel)
 {
-	TupleDesc	desc = RelationGetDescr(rel);
-
 	for (int i = 0; i < r->ncols; i++)
 	{
 		bool		optional = r->cols[i][0] == '?';
 		const char *name = r->cols[i] + (optional ? 1 : 0);
 
-		r->attnums[i] = InvalidAttrNumber;
-		for (int k = 0; k < desc->natts; k++)
-		{
-			Form_pg_attribute att = TupleDescAttr(desc, k);
-
-			if (!att->attisdropped && strcmp(NameStr(att->attname), name) == 0)
-			{
-				r->attnums[i] = att->attnum;
-				break;
-			}
-		}
+		r->attnums[i] = column_of(RelationGetDescr(rel), name);
 		if (r->attnums[i] == InvalidAttrNumber && !optional)
 			elog(ERROR, "column %s of credits.%s is missing", name, r->table);
 	}
 	r->attnums_valid = true;
+}
+
+/*
+ * Would a query of the current user read every row of r's table, as a
+ * reader does: it has the SELECT privilege on the table, and no row-level
+ * security applies to it?  Code that reads on behalf of its caller (with
+ * the caller's privileges) reads directly only then, and runs the query
+ * otherwise, which checks the privileges and applies the policies.
+ */
+bool
+reader_unfiltered(RowReader *r)
+{
+	if (!OidIsValid(r->relid))
+		reader_init(r);
+	return pg_class_aclcheck(r->relid, GetUserId(), ACL_SELECT) == ACLCHECK_OK &&
+		check_enable_rls(r->relid, InvalidOid, true) != RLS_ENABLED;
 }
 
 /*

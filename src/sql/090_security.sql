@@ -52,7 +52,7 @@ GRANT EXECUTE ON FUNCTION credits.valid_period(interval),
     credits.billing_period(timestamptz, interval, text, timestamptz)
     TO credits_admin, credits_app, credits_reader;
 -- pool_status computes with the caller's privileges (and row-level security)
-GRANT EXECUTE ON FUNCTION credits._pool_now(credits.pools, credits.orgs, timestamptz),
+GRANT EXECUTE ON FUNCTION credits._pool_status(credits.pools, credits.orgs, timestamptz),
     credits._available(credits.credit, credits.credit, credits.credit, credits.credit)
     TO credits_admin, credits_reader;
 

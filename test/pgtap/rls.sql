@@ -2,7 +2,7 @@
 -- security reads (and, as an admin, changes) only that org's rows, in every
 -- table and view, and the credits functions refuse other orgs (42501).
 BEGIN;
-SELECT plan(39);
+SELECT plan(43);
 SET LOCAL search_path = public, credits;
 
 SELECT org_id FROM credits.create_org('ta', allowance_per_user => 100);
@@ -89,6 +89,35 @@ SELECT results_eq($$SELECT tbl, orgs FROM seen WHERE tbl <> 'grant_draws' ORDER 
     'credits.org_id = ta: a reader sees only ta''s rows in every table and in pool_status');
 SELECT is((SELECT orgs FROM seen WHERE tbl = 'grant_draws'), 'ta',
           'grant_draws: only the draws on ta''s grants');
+-- pool_status reads the stripes the caller may read: the owner directly,
+-- a reader (row-level security) by a query, with the same result for its
+-- own org; another org's row, built by hand, gets none of its stripes
+RESET credits.org_id;
+-- (the allowance restored and escrowed into the stripes; the second debit
+-- of each org is charged to its stripe)
+SELECT (SELECT available FROM credits.recharge(o)) FROM unnest(ARRAY['ta', 'tb']) o;
+SELECT (SELECT charged FROM credits.credit_debit(o, 'u-' || o, 'gpt-4o', 1000))
+  FROM unnest(ARRAY['ta', 'tb']) o, generate_series(1, 2);
+SELECT ok((SELECT sum(used) > 0 FROM credits.pool_stripes WHERE org_id = 'ta')
+          AND (SELECT sum(used) > 0 FROM credits.pool_stripes WHERE org_id = 'tb'),
+          'fixture: ta''s and tb''s stripes have used credits');
+CREATE TEMP TABLE status_owner AS SELECT * FROM credits.pool_status WHERE org_id IN ('ta', 'tb');
+CREATE TEMP TABLE rows_tb AS
+SELECT p, o FROM credits.pools p JOIN credits.orgs o USING (org_id) WHERE org_id = 'tb';
+GRANT SELECT ON status_owner, rows_tb TO PUBLIC;
+SET LOCAL credits.org_id = 'ta';
+SET LOCAL ROLE rls_reader_t;
+SELECT results_eq($$SELECT * FROM credits.pool_status$$,
+                  $$SELECT * FROM status_owner WHERE org_id = 'ta'$$,
+                  'a reader''s pool_status of its org (stripes read by a query, under its policies) is the owner''s');
+SELECT results_eq(
+    $$SELECT s.allowance_used FROM rows_tb r, credits._pool_status(r.p, r.o, now()) s$$,
+    $$SELECT (p).allowance_used FROM rows_tb$$,
+    '_pool_status of another org''s row: its stripes are not read (row-level security)');
+RESET ROLE;
+SELECT ok((SELECT allowance_used FROM status_owner WHERE org_id = 'tb')
+          > (SELECT (p).allowance_used FROM rows_tb),
+          '... while the owner''s counts them');
 SET LOCAL ROLE rls_reader_t;
 SELECT is((SELECT string_agg(DISTINCT org_id, ',') FROM credits.periods
             WHERE org_id IN ('ta', 'tb')), 'ta',

@@ -21,7 +21,7 @@
 -- gpt-4o: 4000 input tokens = 1 credit.
 BEGIN;
 SET LOCAL search_path = public, credits;
-SELECT plan(155);
+SELECT plan(156);
 
 -- debit of whole credits on gpt-4o
 CREATE FUNCTION pg_temp.d(org text, u text, amount integer, req text DEFAULT NULL)
@@ -605,6 +605,33 @@ UPDATE credits.pools SET period_end = period_start + interval '1 day' WHERE org_
 SELECT results_eq($$SELECT available, burn_per_day, runs_out_at FROM credits.pool_status WHERE org_id = 'fcd'$$,
                   $$VALUES ('10'::credit, '0'::credit, NULL::timestamptz)$$,
                   'fcd: a due pool forecasts its next period: nothing charged yet');
+-- _pool_status (C) computes what the view's SQL expressions computed, to
+-- the last digit: every org here, as_of from before its period to past its
+-- end (a due pool's next period included)
+SELECT is_empty(
+    $$SELECT p.org_id, t.as_of
+        FROM credits.pools p JOIN credits.orgs o USING (org_id),
+             LATERAL (SELECT p.period_start + k * (p.period_end - p.period_start) / 7 AS as_of
+                        FROM generate_series(-1, 9) k) t,
+             LATERAL credits._pool_status(p, o, t.as_of) s
+       WHERE s.available IS DISTINCT FROM
+                 credits._available(s.allowance, s.allowance_used, s.topup, s.reserved)
+          OR s.exhausted IS DISTINCT FROM (s.available = 0)
+          OR s.burn_per_day IS DISTINCT FROM
+                 least(round((s.allowance_used::numeric
+                              + CASE WHEN s.period_start = p.period_start
+                                     THEN p.topup_used::numeric ELSE 0 END)
+                             / (greatest(extract(epoch FROM t.as_of - s.period_start), 1) / 86400), 6),
+                       9223372036854.775807)::credits.credit
+          OR s.runs_out_at IS DISTINCT FROM
+                 CASE WHEN s.available = 0 THEN t.as_of
+                      WHEN s.burn_per_day = 0 THEN NULL
+                      WHEN s.available::numeric / s.burn_per_day::numeric
+                           < extract(epoch FROM s.period_end - t.as_of) / 86400
+                      THEN t.as_of + (s.available::numeric / s.burn_per_day::numeric)::float8
+                                     * interval '1 day'
+                 END$$,
+    '_pool_status: available, exhausted, burn_per_day and runs_out_at are the SQL expressions of the view, to the last digit, for every org and as_of across and past its period');
 
 -- ===========================================================================
 -- verify(): the two new checks fire

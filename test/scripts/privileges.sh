@@ -693,7 +693,7 @@ WITH fns AS (
 -- What each role may execute besides the type's support functions.
 -- valid_period and billing_period are helpers granted to every role by
 -- 090_security.sql (valid_period is in the CHECK constraint of orgs);
--- _pool_now and _available compute pool_status with the caller's
+-- _pool_status and _available compute pool_status with the caller's
 -- privileges, so the roles that read pool_status execute them (they read
 -- nothing those roles cannot read).
 allowed(role, names) AS (VALUES
@@ -705,10 +705,10 @@ allowed(role, names) AS (VALUES
                             'create_org', 'enable_provider', 'disable_provider', 'add_member',
                             'remove_member', 'set_plan', 'recharge', 'add_provider',
                             'upsert_model', 'reset_due', 'expire_holds', 'schedule_jobs',
-                            'verify', 'usage', 'valid_period', 'billing_period', '_pool_now',
+                            'verify', 'usage', 'valid_period', 'billing_period', '_pool_status',
                             '_available', 'create_team', 'set_team_cap', 'set_member_team',
                             'team_usage', 'set_rollover', 'set_auto_recharge']),
-    ('credits_reader', ARRAY['usage', 'valid_period', 'billing_period', '_pool_now', '_available',
+    ('credits_reader', ARRAY['usage', 'valid_period', 'billing_period', '_pool_status', '_available',
                              'team_usage'])
 )
 SELECT 'no table or view grant to PUBLIC (information_schema)' AS name,
