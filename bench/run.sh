@@ -20,6 +20,10 @@
 #   BENCH_CONNECT_CLIENTS  client counts of the connect_* scenarios (default
 #                   BENCH_CLIENTS; each client holds one connection at a time)
 #   BENCH_ONLY      run only these scenarios (and their floors and baselines)
+#   BENCH_PRELOAD   1 (default): the server preloads the library
+#                   (shared_preload_libraries = credits, as the README
+#                   recommends); 0: each new connection loads it on its first
+#                   call (what the connect_* scenarios then also measure)
 #   --smoke         a few transactions per scenario against the current
 #                   server ($PGHOST...), to keep the scripts working (make test)
 set -euo pipefail
@@ -28,7 +32,9 @@ here=$(cd "$(dirname "$0")" && pwd)
 smoke=false
 [ "${1:-}" = "--smoke" ] && smoke=true
 . "$here/../scripts/virtualenv.sh"
-$smoke || in_virtualenv "$0" \
+preload=()
+[ "${BENCH_PRELOAD:-1}" = 0 ] || preload=(-o shared_preload_libraries=credits)
+$smoke || in_virtualenv "$0" "${preload[@]}" \
     -o fsync=on -o synchronous_commit=on -o full_page_writes=on \
     -o shared_buffers=512MB -o max_connections=100 \
     -o checkpoint_timeout=30min -o max_wal_size=4GB \
@@ -191,7 +197,7 @@ cat "$table"
 echo
 echo "ledger: $ledger"
 echo "verify() violations after the run: $violations"
-echo "machine: $(nproc) cores, $(free -g | awk '/^Mem:/ {print $2}') GiB, PostgreSQL $(q 'SHOW server_version'), fsync $(q 'SHOW fsync'), synchronous_commit $(q 'SHOW synchronous_commit'), ${seconds}s measured per run after ${warmup}s of warm-up"
+echo "machine: $(nproc) cores, $(free -g | awk '/^Mem:/ {print $2}') GiB, PostgreSQL $(q 'SHOW server_version'), fsync $(q 'SHOW fsync'), synchronous_commit $(q 'SHOW synchronous_commit'), shared_preload_libraries '$(q 'SHOW shared_preload_libraries')', ${seconds}s measured per run after ${warmup}s of warm-up"
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
 mkdir -p "$here/results"
 { echo "scenario,clients,tps,p50_ms,p99_ms,floor,ratio_to_floor,ratio_to_naive,whole_run_tps,whole_run_ratio_to_floor"; cat "$csv.final"; } > "$here/results/bench-$stamp.csv"

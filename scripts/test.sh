@@ -21,8 +21,11 @@ set -uo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
 . "$here/scripts/virtualenv.sh"
+# the cluster preloads pg_cron and credits, as the README recommends; the
+# scripts that start servers of their own (dba_ops.sh, cdc.sh, crash.sh,
+# standby.sh, ...) do not preload credits, so both ways are tested
 in_virtualenv "$0" \
-    -o shared_preload_libraries=pg_cron \
+    -o shared_preload_libraries=pg_cron,credits \
     -o cron.database_name=postgres \
     -o cron.use_background_workers=on \
     -o max_worker_processes=32 \

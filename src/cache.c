@@ -256,7 +256,10 @@ cache_schema_1_1(void)
 	return has_teams > 0;
 }
 
-/* every model, in models_pkey order; M_* in the same order as its columns */
+/*
+ * every model, in no particular order (a provider has one active fallback at
+ * most, so none matters); M_* in the same order as its columns
+ */
 static RowReader models_reader = ROW_READER("models", "models_pkey",
 											"model", "provider", "input_price", "output_price",
 											"request_price", "is_fallback", "active",

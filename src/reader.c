@@ -220,7 +220,9 @@ begin_scan(RowReader *r, int nkeys, const char **keys, int32 number, Snapshot sn
 
 	Assert(nkeys >= 0 && nkeys <= lengthof(skeys));
 	s->reader = r;
-	s->rel = reader_open(r, AccessShareLock, &s->idx);
+	/* every row: a heap scan, without opening the index */
+	s->idx = NULL;
+	s->rel = reader_open(r, AccessShareLock, nkeys > 0 ? &s->idx : NULL);
 	s->registered = NULL;
 	if (snapshot == READER_LATEST)
 	{
@@ -248,13 +250,14 @@ begin_scan(RowReader *r, int nkeys, const char **keys, int32 number, Snapshot sn
 	}
 	if (snapshot == NULL)
 		snapshot = ActiveSnapshotSet() ? GetActiveSnapshot() : GetTransactionSnapshot();
-	s->scan = systable_beginscan(s->rel, RelationGetRelid(s->idx), true, snapshot, nkeys, skeys);
+	s->scan = systable_beginscan(s->rel, s->idx ? RelationGetRelid(s->idx) : InvalidOid,
+								 s->idx != NULL, snapshot, nkeys, skeys);
 	return s;
 }
 
 /*
  * Start reading the rows whose first nkeys key columns equal keys (none:
- * every row, in the index's order), with snapshot: NULL for the active one,
+ * every row, in no particular order), with snapshot: NULL for the active one,
  * READER_LATEST for one taken after locking the table (what a cache of the
  * table must be loaded with).
  */
@@ -335,7 +338,8 @@ reader_end(RowScan *s)
 	 * them: a row's place found here stays that row's while it is locked or
 	 * updated later (VACUUM FULL or CLUSTER wait for the transaction).
 	 */
-	index_close(s->idx, NoLock);
+	if (s->idx != NULL)
+		index_close(s->idx, NoLock);
 	table_close(s->rel, NoLock);
 	pfree(s);
 }

@@ -49,61 +49,80 @@
 #include "credits.h"
 
 /*
- * The default expressions of a table's columns and its CHECK constraints,
+ * A table's CHECK constraints and the default expressions of its columns,
  * planned once per backend and dropped when the table changes (a relcache
  * invalidation: ALTER TABLE ... ADD COLUMN, SET DEFAULT, ADD CONSTRAINT,
- * ...).  A slot's relid is set only once it is complete, so an invalidation
- * processed while it is built (a catalog lookup takes locks) leaves it
- * alone; nothing that would change it can commit while the caller holds
- * its lock on the table.
+ * ...).  The checks are planned for every write; a column's default only
+ * when an insert first leaves that column out (a new connection's first
+ * charge plans the two defaults it uses, not those of every column of the
+ * tables it writes).  A slot's relid is set only once its checks are
+ * complete, so an invalidation processed while they are built (a catalog
+ * lookup takes locks) leaves it alone, and a default is planned outside the
+ * slot and stored only if the slot is still there; nothing that would change
+ * them can commit while the caller holds its lock on the table.
  */
 typedef struct TableDefaults
 {
 	Oid			relid;			/* InvalidOid: free slot */
 	MemoryContext cxt;
-	int			n;
-	AttrNumber *attnums;
-	Expr	  **exprs;
+	int			natts;			/* the columns of defaults[] ... */
+	bool	   *known;			/* ... whose default was looked up ... */
+	Expr	  **defaults;		/* ... and what it is (NULL: none), by attnum - 1 */
 	int			nchecks;		/* the CHECK constraints, in the relcache's order */
 	Expr	  **checks;
 } TableDefaults;
 
-static TableDefaults defaults[8];
+static TableDefaults tables[8];
 static bool callback_registered = false;
 
 static void
-defaults_invalidate(Datum arg, Oid relid)
+tables_invalidate(Datum arg, Oid relid)
 {
-	for (int i = 0; i < lengthof(defaults); i++)
+	for (int i = 0; i < lengthof(tables); i++)
 	{
-		if (OidIsValid(defaults[i].relid) &&
-			(relid == InvalidOid || relid == defaults[i].relid))
+		if (OidIsValid(tables[i].relid) &&
+			(relid == InvalidOid || relid == tables[i].relid))
 		{
-			MemoryContextDelete(defaults[i].cxt);
-			memset(&defaults[i], 0, sizeof(TableDefaults));
+			MemoryContextDelete(tables[i].cxt);
+			memset(&tables[i], 0, sizeof(TableDefaults));
 		}
 	}
 }
 
-/* The planned defaults and checks of rel (open and locked). */
+/* rel's complete slot, or NULL */
+static TableDefaults *
+find_table(Relation rel)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+
+	for (int i = 0; i < lengthof(tables); i++)
+	{
+		/* the constraints ExecRelCheck() will index, as it counts them */
+		if (tables[i].relid == RelationGetRelid(rel) &&
+			tables[i].natts == desc->natts &&
+			tables[i].nchecks == (desc->constr ? desc->constr->num_check : 0))
+			return &tables[i];
+	}
+	return NULL;
+}
+
+/* rel's slot (rel open and locked), its checks planned */
 static TableDefaults *
 table_defaults(Relation rel)
 {
 	TupleDesc	desc = RelationGetDescr(rel);
-	TableDefaults *d = NULL;
+	TableDefaults *d = find_table(rel);
 	MemoryContext old;
 
-	for (int i = 0; i < lengthof(defaults); i++)
+	if (d != NULL)
+		return d;
+	for (int i = 0; i < lengthof(tables); i++)
 	{
-		if (defaults[i].relid == RelationGetRelid(rel))
-		{
-			/* the constraints ExecRelCheck() will index, as it counts them */
-			if (defaults[i].nchecks == (desc->constr ? desc->constr->num_check : 0))
-				return &defaults[i];
-			defaults_invalidate((Datum) 0, defaults[i].relid);
-		}
-		if (d == NULL && !OidIsValid(defaults[i].relid))
-			d = &defaults[i];
+		/* one whose table changed without an invalidation seen yet */
+		if (tables[i].relid == RelationGetRelid(rel))
+			tables_invalidate((Datum) 0, tables[i].relid);
+		if (d == NULL && !OidIsValid(tables[i].relid))
+			d = &tables[i];
 	}
 	if (d == NULL)
 		elog(ERROR, "too many credits tables written");
@@ -111,30 +130,16 @@ table_defaults(Relation rel)
 		MemoryContextDelete(d->cxt);	/* left by a build that failed */
 	if (!callback_registered)
 	{
-		CacheRegisterRelcacheCallback(defaults_invalidate, (Datum) 0);
+		CacheRegisterRelcacheCallback(tables_invalidate, (Datum) 0);
 		callback_registered = true;
 	}
 
 	d->cxt = AllocSetContextCreate(TopMemoryContext, "credits column defaults",
 								   ALLOCSET_SMALL_SIZES);
 	old = MemoryContextSwitchTo(d->cxt);
-	d->n = 0;
-	d->attnums = palloc(sizeof(AttrNumber) * desc->natts);
-	d->exprs = palloc(sizeof(Expr *) * desc->natts);
-	for (int i = 0; i < desc->natts; i++)
-	{
-		Form_pg_attribute att = TupleDescAttr(desc, i);
-		Node	   *expr;
-
-		if (att->attisdropped || att->attgenerated)
-			continue;
-		expr = build_column_default(rel, i + 1);
-		if (expr == NULL)
-			continue;
-		d->attnums[d->n] = i + 1;
-		d->exprs[d->n] = expression_planner((Expr *) expr);
-		d->n++;
-	}
+	d->natts = desc->natts;
+	d->known = palloc0(sizeof(bool) * desc->natts);
+	d->defaults = palloc0(sizeof(Expr *) * desc->natts);
 	/* planned as ExecRelCheck() plans them (ExecPrepareExpr) */
 	d->nchecks = desc->constr ? desc->constr->num_check : 0;
 	d->checks = palloc(sizeof(Expr *) * Max(d->nchecks, 1));
@@ -143,6 +148,35 @@ table_defaults(Relation rel)
 	MemoryContextSwitchTo(old);
 	d->relid = RelationGetRelid(rel);
 	return d;
+}
+
+/*
+ * The planned default of rel's column attnum (NULL: none), in the current
+ * memory context: a copy of the cached one, or planned here and cached.
+ */
+static Expr *
+column_default(Relation rel, AttrNumber attnum)
+{
+	TableDefaults *d = table_defaults(rel);
+	Expr	   *expr;
+	MemoryContext old;
+
+	if (d->known[attnum - 1])
+		return d->defaults[attnum - 1] ? copyObject(d->defaults[attnum - 1]) : NULL;
+
+	/* planned in the caller's memory: the lookups may drop the slot */
+	expr = (Expr *) build_column_default(rel, attnum);
+	if (expr != NULL)
+		expr = expression_planner(expr);
+	d = find_table(rel);
+	if (d != NULL)
+	{
+		old = MemoryContextSwitchTo(d->cxt);
+		d->defaults[attnum - 1] = expr ? copyObject(expr) : NULL;
+		d->known[attnum - 1] = true;
+		MemoryContextSwitchTo(old);
+	}
+	return expr;
 }
 
 /*
@@ -306,15 +340,11 @@ void
 write_insert(Relation rel, Datum *values, bool *nulls, const bool *set)
 {
 	TupleDesc	desc = RelationGetDescr(rel);
-	TableDefaults *d;
 	TableWrite	w;
 	TupleTableSlot *slot;
 	ExprContext *econtext;
 	Bitmapset  *cols = NULL;
 	MemoryContext old;
-	int			ndefaults;
-	AttrNumber *attnums;
-	Expr	  **defexprs;
 	ExprState **exprs;
 
 	for (int i = 0; i < desc->natts; i++)
@@ -325,16 +355,22 @@ write_insert(Relation rel, Datum *values, bool *nulls, const bool *set)
 	write_begin(&w, rel, CMD_INSERT, cols);
 	old = MemoryContextSwitchTo(GetPerTupleMemoryContext(w.estate));
 
-	/* the defaults (the table's own locks are all taken by now) */
-	d = table_defaults(rel);
-	ndefaults = d->n;
-	attnums = palloc(sizeof(AttrNumber) * Max(ndefaults, 1));
-	memcpy(attnums, d->attnums, sizeof(AttrNumber) * ndefaults);
-	defexprs = copy_exprs(d->exprs, ndefaults);
-	/* d may be gone from here on */
-	exprs = palloc(sizeof(ExprState *) * Max(ndefaults, 1));
-	for (int i = 0; i < ndefaults; i++)
-		exprs[i] = set[attnums[i] - 1] ? NULL : ExecInitExpr(defexprs[i], NULL);
+	/*
+	 * The defaults of the columns not set, each a copy (the table's own
+	 * locks are all taken by now), all initialized before any is evaluated
+	 */
+	exprs = palloc0(sizeof(ExprState *) * desc->natts);
+	for (int i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+		Expr	   *expr;
+
+		if (set[i] || att->attisdropped || att->attgenerated)
+			continue;
+		expr = column_default(rel, i + 1);
+		if (expr != NULL)
+			exprs[i] = ExecInitExpr(expr, NULL);
+	}
 
 	slot = ExecInitExtraTupleSlot(w.estate, desc, &TTSOpsVirtual);
 	ExecClearTuple(slot);
@@ -344,11 +380,10 @@ write_insert(Relation rel, Datum *values, bool *nulls, const bool *set)
 		slot->tts_isnull[i] = set[i] ? nulls[i] : true;
 	}
 	econtext = GetPerTupleExprContext(w.estate);
-	for (int i = 0; i < ndefaults; i++)
+	for (int i = 0; i < desc->natts; i++)
 	{
 		if (exprs[i] != NULL)
-			slot->tts_values[attnums[i] - 1] = ExecEvalExpr(exprs[i], econtext,
-															&slot->tts_isnull[attnums[i] - 1]);
+			slot->tts_values[i] = ExecEvalExpr(exprs[i], econtext, &slot->tts_isnull[i]);
 	}
 	ExecStoreVirtualTuple(slot);
 	MemoryContextSwitchTo(old);

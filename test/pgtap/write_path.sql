@@ -9,7 +9,7 @@
 -- and slow paths.  The changes are rolled back with the test.
 BEGIN;
 SET LOCAL search_path = public, credits;
-SELECT plan(36);
+SELECT plan(38);
 
 -- ---------------------------------------------------------------------------
 -- Fixtures
@@ -103,6 +103,18 @@ SELECT is((SELECT count(*) FROM (SELECT credits.credit_debit('wp', 'ann', 'gpt-4
           2::bigint, 'the same request twice in one statement ...');
 SELECT is((SELECT count(*) FROM credits.ledger WHERE org_id = 'wp' AND request_id = 'w4'), 1::bigint,
           '... is charged once: the second call replays the first');
+
+-- a default changed after this session's inserts planned the ledger's
+-- defaults: the next insert uses the new one (the cached plan is dropped),
+-- and a column's default is planned when an insert first leaves it out
+ALTER TABLE credits.ledger ALTER COLUMN region SET DEFAULT 'us';
+ALTER TABLE credits.ledger ADD COLUMN shard int DEFAULT 7;
+SELECT lives_ok($$SELECT credits.credit_debit('wp', 'ann', 'gpt-4o', 4000, 0, 'w5')$$,
+    'a debit after the ledger''s defaults changed');
+SELECT results_eq($$SELECT region, shard FROM credits.ledger WHERE org_id = 'wp' AND request_id = 'w5'$$,
+                  $$VALUES ('us'::text, 7)$$,
+                  '... takes the changed default and the new column''s');
+ALTER TABLE credits.ledger ALTER COLUMN region SET DEFAULT 'eu';
 
 -- a CHECK constraint a DBA added refuses an org: 23514, nothing written
 SELECT throws_ok($$SELECT credits.credit_debit('wr', 'rae', 'gpt-4o', 40000)$$, '23514', NULL,
