@@ -149,13 +149,25 @@ run() {
     echo "$steady $p50 $p99 $tps"
 }
 
-declare -A TPS WHOLE
+# A scenario's ratio is to its floor measured again right before it, at the
+# same client count (the floor's own row is its first measurement): the
+# machine's speed drifts over the minutes between a floor's row and its
+# scenario's (the floors' own rows moved 15-30% between runs), much less
+# within one pair.
+declare -A TPS WHOLE PAIRED PAIRED_WHOLE
 csv="$work/results.csv"
 echo "scenario,clients,tps,p50_ms,p99_ms,floor,ratio_to_floor,ratio_to_naive,whole_run_tps" > "$csv"
 while IFS='|' read -r name floor naive; do
     cs=$clients
     case "$name" in connect_*) cs=$connect_clients ;; esac
     for c in $cs; do
+        if [ -n "$floor" ] && ! $smoke; then
+            result=$(run "$floor" "$c") || { echo "floor $floor with $c clients failed" >&2; exit 1; }
+            read -r tps p50 p99 whole <<< "$result"
+            PAIRED[$name/$c]=$tps
+            PAIRED_WHOLE[$name/$c]=$whole
+            printf '  %-22s %3s clients  %10s tps (floor of %s)\n' "$floor" "$c" "$tps" "$name" >&2
+        fi
         result=$(run "$name" "$c") || { echo "scenario $name with $c clients failed" >&2; exit 1; }
         read -r tps p50 p99 whole <<< "$result"
         TPS[$name/$c]=$tps
@@ -168,13 +180,13 @@ done <<< "$scenarios"
 # ratios, now that every floor and baseline is known
 table="$work/table"
 {
-    printf '| scenario | clients | TPS | p50 ms | p99 ms | ratio to floor | ratio to naive | TPS, whole run | ratio to floor, whole run |\n'
+    printf '| scenario | clients | TPS | p50 ms | p99 ms | ratio to floor (floor, TPS right before) | ratio to naive | TPS, whole run | ratio to floor, whole run |\n'
     printf '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n'
     tail -n +2 "$csv" | while IFS=',' read -r name c tps p50 p99 floor _ _ whole; do
         naive=$(sed -n "s/^$name|[^|]*|//p" <<< "$scenarios")
         rf=""; rn=""; rw=""
-        [ -n "$floor" ] && rf=$(awk -v a="$tps" -v b="${TPS[$floor/$c]}" 'BEGIN { if (b > 0) printf "%.2f (%s)", a / b, "'"$floor"'" }')
-        [ -n "$floor" ] && rw=$(awk -v a="$whole" -v b="${WHOLE[$floor/$c]}" 'BEGIN { if (b > 0) printf "%.2f", a / b }')
+        [ -n "$floor" ] && rf=$(awk -v a="$tps" -v b="${PAIRED[$name/$c]:-${TPS[$floor/$c]}}" 'BEGIN { if (b > 0) printf "%.2f (%s %.0f)", a / b, "'"$floor"'", b }')
+        [ -n "$floor" ] && rw=$(awk -v a="$whole" -v b="${PAIRED_WHOLE[$name/$c]:-${WHOLE[$floor/$c]}}" 'BEGIN { if (b > 0) printf "%.2f", a / b }')
         [ -n "$naive" ] && rn=$(awk -v a="$tps" -v b="${TPS[$naive/$c]}" 'BEGIN { if (b > 0) printf "%.2f", a / b }')
         printf '| %s | %s | %.0f | %s | %s | %s | %s | %.0f | %s |\n' "$name" "$c" "$tps" "$p50" "$p99" "$rf" "$rn" "$whole" "$rw"
         echo "$name,$c,$tps,$p50,$p99,$floor,${rf%% *},$rn,$whole,$rw" >> "$csv.final"
