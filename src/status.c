@@ -282,6 +282,19 @@ credits_pool_status(PG_FUNCTION_ARGS)
 	Datum		values[PS_NCOLS];
 	bool		nulls[PS_NCOLS] = {false};
 
+	/* the result's descriptor, built once per call site: a row per org */
+	tupdesc = (TupleDesc) fcinfo->flinfo->fn_extra;
+	if (tupdesc == NULL)
+	{
+		MemoryContext old = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
+
+		if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+			elog(ERROR, "return type must be a row type");
+		tupdesc = BlessTupleDesc(CreateTupleDescCopy(tupdesc));
+		MemoryContextSwitchTo(old);
+		fcinfo->flinfo->fn_extra = tupdesc;
+	}
+
 	row_columns(PG_GETARG_HEAPTUPLEHEADER(0), pool_columns, PF_NCOLS, pv, pn);
 	org_id = required(pv, pn, PF_ORG_ID, pool_columns);
 	row_period_start = DatumGetTimestampTz(required(pv, pn, PF_PERIOD_START, pool_columns));
@@ -331,7 +344,8 @@ credits_pool_status(PG_FUNCTION_ARGS)
 	}
 	if (period_end <= as_of)
 	{
-		Oid			argtypes[2] = {TEXTOID, INT8OID};
+		/* the org's allowance per user, as the credit it is (the result's type) */
+		Oid			argtypes[2] = {TEXTOID, TupleDescAttr(tupdesc, PS_ALLOWANCE)->atttypid};
 		Datum		args[2];
 
 		row_columns(PG_GETARG_HEAPTUPLEHEADER(1), org_columns, OF_NCOLS, ov, on);
@@ -348,7 +362,7 @@ credits_pool_status(PG_FUNCTION_ARGS)
 		args[0] = org_id;
 		args[1] = required(ov, on, OF_ALLOWANCE_PER_USER, org_columns);
 		allowance = query_sum(&allowance_plan,
-							  "SELECT pg_catalog.sum(COALESCE(m.allowance, credits._micro($2)))"
+							  "SELECT pg_catalog.sum(COALESCE(m.allowance, $2))"
 							  "  FROM credits.members m"
 							  " WHERE m.org_id OPERATOR(pg_catalog.=) $1 AND m.active",
 							  2, argtypes, args);
@@ -374,17 +388,5 @@ credits_pool_status(PG_FUNCTION_ARGS)
 	nulls[PS_RUNS_OUT_AT] = !runs_out_at(available, burn, period_end, as_of, &at);
 	values[PS_RUNS_OUT_AT] = TimestampTzGetDatum(at);
 
-	/* the result's descriptor, built once per call site: a row per org */
-	tupdesc = (TupleDesc) fcinfo->flinfo->fn_extra;
-	if (tupdesc == NULL)
-	{
-		MemoryContext old = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
-
-		if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
-			elog(ERROR, "return type must be a row type");
-		tupdesc = BlessTupleDesc(CreateTupleDescCopy(tupdesc));
-		MemoryContextSwitchTo(old);
-		fcinfo->flinfo->fn_extra = tupdesc;
-	}
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }

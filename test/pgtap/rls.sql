@@ -2,7 +2,7 @@
 -- security reads (and, as an admin, changes) only that org's rows, in every
 -- table and view, and the credits functions refuse other orgs (42501).
 BEGIN;
-SELECT plan(43);
+SELECT plan(45);
 SET LOCAL search_path = public, credits;
 
 SELECT org_id FROM credits.create_org('ta', allowance_per_user => 100);
@@ -118,6 +118,25 @@ RESET ROLE;
 SELECT ok((SELECT allowance_used FROM status_owner WHERE org_id = 'tb')
           > (SELECT (p).allowance_used FROM rows_tb),
           '... while the owner''s counts them');
+-- a due pool (its period over, a hold and a grant expired): what the next
+-- writer will make of it is computed by queries run as the caller
+SAVEPOINT due;
+UPDATE credits.pools SET period_start = now() - interval '2 days', period_end = now() - interval '1 day',
+                         next_hold_expiry = now() - interval '1 day',
+                         next_grant_expiry = now() - interval '1 day'
+ WHERE org_id = 'ta';
+CREATE TEMP TABLE due_owner AS SELECT * FROM credits.pool_status WHERE org_id = 'ta';
+GRANT SELECT ON due_owner TO PUBLIC;
+SET LOCAL credits.org_id = 'ta';
+SET LOCAL ROLE rls_reader_t;
+SELECT results_eq($$SELECT * FROM credits.pool_status$$, $$SELECT * FROM due_owner$$,
+                  'a reader''s pool_status of its due pool is the owner''s');
+RESET ROLE;
+RESET credits.org_id;
+SELECT ok((SELECT period_start > now() - interval '1 day' FROM due_owner),
+          '... and shows the period after the closed one');
+ROLLBACK TO SAVEPOINT due;
+SET LOCAL credits.org_id = 'ta';
 SET LOCAL ROLE rls_reader_t;
 SELECT is((SELECT string_agg(DISTINCT org_id, ',') FROM credits.periods
             WHERE org_id IN ('ta', 'tb')), 'ta',
