@@ -84,8 +84,9 @@ _PG_init(void)
 
 	DefineCustomIntVariable("credits.max_stripes",
 							"Escrow stripes a contended org's pool grows to.",
-							"A pool starts as one balance; each debit that has to wait for "
-							"its lock doubles its stripes, up to this. orgs.stripes overrides it.",
+							"A pool starts as one balance; after credits.split_after recent waits "
+							"for its lock it splits into stripes, and doubles them after as many "
+							"more, up to this. orgs.stripes overrides it.",
 							&credits_max_stripes,
 							32,
 							1,
