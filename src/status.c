@@ -160,6 +160,16 @@ query_sum(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes, Datum *ar
 	return sum;
 }
 
+/* query_sum of a query of the org's holds or grants that expired by as_of */
+static Credit
+expired_sum(SPIPlanPtr *plan, const char *sql, Datum org_id, TimestampTz as_of)
+{
+	Oid			argtypes[2] = {TEXTOID, TIMESTAMPTZOID};
+	Datum		args[2] = {org_id, TimestampTzGetDatum(as_of)};
+
+	return query_sum(plan, sql, 2, argtypes, args);
+}
+
 /* numeric's greatest(a, b) and least(a, b): on a tie, the first */
 static Datum
 numeric_greatest(Datum a, Datum b)
@@ -317,31 +327,21 @@ credits_pool_status(PG_FUNCTION_ARGS)
 	allowance_used = credit_add(allowance_used, striped);
 
 	if (due_by(pv, pn, PF_NEXT_HOLD_EXPIRY, as_of))
-	{
-		Oid			argtypes[2] = {TEXTOID, TIMESTAMPTZOID};
-		Datum		args[2] = {org_id, TimestampTzGetDatum(as_of)};
-
 		reserved = credit_sub(reserved,
-							  query_sum(&holds_expired_plan,
-										"SELECT pg_catalog.sum(h.reserved) FROM credits.holds h"
-										" WHERE h.org_id OPERATOR(pg_catalog.=) $1"
-										"   AND h.status OPERATOR(pg_catalog.=) 'open'"
-										"   AND h.expires_at OPERATOR(pg_catalog.<=) $2",
-										2, argtypes, args));
-	}
+							  expired_sum(&holds_expired_plan,
+										  "SELECT pg_catalog.sum(h.reserved) FROM credits.holds h"
+										  " WHERE h.org_id OPERATOR(pg_catalog.=) $1"
+										  "   AND h.status OPERATOR(pg_catalog.=) 'open'"
+										  "   AND h.expires_at OPERATOR(pg_catalog.<=) $2",
+										  org_id, as_of));
 	if (due_by(pv, pn, PF_NEXT_GRANT_EXPIRY, as_of))
-	{
-		Oid			argtypes[2] = {TEXTOID, TIMESTAMPTZOID};
-		Datum		args[2] = {org_id, TimestampTzGetDatum(as_of)};
-
 		topup = credit_sub(topup,
-						   query_sum(&grants_expired_plan,
-									 "SELECT pg_catalog.sum(g.remaining) FROM credits.grants g"
-									 " WHERE g.org_id OPERATOR(pg_catalog.=) $1"
-									 "   AND g.remaining OPERATOR(pg_catalog.>) 0"
-									 "   AND g.expires_at OPERATOR(pg_catalog.<=) $2",
-									 2, argtypes, args));
-	}
+						   expired_sum(&grants_expired_plan,
+									   "SELECT pg_catalog.sum(g.remaining) FROM credits.grants g"
+									   " WHERE g.org_id OPERATOR(pg_catalog.=) $1"
+									   "   AND g.remaining OPERATOR(pg_catalog.>) 0"
+									   "   AND g.expires_at OPERATOR(pg_catalog.<=) $2",
+									   org_id, as_of));
 	if (period_end <= as_of)
 	{
 		/* the org's allowance per user, as the credit it is (the result's type) */
