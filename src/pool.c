@@ -12,7 +12,8 @@
  * forgotten every WAIT_MEMORY_CALLS calls), then twice as many after each
  * further credits.split_after such waits, up to credits.max_stripes
  * (escrow_stripes); a debit that waited for its stripe has the session's
- * next debit of the org take the pool lock to count that wait (grow_org).  A debit that fits in its backend's stripe is charged there
+ * next debit of the org take the pool lock to count that wait (grow_org).
+ * A debit that fits in its backend's stripe is charged there
  * (pool_fast_debit), locking that stripe only; a debit of a split pool that
  * is empty is charged nothing under a share lock of the pools row and
  * counted on its stripe (charge_dry).  Everything else is the slow
