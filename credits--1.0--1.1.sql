@@ -1160,8 +1160,11 @@ BEGIN
        IS DISTINCT FROM (OLD.auto_recharge_below, OLD.auto_recharge_amount, OLD.auto_recharge_max) THEN
         -- the stripes were escrowed without the new threshold in mind: fold
         -- them, so that every charge that crosses it does so under the pool
-        -- lock, where it adds the grant (fast debits under way finish first)
+        -- lock, where it adds the grant (fast debits under way finish first);
+        -- the pools row is written, so that a charge that read it unlocked
+        -- before this commits is not written (pool_try_debit)
         PERFORM credits._consolidate(NEW.org_id);
+        UPDATE credits.pools p SET waits = p.waits WHERE p.org_id = NEW.org_id;
     END IF;
     RETURN NULL;
 END
@@ -1277,6 +1280,31 @@ END
 $$;
 COMMENT ON FUNCTION credits._auto_recharge(text) IS
     'internal: add the org''s auto-recharge grant for a charge that took available under its threshold (under the pool lock)';
+
+-- A charge of a member without a cap, of an org that is one balance, reads
+-- the pools row without locking it (pool_try_debit): a change of a member's
+-- cap or team now writes that row, so that such a charge under way is not
+-- written with the old configuration.
+CREATE OR REPLACE FUNCTION credits._member_changed() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, credits, pg_temp AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        PERFORM credits._check_id(NEW.user_id, 'user_id');
+    END IF;
+    IF TG_OP <> 'DELETE' THEN
+        PERFORM credits._raise_allowance(NEW.org_id);
+    END IF;
+    -- what a charge reads of the member under the pool lock (its cap, its
+    -- team) changed: the pools row is written, so that a charge that read
+    -- the row unlocked before this commits is not written (pool_try_debit)
+    IF TG_OP = 'UPDATE' THEN
+        IF (NEW.cap, NEW.team_id) IS DISTINCT FROM (OLD.cap, OLD.team_id) THEN
+            UPDATE credits.pools p SET waits = p.waits WHERE p.org_id = NEW.org_id;
+        END IF;
+    END IF;
+    RETURN NULL;
+END
+$$;
 
 REVOKE ALL ON FUNCTION
     credits._add_grant(text, text, credits.credit, timestamptz, text, credits.credit),

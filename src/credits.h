@@ -8,6 +8,7 @@
 
 #include "postgres.h"
 
+#include "access/tableam.h"
 #include "executor/spi.h"
 #include "executor/tuptable.h"
 #include "fmgr.h"
@@ -95,6 +96,10 @@ extern bool reader_update(RowReader *r, int nkeys, const char **keys, int32 numb
 						  ItemPointer tid, ReaderUpdate update, void *arg, bool *waited);
 extern bool reader_update_key(RowReader *r, int nkeys, const char **keys,
 							  ReaderUpdate update, void *arg, bool *waited);
+extern void reader_push_snapshot(void);
+extern TM_Result reader_update_found(RowReader *r, int nkeys, const char **keys,
+									 ItemPointer tid, ReaderUpdate update, void *arg,
+									 bool *waited);
 extern bool reader_lock(RowReader *r, int nkeys, const char **keys, LockTupleMode mode,
 						Datum *values, bool *nulls, bool *waited, ItemPointer locked_tid);
 extern Relation reader_open(RowReader *r, LOCKMODE lockmode, Relation *idx);
@@ -108,6 +113,12 @@ extern bool reader_get(RowReader *r, int nkeys, const char **keys, Snapshot snap
 extern void write_insert(Relation rel, Datum *values, bool *nulls, const bool *set);
 extern void write_update(Relation rel, TupleTableSlot *oldslot, const Datum *values,
 						 const bool *nulls, const bool *replace);
+typedef struct TableWrite TableWrite;
+extern TableWrite *write_update_begin(Relation rel, const bool *replace);
+extern TM_Result write_update_row(TableWrite *w, TupleTableSlot *oldslot, const Datum *values,
+								  const bool *nulls, const bool *replace, bool locked,
+								  bool *waited);
+extern void write_update_end(TableWrite *w);
 
 /* catalog.c */
 typedef struct ModelInfo
@@ -232,6 +243,7 @@ typedef struct PoolState
 	int			waits;			/* pools.waits: recent such waits (escrow_stripes) */
 	int64		row_calls;		/* pools.calls as locked */
 	bool		escrow;			/* escrow the stripes anew (a debit) */
+	bool		optimistic;		/* the row was read, not locked: pool_try_debit() */
 	ItemPointerData row_tid;	/* the pools row version locked ... */
 	CommandId	row_cid;		/* ... and the command counter then */
 	/* the member being charged, read under the lock by pool_limit() */
@@ -273,13 +285,17 @@ extern Credit pool_available(const PoolState *ps);
 extern Credit pool_limit(PoolState *ps, const char *user_id);
 extern Credit pool_limit_in_team(PoolState *ps, const char *user_id, const char *team_id);
 extern void pool_set_team(PoolState *ps, const char *team_id);
-extern void pool_charge(PoolState *ps, PoolCharge *c, LedgerEntry *e);
+extern bool pool_charge(PoolState *ps, PoolCharge *c, LedgerEntry *e);
+extern bool pool_try_debit(const char *org_id, const char *user_id, PoolCharge *c,
+						   LedgerEntry *e);
 extern void pool_reserve(PoolState *ps, Credit amount, TimestampTz expires_at, LedgerEntry *e);
 extern void pool_release(PoolState *ps, Credit amount, LedgerEntry *e);
 
 /* events.c */
 extern int	events_thresholds(const char *org_id, int old_level, TimestampTz period_start,
 							  Credit spent, Credit total, Credit available);
+extern bool events_would_cross(const char *org_id, int old_level, Credit spent,
+							   Credit total);
 
 /* debit.c */
 extern Datum debit_result(FunctionCallInfo fcinfo, const LedgerEntry *entry, bool replayed);

@@ -119,10 +119,13 @@ credits_credit_debit(PG_FUNCTION_ARGS)
 
 	/*
 	 * A member without a cap, in no team with a cap, whose stripe covers the
-	 * cost: one row lock.  Caps are checked under the pool lock.
+	 * cost: one row lock; of an org that is one balance: the pools row
+	 * written as an UPDATE writes it, without a lock first.  Caps are checked
+	 * under the pool lock.
 	 */
 	if (member.has_cap || member.team_has_cap ||
-		!pool_fast_debit(org_id, &e, info.is_fallback))
+		(!pool_fast_debit(org_id, &e, info.is_fallback) &&
+		 !pool_try_debit(org_id, user_id, &charge, &e)))
 	{
 		pool_lock(org_id, &ps);
 		(void) pool_limit(&ps, user_id);

@@ -52,6 +52,34 @@ emit_threshold(const char *org_id, int threshold, TimestampTz period_start,
 	spi_run(threshold_plan, args, false, 0);
 }
 
+/* Is threshold t crossed: spent * 100 >= t * total? */
+static bool
+crossed(int t, Credit spent, Credit total)
+{
+	return (int128) spent * 100 >= (int128) t * total;
+}
+
+/*
+ * Would events_thresholds() announce a threshold (spent, total and
+ * old_level as for it)?  Nothing is written.
+ */
+bool
+events_would_cross(const char *org_id, int old_level, Credit spent, Credit total)
+{
+	int			thresholds[16];
+	int			n;
+
+	if (total <= 0)
+		return false;
+	n = cache_thresholds(org_id, thresholds);
+	for (int i = 0; i < n; i++)
+	{
+		if (thresholds[i] > old_level && crossed(thresholds[i], spent, total))
+			return true;
+	}
+	return false;
+}
+
 /*
  * Announce every threshold in (old_level, new level]; returns the new level.
  * spent and total are the period's spent-or-reserved and all its credits;
@@ -76,7 +104,7 @@ events_thresholds(const char *org_id, int old_level, TimestampTz period_start,
 
 		if (t <= old_level)
 			continue;
-		if ((int128) spent * 100 >= (int128) t * total)
+		if (crossed(t, spent, total))
 		{
 			emit_threshold(org_id, t, period_start, spent, total, available);
 			if (t > level)

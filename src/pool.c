@@ -378,6 +378,38 @@ enum
 	PW_NCOLS
 };
 
+/* The pool as its row (pool_lock_reader's columns) holds it, into ps. */
+static void
+read_pool_row(PoolState *ps, const char *org_id, const Datum *v, const bool *n, bool *due_now)
+{
+	ps->org_id = org_id;
+	ps->period_start = DatumGetTimestampTz(v[PL_PERIOD_START]);
+	ps->allowance = DatumGetCredit(v[PL_ALLOWANCE]);
+	ps->allowance_used = DatumGetCredit(v[PL_ALLOWANCE_USED]);
+	ps->topup = DatumGetCredit(v[PL_TOPUP]);
+	ps->topup_used = DatumGetCredit(v[PL_TOPUP_USED]);
+	ps->reserved = DatumGetCredit(v[PL_RESERVED]);
+	ps->alert_level = DatumGetInt32(v[PL_ALERT_LEVEL]);
+	*due_now = due(v[PL_PERIOD_END], n[PL_PERIOD_END]) ||
+		due(v[PL_NEXT_GRANT_EXPIRY], n[PL_NEXT_GRANT_EXPIRY]) ||
+		due(v[PL_NEXT_HOLD_EXPIRY], n[PL_NEXT_HOLD_EXPIRY]);
+	ps->stripes = DatumGetInt32(v[PL_STRIPES]);
+	ps->waits = DatumGetInt32(v[PL_WAITS]);
+	ps->row_calls = DatumGetInt64(v[PL_CALLS]);
+	ps->folded_calls = 0;
+	ps->folded_shortfall = 0;
+	ps->stripes_locked = false;
+	ps->row_cid = GetCurrentCommandId(false);
+	ps->escrow = false;
+	ps->optimistic = false;
+	ps->user_id = NULL;
+	ps->has_cap = false;
+	ps->cap_left = 0;
+	ps->team_id = NULL;
+	ps->team_has_cap = false;
+	ps->team_cap_left = 0;
+}
+
 /*
  * Lock the org's pool row, as SELECT ... FOR UPDATE would (reader_lock);
  * returns false when the org is unknown.  A session that finds the row
@@ -398,23 +430,7 @@ lock_row(const char *org_id, PoolState *ps, bool *due_now)
 					 &ps->row_tid))
 		return false;
 	ps->contended |= waited;
-
-	ps->org_id = org_id;
-	ps->period_start = DatumGetTimestampTz(v[PL_PERIOD_START]);
-	ps->allowance = DatumGetCredit(v[PL_ALLOWANCE]);
-	ps->allowance_used = DatumGetCredit(v[PL_ALLOWANCE_USED]);
-	ps->topup = DatumGetCredit(v[PL_TOPUP]);
-	ps->topup_used = DatumGetCredit(v[PL_TOPUP_USED]);
-	ps->reserved = DatumGetCredit(v[PL_RESERVED]);
-	ps->alert_level = DatumGetInt32(v[PL_ALERT_LEVEL]);
-	*due_now = due(v[PL_PERIOD_END], n[PL_PERIOD_END]) ||
-		due(v[PL_NEXT_GRANT_EXPIRY], n[PL_NEXT_GRANT_EXPIRY]) ||
-		due(v[PL_NEXT_HOLD_EXPIRY], n[PL_NEXT_HOLD_EXPIRY]);
-	ps->stripes = DatumGetInt32(v[PL_STRIPES]);
-	ps->waits = DatumGetInt32(v[PL_WAITS]);
-	ps->row_calls = DatumGetInt64(v[PL_CALLS]);
-	ps->folded_calls = 0;
-	ps->folded_shortfall = 0;
+	read_pool_row(ps, org_id, v, n, due_now);
 
 	/*
 	 * The stripes, locked in order: what they used is the pool's too.  Empty
@@ -423,7 +439,6 @@ lock_row(const char *org_id, PoolState *ps, bool *due_now)
 	 * stripes a slow path emptied do not lock and write them all.  A pool
 	 * that is one balance (no stripes) has only empty ones.
 	 */
-	ps->stripes_locked = false;
 	if (ps->stripes > 0)
 	{
 		RowScan    *scan = reader_begin(&stripe_reader, 1, &org_id, GetLatestSnapshot());
@@ -466,13 +481,6 @@ lock_row(const char *org_id, PoolState *ps, bool *due_now)
 		}
 	}
 	ps->row_cid = GetCurrentCommandId(false);
-	ps->escrow = false;
-	ps->user_id = NULL;
-	ps->has_cap = false;
-	ps->cap_left = 0;
-	ps->team_id = NULL;
-	ps->team_has_cap = false;
-	ps->team_cap_left = 0;
 	return true;
 }
 
@@ -509,6 +517,64 @@ pool_lock(const char *org_id, PoolState *ps)
 			ps->contended = contended;
 		}
 	}
+}
+
+/*
+ * A debit (c, e as for pool_charge) of a member without a cap, in no team
+ * with a cap, of an org that is one balance, made as an UPDATE of the pools
+ * row makes it: the row is read as a fresh snapshot shows it, without a
+ * lock, the charge is computed from it, and the new version is written only
+ * if that one is still the latest (reader_update_found: as UPDATE, it waits
+ * for a transaction that has the row); then the member's usage and the
+ * ledger entry, as under the lock.  No lock is taken and written to the WAL before the
+ * write, which is the write's own.
+ *
+ * What a charge reads of the configuration under the pool lock (the
+ * member's cap and team, the team's cap, the auto-recharge threshold) is
+ * read here after the row, and every change of it writes the row
+ * (credits._member_changed, _team_changed, _org_changed): a change
+ * committed before the row was read is seen, and one that commits later
+ * makes the write fail.  Returns false, with nothing written, when the
+ * debit must be made under the lock instead: an unknown org, a row another
+ * transaction changed since it was read, a pool due for its rollover
+ * or split over stripes, a member or team with a cap, a charge that
+ * announces a threshold, auto-recharges or splits the pool.
+ */
+bool
+pool_try_debit(const char *org_id, const char *user_id, PoolCharge *c, LedgerEntry *e)
+{
+	PoolState	ps;
+	Datum		v[PL_NCOLS];
+	bool		n[PL_NCOLS];
+	bool		due_now = true;
+	bool		found;
+	bool		done = false;
+	RowScan    *scan;
+
+	if (strcmp(grow_org, org_id) == 0 || cache_pool_stripes(org_id) > 0)
+		return false;
+	check_tenant(org_id);
+	reader_push_snapshot();
+	scan = reader_begin(&pool_lock_reader, 1, &org_id, GetActiveSnapshot());
+	found = reader_next(scan, v, n);
+	if (found)
+		ps.row_tid = *reader_tid(scan);
+	reader_end(scan);
+	if (found)
+		read_pool_row(&ps, org_id, v, n, &due_now);
+	if (found && !due_now && ps.stripes == 0)
+	{
+		ps.contended = false;
+		(void) pool_limit(&ps, user_id);
+		if (!ps.has_cap && !ps.team_has_cap)
+		{
+			ps.optimistic = true;
+			ps.escrow = true;
+			done = pool_charge(&ps, c, e);
+		}
+	}
+	PopActiveSnapshot();
+	return done;
 }
 
 Credit
@@ -960,7 +1026,7 @@ auto_recharge(PoolState *ps, LedgerEntry *e)
  * entry appended in place of an INSERT (ledger_append): a charge of an org
  * that is one balance runs no SQL statement at all.
  */
-static void
+static bool
 pool_write(PoolState *ps, LedgerEntry *e, int calls, Credit shortfall,
 		   TimestampTz hold_expiry, Credit member_used, Credit member_reserved)
 {
@@ -972,6 +1038,19 @@ pool_write(PoolState *ps, LedgerEntry *e, int calls, Credit shortfall,
 
 	e->period_start = ps->period_start;
 	e->available_after = pool_available(ps);
+
+	/*
+	 * A charge of a row read unlocked announces nothing: one that crosses a
+	 * threshold, or auto-recharges, or splits the pool, is made under the
+	 * lock.
+	 */
+	if (ps->optimistic &&
+		(events_would_cross(ps->org_id, ps->alert_level,
+							credit_add(credit_add(ps->allowance_used, ps->topup_used),
+									   ps->reserved),
+							credit_add(credit_add(ps->allowance, ps->topup_used), ps->topup)) ||
+		 crosses_threshold(ps, e)))
+		return false;
 	ps->alert_level = events_thresholds(ps->org_id, ps->alert_level, ps->period_start,
 										credit_add(credit_add(ps->allowance_used, ps->topup_used),
 												   ps->reserved),
@@ -987,6 +1066,8 @@ pool_write(PoolState *ps, LedgerEntry *e, int calls, Credit shortfall,
 	/* the stripes' calls came before this one's wait; this call after it */
 	forget_waits(ps, ps->row_calls, ps->folded_calls);
 	w.stripes = ps->escrow ? escrow_stripes(ps) : ps->stripes;
+	if (ps->optimistic && w.stripes != ps->stripes)
+		return false;
 	forget_waits(ps, ps->row_calls + ps->folded_calls, calls);
 
 	/*
@@ -1002,15 +1083,29 @@ pool_write(PoolState *ps, LedgerEntry *e, int calls, Credit shortfall,
 	w.escrowed = share > 0 ? share * w.stripes : 0;
 
 	/*
-	 * The version pool_lock() locked, when nothing was written since (the
-	 * command counter has not moved, so no statement or trigger can have
-	 * updated the row; the lock and the key are checked again); else the
-	 * row as an UPDATE would find it.
+	 * A row read unlocked: the version read, if it is still the latest once
+	 * a transaction that has the row ends (else nothing is written); a
+	 * session that found the row taken notes the pool as contended, for its
+	 * next charge of it to take the lock and count the wait.  A locked row: the version pool_lock() locked,
+	 * when nothing was written since (the command counter has not moved, so
+	 * no statement or trigger can have updated the row; the lock and the key
+	 * are checked again); else the row as an UPDATE would find it.
 	 */
-	if (!(GetCurrentCommandId(false) == ps->row_cid &&
-		  reader_update(&pool_write_reader, 1, &ps->org_id, 0, &ps->row_tid, write_pool_row,
-						&w, &waited)) &&
-		!reader_update_key(&pool_write_reader, 1, &ps->org_id, write_pool_row, &w, &waited))
+	if (ps->optimistic)
+	{
+		TM_Result	result = reader_update_found(&pool_write_reader, 1, &ps->org_id,
+												 &ps->row_tid, write_pool_row, &w, &waited);
+
+		if (waited)
+			strlcpy(grow_org, ps->org_id, sizeof(grow_org));
+		if (result != TM_Ok)
+			return false;
+	}
+	else if (!(GetCurrentCommandId(false) == ps->row_cid &&
+			   reader_update(&pool_write_reader, 1, &ps->org_id, 0, &ps->row_tid,
+							 write_pool_row, &w, &waited)) &&
+			 !reader_update_key(&pool_write_reader, 1, &ps->org_id, write_pool_row, &w,
+								&waited))
 		elog(ERROR, "could not write the pool of org \"%s\"", ps->org_id);
 	cache_note_pool_stripes(ps->org_id, w.stripes);
 
@@ -1067,6 +1162,7 @@ pool_write(PoolState *ps, LedgerEntry *e, int calls, Credit shortfall,
 		dargs[3] = Int64GetDatum(recharge_grant);
 		spi_run(recharge_grant != 0 ? draw_before_plan : draw_plan, dargs, false, 0);
 	}
+	return true;
 }
 
 /*
@@ -1081,9 +1177,11 @@ pool_write(PoolState *ps, LedgerEntry *e, int calls, Credit shortfall,
  * part of the cost it covers is charged (it was reserved within the pool,
  * the member's cap and the team's); any excess is charged like the above.
  * The allowance is drawn first, then grants.
- * Fills the ledger entry's amounts and appends it.
+ * Fills the ledger entry's amounts and appends it; false when a charge of a
+ * row read unlocked (ps->optimistic) must be made under the lock instead,
+ * with nothing written.
  */
-void
+bool
 pool_charge(PoolState *ps, PoolCharge *c, LedgerEntry *e)
 {
 	Credit		funds;
@@ -1123,7 +1221,7 @@ pool_charge(PoolState *ps, PoolCharge *c, LedgerEntry *e)
 	e->charged = c->charged;
 	e->shortfall = c->shortfall;
 	e->reserved_change = -c->release;
-	pool_write(ps, e, 1, c->shortfall, 0, c->charged, -c->release);
+	return pool_write(ps, e, 1, c->shortfall, 0, c->charged, -c->release);
 }
 
 /* Reserve amount for a new hold (the entry carries its hold_id). */
@@ -1133,7 +1231,7 @@ pool_reserve(PoolState *ps, Credit amount, TimestampTz expires_at, LedgerEntry *
 	Assert(amount >= 0 && amount <= Max(pool_available(ps), 0));
 	ps->reserved = credit_add(ps->reserved, amount);
 	e->reserved_change = amount;
-	pool_write(ps, e, 0, 0, expires_at, 0, amount);
+	(void) pool_write(ps, e, 0, 0, expires_at, 0, amount);
 }
 
 /* Give back amount of a hold's reservation. */
@@ -1142,7 +1240,7 @@ pool_release(PoolState *ps, Credit amount, LedgerEntry *e)
 {
 	ps->reserved = credit_sub(ps->reserved, amount);
 	e->reserved_change = -amount;
-	pool_write(ps, e, 0, 0, 0, 0, -amount);
+	(void) pool_write(ps, e, 0, 0, 0, 0, -amount);
 }
 
 /*

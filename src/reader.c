@@ -442,6 +442,36 @@ has_key(RowReader *r, Relation idx, TupleTableSlot *slot, int nkeys, const char 
 }
 
 /*
+ * Give the reader's columns of the row version in slot to update(), and
+ * when it returns true, set all/allnulls/allreplace (one per column of the
+ * table) to what it wrote in the columns it marked.
+ */
+static bool
+apply_update(RowReader *r, TupleTableSlot *slot, ReaderUpdate update, void *arg,
+			 Datum *all, bool *allnulls, bool *allreplace)
+{
+	Datum		values[READER_MAX_COLS];
+	bool		nulls[READER_MAX_COLS];
+	bool		replace[READER_MAX_COLS] = {false};
+
+	slot_columns(r, slot, values, nulls, false);
+	if (!update(values, nulls, replace, arg))
+		return false;
+	memset(allreplace, 0, sizeof(bool) * slot->tts_tupleDescriptor->natts);
+	for (int i = 0; i < r->ncols; i++)
+	{
+		int			k = r->attnums[i] - 1;
+
+		if (k < 0)
+			continue;			/* an optional column the table lacks */
+		all[k] = values[i];
+		allnulls[k] = nulls[i];
+		allreplace[k] = replace[i];
+	}
+	return true;
+}
+
+/*
  * Update one row in place of an UPDATE statement: lock the version of the
  * row at tid that UPDATE would change (lock_version), make sure it still has
  * its key (nkeys, keys, number as for reader_find_numbered), give its
@@ -469,27 +499,12 @@ reader_update(RowReader *r, int nkeys, const char **keys, int32 number, ItemPoin
 	if (lock_version(rel, tid, slot, LockTupleNoKeyExclusive, waited) == TM_Ok &&
 		has_key(r, idx, slot, nkeys, keys, number))
 	{
-		Datum		values[READER_MAX_COLS];
-		bool		nulls[READER_MAX_COLS];
-		bool		replace[READER_MAX_COLS] = {false};
+		Datum	   *all = palloc0(sizeof(Datum) * desc->natts);
+		bool	   *allnulls = palloc0(sizeof(bool) * desc->natts);
+		bool	   *allreplace = palloc0(sizeof(bool) * desc->natts);
 
-		slot_columns(r, slot, values, nulls, false);
-		if (update(values, nulls, replace, arg))
+		if (apply_update(r, slot, update, arg, all, allnulls, allreplace))
 		{
-			Datum	   *all = palloc0(sizeof(Datum) * desc->natts);
-			bool	   *allnulls = palloc0(sizeof(bool) * desc->natts);
-			bool	   *allreplace = palloc0(sizeof(bool) * desc->natts);
-
-			for (int i = 0; i < r->ncols; i++)
-			{
-				int			k = r->attnums[i] - 1;
-
-				if (k < 0)
-					continue;	/* an optional column the table lacks */
-				all[k] = values[i];
-				allnulls[k] = nulls[i];
-				allreplace[k] = replace[i];
-			}
 			write_update(rel, slot, all, allnulls, allreplace);
 			updated = true;
 		}
@@ -505,9 +520,10 @@ reader_update(RowReader *r, int nkeys, const char **keys, int32 number, ItemPoin
  * Push a snapshot of our own, as a query of a volatile function would take:
  * it sees everything this transaction wrote so far (an earlier statement of
  * the same call included), and in READ COMMITTED what is committed now.
+ * The caller pops it (PopActiveSnapshot).
  */
-static void
-push_fresh_snapshot(void)
+void
+reader_push_snapshot(void)
 {
 	CommandCounterIncrement();	/* a no-op unless something was written */
 	PushCopiedSnapshot(GetTransactionSnapshot());
@@ -522,8 +538,17 @@ find_row(RowReader *r, int nkeys, const char **keys, ItemPointer tid)
 }
 
 /*
- * reader_update() of the one row whose key is keys, as found by an UPDATE
- * statement run now; false when there is none (or update() declined).
+ * Update the one row whose key is keys as an UPDATE statement run now
+ * would: the version a fresh snapshot sees is updated without locking it
+ * first (write_update_row), and only when another transaction changed it
+ * since (or it has BEFORE ROW UPDATE triggers) is the latest version locked,
+ * re-checked and updated instead, as UPDATE's EvalPlanQual recheck does in
+ * READ COMMITTED (under REPEATABLE READ that is 40001, lock_version).
+ * update() may so be called twice; what it computes must depend only on
+ * the columns it is given.  False when there is no such row (or update()
+ * declined); *waited tells whether the row was found locked.  The snapshot
+ * stays active until the row is written, so the version it sees is not
+ * pruned away meanwhile.
  */
 bool
 reader_update_key(RowReader *r, int nkeys, const char **keys, ReaderUpdate update, void *arg,
@@ -533,11 +558,81 @@ reader_update_key(RowReader *r, int nkeys, const char **keys, ReaderUpdate updat
 	bool		updated = false;
 
 	*waited = false;
-	push_fresh_snapshot();
+	reader_push_snapshot();
 	if (find_row(r, nkeys, keys, &tid))
-		updated = reader_update(r, nkeys, keys, 0, &tid, update, arg, waited);
+	{
+		Relation	idx;
+		Relation	rel = reader_open(r, RowExclusiveLock, &idx);
+		TupleDesc	desc = RelationGetDescr(rel);
+		TupleTableSlot *slot = table_slot_create(rel, NULL);
+		Datum	   *all = palloc0(sizeof(Datum) * desc->natts);
+		bool	   *allnulls = palloc0(sizeof(bool) * desc->natts);
+		bool	   *allreplace = palloc0(sizeof(bool) * desc->natts);
+
+		if (table_tuple_fetch_row_version(rel, &tid, GetActiveSnapshot(), slot) &&
+			has_key(r, idx, slot, nkeys, keys, 0) &&
+			apply_update(r, slot, update, arg, all, allnulls, allreplace))
+		{
+			TableWrite *w = write_update_begin(rel, allreplace);
+
+			if (write_update_row(w, slot, all, allnulls, allreplace, false, waited) == TM_Ok)
+				updated = true;
+			else if (lock_version(rel, &tid, slot, LockTupleNoKeyExclusive, waited) == TM_Ok &&
+					 has_key(r, idx, slot, nkeys, keys, 0) &&
+					 apply_update(r, slot, update, arg, all, allnulls, allreplace))
+			{
+				(void) write_update_row(w, slot, all, allnulls, allreplace, true, NULL);
+				updated = true;
+			}
+			write_update_end(w);
+		}
+		ExecDropSingleTupleTableSlot(slot);
+		index_close(idx, NoLock);
+		table_close(rel, NoLock);
+	}
 	PopActiveSnapshot();
 	return updated;
+}
+
+/*
+ * Update the row version at tid, which the active snapshot sees and which
+ * the caller found with it but did not lock (the snapshot still active, so
+ * that the version is not pruned away), as an UPDATE's first try does
+ * (write_update_row without a lock; *waited: whether another transaction
+ * had the row).  Returns TM_Ok once it is written; else nothing was, and the
+ * result says why (TM_Updated, TM_Deleted or TM_SelfModified: the version is
+ * no longer the latest; TM_WouldBlock: BEFORE ROW UPDATE triggers, which
+ * need a locked row; TM_Invisible: no such version, or update() declined),
+ * and the caller takes the row's lock instead.  The statement triggers fire
+ * either way, as for an UPDATE statement that finds no row to change.
+ */
+TM_Result
+reader_update_found(RowReader *r, int nkeys, const char **keys, ItemPointer tid,
+					ReaderUpdate update, void *arg, bool *waited)
+{
+	Relation	idx;
+	Relation	rel = reader_open(r, RowExclusiveLock, &idx);
+	TupleDesc	desc = RelationGetDescr(rel);
+	TupleTableSlot *slot = table_slot_create(rel, NULL);
+	Datum	   *all = palloc0(sizeof(Datum) * desc->natts);
+	bool	   *allnulls = palloc0(sizeof(bool) * desc->natts);
+	bool	   *allreplace = palloc0(sizeof(bool) * desc->natts);
+	TM_Result	result = TM_Invisible;
+
+	*waited = false;
+	if (table_tuple_fetch_row_version(rel, tid, GetActiveSnapshot(), slot) &&
+		has_key(r, idx, slot, nkeys, keys, 0) &&
+		apply_update(r, slot, update, arg, all, allnulls, allreplace))
+	{
+		TableWrite *w = write_update_begin(rel, allreplace);
+
+		result = write_update_row(w, slot, all, allnulls, allreplace, false, waited);
+		write_update_end(w);
+	}
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(idx, NoLock);
+	table_close(rel, NoLock);
+	return result;
 }
 
 /*
@@ -557,7 +652,7 @@ reader_lock(RowReader *r, int nkeys, const char **keys, LockTupleMode mode,
 	bool		locked = false;
 
 	*waited = false;
-	push_fresh_snapshot();
+	reader_push_snapshot();
 	if (find_row(r, nkeys, keys, &tid))
 	{
 		Relation	idx;

@@ -34,6 +34,7 @@
 #include "access/xact.h"
 #include "commands/trigger.h"
 #include "executor/executor.h"
+#include "executor/nodeModifyTable.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "nodes/readfuncs.h"
@@ -196,13 +197,13 @@ copy_exprs(Expr **exprs, int n)
 }
 
 /* An executor state for writing one row of a table, as the apply worker's. */
-typedef struct TableWrite
+struct TableWrite
 {
 	EState	   *estate;
 	ResultRelInfo *rri;
 	EPQState	epqstate;
 	CmdType		cmd;
-} TableWrite;
+};
 
 /*
  * Begin a write (cmd: CMD_INSERT or CMD_UPDATE) of rel, which the caller
@@ -406,18 +407,18 @@ write_insert(Relation rel, Datum *values, bool *nulls, const bool *set)
 }
 
 /*
- * Update the row version in oldslot (of rel, open with RowExclusiveLock;
- * the caller locked that version) as UPDATE would: the columns marked in
- * replace[] (indexed by attribute number - 1) take values/nulls, the others
- * keep theirs.  A BEFORE trigger that skips the row is an error (09000).
+ * An update of rows of rel (open, RowExclusiveLock held) as an UPDATE
+ * statement makes it: write_update_begin() fires the BEFORE STATEMENT
+ * triggers, write_update_row() writes a row, write_update_end() fires the
+ * AFTER STATEMENT triggers and every queued AFTER trigger.  replace[]
+ * (indexed by attribute number - 1) marks the columns written, for
+ * per-column UPDATE OF triggers.
  */
-void
-write_update(Relation rel, TupleTableSlot *oldslot, const Datum *values, const bool *nulls,
-			 const bool *replace)
+TableWrite *
+write_update_begin(Relation rel, const bool *replace)
 {
 	TupleDesc	desc = RelationGetDescr(rel);
-	TableWrite	w;
-	TupleTableSlot *slot;
+	TableWrite *w = palloc(sizeof(TableWrite));
 	Bitmapset  *cols = NULL;
 
 	for (int i = 0; i < desc->natts; i++)
@@ -425,10 +426,53 @@ write_update(Relation rel, TupleTableSlot *oldslot, const Datum *values, const b
 		if (replace[i])
 			cols = bms_add_member(cols, i + 1 - FirstLowInvalidHeapAttributeNumber);
 	}
-	write_begin(&w, rel, CMD_UPDATE, cols);
+	write_begin(w, rel, CMD_UPDATE, cols);
+	return w;
+}
+
+void
+write_update_end(TableWrite *w)
+{
+	write_end(w);
+	pfree(w);
+}
+
+/*
+ * Update the row version in oldslot as UPDATE would: the columns marked in
+ * replace[] take values/nulls, the others keep theirs.
+ *
+ * locked: the caller locked that version, and it is updated through
+ * ExecSimpleRelationUpdate (BEFORE and AFTER row triggers, generated
+ * columns, constraints, indexes).  Returns TM_Ok.
+ *
+ * Else it is the version the caller's snapshot sees, as an UPDATE's scan
+ * finds it, and the new version is written only if it is still the latest
+ * one: table_tuple_update, as ExecUpdate calls it, waits for a transaction
+ * that changes or locks it and then writes it, or returns why not
+ * (TM_Updated, TM_Deleted, TM_SelfModified) with nothing written, for the
+ * caller to lock the latest version and update that, as UPDATE's
+ * EvalPlanQual recheck does.  It is tried without waiting first: *waited
+ * (unless NULL) tells whether another transaction had the row.  No row lock
+ * is taken before the write, so no lock is written to the WAL.  A table with
+ * BEFORE ROW UPDATE triggers returns TM_WouldBlock untried: those lock the
+ * row themselves (ExecBRUpdateTriggers), which needs a locked version.
+ *
+ * A BEFORE trigger that skips the row is an error (09000).
+ */
+TM_Result
+write_update_row(TableWrite *w, TupleTableSlot *oldslot, const Datum *values, const bool *nulls,
+				 const bool *replace, bool locked, bool *waited)
+{
+	Relation	rel = w->rri->ri_RelationDesc;
+	TupleDesc	desc = RelationGetDescr(rel);
+	TupleTableSlot *slot;
+	TM_Result	result = TM_Ok;
+
+	if (!locked && rel->trigdesc != NULL && rel->trigdesc->trig_update_before_row)
+		return TM_WouldBlock;
 
 	slot_getallattrs(oldslot);
-	slot = ExecInitExtraTupleSlot(w.estate, desc, &TTSOpsVirtual);
+	slot = ExecInitExtraTupleSlot(w->estate, desc, &TTSOpsVirtual);
 	ExecClearTuple(slot);
 	for (int i = 0; i < desc->natts; i++)
 	{
@@ -436,11 +480,75 @@ write_update(Relation rel, TupleTableSlot *oldslot, const Datum *values, const b
 		slot->tts_isnull[i] = replace[i] ? nulls[i] : oldslot->tts_isnull[i];
 	}
 	ExecStoreVirtualTuple(slot);
-	EvalPlanQualSetSlot(&w.epqstate, slot);
 
-	/* the new version's place tells whether a BEFORE trigger skipped it */
-	ItemPointerSetInvalid(&slot->tts_tid);
-	ExecSimpleRelationUpdate(w.rri, w.estate, &w.epqstate, oldslot, slot);
-	check_written(rel, slot, "UPDATE");
-	write_end(&w);
+	if (locked)
+	{
+		EvalPlanQualSetSlot(&w->epqstate, slot);
+		/* the new version's place tells whether a BEFORE trigger skipped it */
+		ItemPointerSetInvalid(&slot->tts_tid);
+		ExecSimpleRelationUpdate(w->rri, w->estate, &w->epqstate, oldslot, slot);
+		check_written(rel, slot, "UPDATE");
+	}
+	else
+	{
+		/* ExecSimpleRelationUpdate's steps, with ExecUpdate's call of the AM */
+		ItemPointer tid = &oldslot->tts_tid;
+		TM_FailureData tmfd;
+		LockTupleMode lockmode;
+#if PG_VERSION_NUM >= 160000
+		TU_UpdateIndexes update_indexes;
+#else
+		bool		update_indexes;
+#endif
+
+		CheckCmdReplicaIdentity(rel, CMD_UPDATE);
+		if (desc->constr && desc->constr->has_generated_stored)
+			ExecComputeStoredGenerated(w->rri, w->estate, slot, CMD_UPDATE);
+		if (desc->constr)
+			ExecConstraints(w->rri, slot, w->estate);
+		for (bool wait = false;; wait = true)
+		{
+			result = table_tuple_update(rel, tid, slot, w->estate->es_output_cid,
+										w->estate->es_snapshot,
+										w->estate->es_crosscheck_snapshot,
+										wait, &tmfd, &lockmode, &update_indexes);
+			if (result != TM_BeingModified || wait)
+				break;
+			/* a lock of this transaction's own is no other's */
+			if (waited != NULL && !TransactionIdIsCurrentTransactionId(tmfd.xmax))
+				*waited = true;
+		}
+		if (result == TM_Ok)
+		{
+			List	   *recheck = NIL;
+
+#if PG_VERSION_NUM >= 160000
+			if (w->rri->ri_NumIndices > 0 && update_indexes != TU_None)
+				recheck = ExecInsertIndexTuples(w->rri, slot, w->estate, true, false, NULL, NIL,
+												update_indexes == TU_Summarizing);
+#else
+			if (w->rri->ri_NumIndices > 0 && update_indexes)
+				recheck = ExecInsertIndexTuples(w->rri, slot, w->estate, true, false, NULL, NIL);
+#endif
+			ExecARUpdateTriggers(w->estate, w->rri, NULL, NULL, tid, NULL, slot, recheck,
+								 NULL, false);
+			list_free(recheck);
+		}
+	}
+	return result;
+}
+
+/*
+ * Update the row version in oldslot (of rel, open with RowExclusiveLock;
+ * the caller locked that version) as an UPDATE statement of the one row
+ * would (write_update_row).
+ */
+void
+write_update(Relation rel, TupleTableSlot *oldslot, const Datum *values, const bool *nulls,
+			 const bool *replace)
+{
+	TableWrite *w = write_update_begin(rel, replace);
+
+	(void) write_update_row(w, oldslot, values, nulls, replace, true, NULL);
+	write_update_end(w);
 }

@@ -331,8 +331,11 @@ BEGIN
        IS DISTINCT FROM (OLD.auto_recharge_below, OLD.auto_recharge_amount, OLD.auto_recharge_max) THEN
         -- the stripes were escrowed without the new threshold in mind: fold
         -- them, so that every charge that crosses it does so under the pool
-        -- lock, where it adds the grant (fast debits under way finish first)
+        -- lock, where it adds the grant (fast debits under way finish first);
+        -- the pools row is written, so that a charge that read it unlocked
+        -- before this commits is not written (pool_try_debit)
         PERFORM credits._consolidate(NEW.org_id);
+        UPDATE credits.pools p SET waits = p.waits WHERE p.org_id = NEW.org_id;
     END IF;
     RETURN NULL;
 END
@@ -348,6 +351,14 @@ BEGIN
     END IF;
     IF TG_OP <> 'DELETE' THEN
         PERFORM credits._raise_allowance(NEW.org_id);
+    END IF;
+    -- what a charge reads of the member under the pool lock (its cap, its
+    -- team) changed: the pools row is written, so that a charge that read
+    -- the row unlocked before this commits is not written (pool_try_debit)
+    IF TG_OP = 'UPDATE' THEN
+        IF (NEW.cap, NEW.team_id) IS DISTINCT FROM (OLD.cap, OLD.team_id) THEN
+            UPDATE credits.pools p SET waits = p.waits WHERE p.org_id = NEW.org_id;
+        END IF;
     END IF;
     RETURN NULL;
 END
