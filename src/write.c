@@ -506,6 +506,8 @@ write_update_row(TableWrite *w, TupleTableSlot *oldslot, const Datum *values, co
 			ExecComputeStoredGenerated(w->rri, w->estate, slot, CMD_UPDATE);
 		if (desc->constr)
 			ExecConstraints(w->rri, slot, w->estate);
+		if (rel->rd_rel->relispartition)
+			ExecPartitionCheck(w->rri, slot, w->estate, true);
 		for (bool wait = false;; wait = true)
 		{
 			result = table_tuple_update(rel, tid, slot, w->estate->es_output_cid,
