@@ -141,7 +141,7 @@ credits_credit_debit(PG_FUNCTION_ARGS)
 		 */
 		if (member.has_cap || member.team_has_cap)
 			ps.contended = false;
-		pool_charge(&ps, &charge, &e);
+		(void) pool_charge(&ps, &charge, &e);
 	}
 
 	result = SPI_datumTransfer(debit_result(fcinfo, &e, false), false, -1);

@@ -463,7 +463,7 @@ credits_credit_settle(PG_FUNCTION_ARGS)
 	e.input_tokens = input_tokens;
 	e.output_tokens = output_tokens;
 	e.hold_id = hold_id;
-	pool_charge(&ps, &charge, &e);
+	(void) pool_charge(&ps, &charge, &e);
 	hold_end(hold_id, "settled");
 
 	result = SPI_datumTransfer(debit_result(fcinfo, &e, false), false, -1);

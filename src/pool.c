@@ -1086,10 +1086,11 @@ pool_write(PoolState *ps, LedgerEntry *e, int calls, Credit shortfall,
 	 * A row read unlocked: the version read, if it is still the latest once
 	 * a transaction that has the row ends (else nothing is written); a
 	 * session that found the row taken notes the pool as contended, for its
-	 * next charge of it to take the lock and count the wait.  A locked row: the version pool_lock() locked,
-	 * when nothing was written since (the command counter has not moved, so
-	 * no statement or trigger can have updated the row; the lock and the key
-	 * are checked again); else the row as an UPDATE would find it.
+	 * next charge of it to take the lock and count the wait.  A locked row:
+	 * the version pool_lock() locked, when nothing was written since (the
+	 * command counter has not moved, so no statement or trigger can have
+	 * updated the row; the lock and the key are checked again); else the row
+	 * as an UPDATE would find it.
 	 */
 	if (ps->optimistic)
 	{

@@ -538,63 +538,6 @@ find_row(RowReader *r, int nkeys, const char **keys, ItemPointer tid)
 }
 
 /*
- * Update the one row whose key is keys as an UPDATE statement run now
- * would: the version a fresh snapshot sees is updated without locking it
- * first (write_update_row), and only when another transaction changed it
- * since (or it has BEFORE ROW UPDATE triggers) is the latest version locked,
- * re-checked and updated instead, as UPDATE's EvalPlanQual recheck does in
- * READ COMMITTED (under REPEATABLE READ that is 40001, lock_version).
- * update() may so be called twice; what it computes must depend only on
- * the columns it is given.  False when there is no such row (or update()
- * declined); *waited tells whether the row was found locked.  The snapshot
- * stays active until the row is written, so the version it sees is not
- * pruned away meanwhile.
- */
-bool
-reader_update_key(RowReader *r, int nkeys, const char **keys, ReaderUpdate update, void *arg,
-				  bool *waited)
-{
-	ItemPointerData tid;
-	bool		updated = false;
-
-	*waited = false;
-	reader_push_snapshot();
-	if (find_row(r, nkeys, keys, &tid))
-	{
-		Relation	idx;
-		Relation	rel = reader_open(r, RowExclusiveLock, &idx);
-		TupleDesc	desc = RelationGetDescr(rel);
-		TupleTableSlot *slot = table_slot_create(rel, NULL);
-		Datum	   *all = palloc0(sizeof(Datum) * desc->natts);
-		bool	   *allnulls = palloc0(sizeof(bool) * desc->natts);
-		bool	   *allreplace = palloc0(sizeof(bool) * desc->natts);
-
-		if (table_tuple_fetch_row_version(rel, &tid, GetActiveSnapshot(), slot) &&
-			has_key(r, idx, slot, nkeys, keys, 0) &&
-			apply_update(r, slot, update, arg, all, allnulls, allreplace))
-		{
-			TableWrite *w = write_update_begin(rel, allreplace);
-
-			if (write_update_row(w, slot, all, allnulls, allreplace, false, waited) == TM_Ok)
-				updated = true;
-			else if (lock_version(rel, &tid, slot, LockTupleNoKeyExclusive, waited) == TM_Ok &&
-					 has_key(r, idx, slot, nkeys, keys, 0) &&
-					 apply_update(r, slot, update, arg, all, allnulls, allreplace))
-			{
-				(void) write_update_row(w, slot, all, allnulls, allreplace, true, NULL);
-				updated = true;
-			}
-			write_update_end(w);
-		}
-		ExecDropSingleTupleTableSlot(slot);
-		index_close(idx, NoLock);
-		table_close(rel, NoLock);
-	}
-	PopActiveSnapshot();
-	return updated;
-}
-
-/*
  * Update the row version at tid, which the active snapshot sees and which
  * the caller found with it but did not lock (the snapshot still active, so
  * that the version is not pruned away), as an UPDATE's first try does
@@ -602,13 +545,18 @@ reader_update_key(RowReader *r, int nkeys, const char **keys, ReaderUpdate updat
  * had the row).  Returns TM_Ok once it is written; else nothing was, and the
  * result says why (TM_Updated, TM_Deleted or TM_SelfModified: the version is
  * no longer the latest; TM_WouldBlock: BEFORE ROW UPDATE triggers, which
- * need a locked row; TM_Invisible: no such version, or update() declined),
- * and the caller takes the row's lock instead.  The statement triggers fire
- * either way, as for an UPDATE statement that finds no row to change.
+ * need a locked row; TM_Invisible: no such version, or update() declined).
+ * Then, with relock, the latest version is locked, re-checked and updated
+ * in the same statement, as UPDATE's EvalPlanQual recheck does in READ
+ * COMMITTED (under REPEATABLE READ that is 40001, lock_version), and TM_Ok
+ * returned if it was; without, the caller takes the row's lock itself, and
+ * the statement triggers have fired as for an UPDATE that found no row to
+ * change.  update() may so be called twice; what it computes must depend
+ * only on the columns it is given.
  */
-TM_Result
-reader_update_found(RowReader *r, int nkeys, const char **keys, ItemPointer tid,
-					ReaderUpdate update, void *arg, bool *waited)
+static TM_Result
+update_found(RowReader *r, int nkeys, const char **keys, ItemPointer tid, ReaderUpdate update,
+			 void *arg, bool relock, bool *waited)
 {
 	Relation	idx;
 	Relation	rel = reader_open(r, RowExclusiveLock, &idx);
@@ -627,12 +575,61 @@ reader_update_found(RowReader *r, int nkeys, const char **keys, ItemPointer tid,
 		TableWrite *w = write_update_begin(rel, allreplace);
 
 		result = write_update_row(w, slot, all, allnulls, allreplace, false, waited);
+		if (result != TM_Ok && relock)
+		{
+			bool		relock_waited;
+
+			if (lock_version(rel, tid, slot, LockTupleNoKeyExclusive, &relock_waited) == TM_Ok &&
+				has_key(r, idx, slot, nkeys, keys, 0) &&
+				apply_update(r, slot, update, arg, all, allnulls, allreplace))
+			{
+				(void) write_update_row(w, slot, all, allnulls, allreplace, true, NULL);
+				result = TM_Ok;
+			}
+			*waited |= relock_waited;
+		}
 		write_update_end(w);
 	}
 	ExecDropSingleTupleTableSlot(slot);
 	index_close(idx, NoLock);
 	table_close(rel, NoLock);
 	return result;
+}
+
+/*
+ * Update the one row whose key is keys as an UPDATE statement run now
+ * would: the version a fresh snapshot sees is updated without locking it
+ * first, and only when another transaction changed it since (or the table
+ * has BEFORE ROW UPDATE triggers) is the latest version locked and updated
+ * instead (update_found).  False when there is no such row (or update()
+ * declined); *waited tells whether another transaction had the row.  The
+ * snapshot stays active until the row is written.
+ */
+bool
+reader_update_key(RowReader *r, int nkeys, const char **keys, ReaderUpdate update, void *arg,
+				  bool *waited)
+{
+	ItemPointerData tid;
+	bool		updated = false;
+
+	*waited = false;
+	reader_push_snapshot();
+	if (find_row(r, nkeys, keys, &tid))
+		updated = update_found(r, nkeys, keys, &tid, update, arg, true, waited) == TM_Ok;
+	PopActiveSnapshot();
+	return updated;
+}
+
+/*
+ * Update the row version at tid, found with the active snapshot and not
+ * locked, as update_found() does without relocking: TM_Ok once written,
+ * else why not, with nothing written, for the caller to take the row's lock.
+ */
+TM_Result
+reader_update_found(RowReader *r, int nkeys, const char **keys, ItemPointer tid,
+					ReaderUpdate update, void *arg, bool *waited)
+{
+	return update_found(r, nkeys, keys, tid, update, arg, false, waited);
 }
 
 /*

@@ -9,7 +9,7 @@
 -- and slow paths.  The changes are rolled back with the test.
 BEGIN;
 SET LOCAL search_path = public, credits;
-SELECT plan(38);
+SELECT plan(41);
 
 -- ---------------------------------------------------------------------------
 -- Fixtures
@@ -144,6 +144,34 @@ DROP TRIGGER skip_ledger_wr ON credits.ledger;
 
 SELECT lives_ok($$SELECT credits.credit_debit('wr', 'rae', 'gpt-4o', 4000)$$,
     'the org is charged once the trigger is gone');
+
+-- a BEFORE UPDATE row trigger that changes the row, on a one-balance debit's
+-- rows (which are otherwise updated without a lock first): the rows are
+-- locked for it, it fires once per written row, and its change is written
+CREATE TABLE public.before_seen (tab text, org_id text);
+CREATE FUNCTION public.mark_row() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO public.before_seen VALUES (TG_TABLE_NAME, NEW.org_id);
+    NEW.region := 'before';
+    RETURN NEW;
+END
+$$;
+CREATE TRIGGER mark_pools BEFORE UPDATE ON credits.pools FOR EACH ROW
+    WHEN (OLD.org_id = 'wr') EXECUTE FUNCTION public.mark_row();
+CREATE TRIGGER mark_usage BEFORE UPDATE ON credits.member_usage FOR EACH ROW
+    WHEN (OLD.org_id = 'wr') EXECUTE FUNCTION public.mark_row();
+SELECT is((SELECT charged FROM credits.credit_debit('wr', 'rae', 'gpt-4o', 4000)), '1'::credits.credit,
+          'a one-balance debit whose rows have BEFORE UPDATE triggers');
+SELECT results_eq($$SELECT tab, count(*) FROM public.before_seen GROUP BY tab ORDER BY tab$$,
+                  $$VALUES ('member_usage'::text, 1::bigint), ('pools', 1)$$,
+                  '... fires them once per written row');
+SELECT results_eq($$SELECT (SELECT region FROM credits.pools WHERE org_id = 'wr'),
+                           (SELECT region FROM credits.member_usage
+                             WHERE org_id = 'wr' AND user_id = 'rae')$$,
+                  $$VALUES ('before'::text, 'before'::text)$$,
+                  '... and writes what they changed');
+DROP TRIGGER mark_pools ON credits.pools;
+DROP TRIGGER mark_usage ON credits.member_usage;
 
 -- a read-only transaction (a hot standby's included) refuses every charge
 -- with 25006 before anything else happens, as INSERT or UPDATE would
