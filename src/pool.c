@@ -399,7 +399,6 @@ read_pool_row(PoolState *ps, const char *org_id, const Datum *v, const bool *n, 
 	ps->folded_calls = 0;
 	ps->folded_shortfall = 0;
 	ps->stripes_locked = false;
-	ps->row_cid = GetCurrentCommandId(false);
 	ps->escrow = false;
 	ps->optimistic = false;
 	ps->user_id = NULL;
@@ -526,8 +525,8 @@ pool_lock(const char *org_id, PoolState *ps)
  * lock, the charge is computed from it, and the new version is written only
  * if that one is still the latest (reader_update_found: as UPDATE, it waits
  * for a transaction that has the row); then the member's usage and the
- * ledger entry, as under the lock.  No lock is taken and written to the WAL before the
- * write, which is the write's own.
+ * ledger entry, as under the lock.  No lock is taken and written to the
+ * WAL before the write, which is the write's own.
  *
  * What a charge reads of the configuration under the pool lock (the
  * member's cap and team, the team's cap, the auto-recharge threshold) is
@@ -558,10 +557,11 @@ pool_try_debit(const char *org_id, const char *user_id, PoolCharge *c, LedgerEnt
 	scan = reader_begin(&pool_lock_reader, 1, &org_id, GetActiveSnapshot());
 	found = reader_next(scan, v, n);
 	if (found)
+	{
 		ps.row_tid = *reader_tid(scan);
-	reader_end(scan);
-	if (found)
 		read_pool_row(&ps, org_id, v, n, &due_now);
+	}
+	reader_end(scan);
 	if (found && !due_now && ps.stripes == 0)
 	{
 		ps.contended = false;
@@ -1035,9 +1035,14 @@ pool_write(PoolState *ps, LedgerEntry *e, int calls, Credit shortfall,
 	bool		waited;
 	int64		recharge_grant = 0;
 	bool		recharge = false;
+	Credit		spent;
+	Credit		total;
 
 	e->period_start = ps->period_start;
 	e->available_after = pool_available(ps);
+	/* the period's spent-or-reserved and all its credits, for the thresholds */
+	spent = credit_add(credit_add(ps->allowance_used, ps->topup_used), ps->reserved);
+	total = credit_add(credit_add(ps->allowance, ps->topup_used), ps->topup);
 
 	/*
 	 * A charge of a row read unlocked announces nothing: one that crosses a
@@ -1045,18 +1050,11 @@ pool_write(PoolState *ps, LedgerEntry *e, int calls, Credit shortfall,
 	 * lock.
 	 */
 	if (ps->optimistic &&
-		(events_would_cross(ps->org_id, ps->alert_level,
-							credit_add(credit_add(ps->allowance_used, ps->topup_used),
-									   ps->reserved),
-							credit_add(credit_add(ps->allowance, ps->topup_used), ps->topup)) ||
+		(events_would_cross(ps->org_id, ps->alert_level, spent, total) ||
 		 crosses_threshold(ps, e)))
 		return false;
 	ps->alert_level = events_thresholds(ps->org_id, ps->alert_level, ps->period_start,
-										credit_add(credit_add(ps->allowance_used, ps->topup_used),
-												   ps->reserved),
-										credit_add(credit_add(ps->allowance, ps->topup_used),
-												   ps->topup),
-										e->available_after);
+										spent, total, e->available_after);
 
 	/* nothing to escrow (a pool running dry): the stripes stay empty */
 	w.ps = ps;
