@@ -88,6 +88,14 @@ static int	has_teams = -1;		/* members.team_id exists (1.1); -1: not known */
 static bool callback_registered = false;
 
 /*
+ * The entry found last in each table: a debit asks for its org's some ten
+ * times and for its member's twice.  Entries stay where they are until
+ * their table is dropped, which resets these.
+ */
+static struct OrgEntry *last_org = NULL;
+static struct MemberEntry *last_member = NULL;
+
+/*
  * An org's row, its enabled providers and a member's row, read directly.
  * Each reader's enum names the positions of its columns in the values it
  * reads: the enum must list them in the same order as the reader.
@@ -150,12 +158,14 @@ cache_callback(Datum arg, Oid relid)
 	{
 		drop_cache(&orgs_cxt);
 		orgs = NULL;
+		last_org = NULL;
 	}
 	/* a member's entry holds the cap of the member's team */
 	if (relid == InvalidOid || relid == members_relid || relid == teams_relid)
 	{
 		drop_cache(&members_cxt);
 		members = NULL;
+		last_member = NULL;
 		has_teams = -1;
 	}
 }
@@ -390,8 +400,10 @@ org_entry(const char *org_id)
 	MemoryContext old;
 
 	cache_refresh();
+	if (last_org != NULL && strcmp(last_org->key, org_id) == 0)
+		return last_org;
 	if (orgs != NULL && (e = cache_entry(orgs, org_id, false, NULL)) != NULL)
-		return e;
+		return last_org = e;
 
 	remember_relids();
 	memset(&loaded, 0, sizeof(loaded));
@@ -435,7 +447,7 @@ org_entry(const char *org_id)
 	e = cache_entry(orgs, org_id, true, orgs_cxt);
 	loaded.key = e->key;
 	*e = loaded;
-	return e;
+	return last_org = e;
 }
 
 bool
@@ -727,6 +739,16 @@ load_org_members(const char *org_id)
 	return true;
 }
 
+/* Is key a member's: org_id, '\x01', user_id? */
+static bool
+is_member_key(const char *key, const char *org_id, const char *user_id)
+{
+	size_t		len = strlen(org_id);
+
+	return strncmp(key, org_id, len) == 0 && key[len] == '\x01' &&
+		strcmp(key + len + 1, user_id) == 0;
+}
+
 /*
  * Is the user an active member?  Fills in the member's configuration (an
  * unknown user has none): the personal cap, the team and its cap.  The
@@ -740,6 +762,11 @@ cache_member(const char *org_id, const char *user_id, MemberConfig *config)
 	MemberEntry *e;
 
 	cache_refresh();
+	if (last_member != NULL && is_member_key(last_member->key, org_id, user_id))
+	{
+		e = last_member;
+		goto found;
+	}
 	snprintf(key, sizeof(key), "%s\x01%s", org_id, user_id);
 	if (members == NULL || (e = cache_entry(members, key, false, NULL)) == NULL)
 	{
@@ -787,6 +814,7 @@ cache_member(const char *org_id, const char *user_id, MemberConfig *config)
 			e->config.team_id = MemoryContextStrdup(members_cxt, c.team_id);
 	}
 found:
+	last_member = e;
 	*config = e->config;
 	if (config->team_id != NULL)
 		config->team_id = pstrdup(config->team_id);

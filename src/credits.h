@@ -96,6 +96,8 @@ extern bool reader_update(RowReader *r, int nkeys, const char **keys, int32 numb
 						  ItemPointer tid, ReaderUpdate update, void *arg, bool *waited);
 extern bool reader_update_key(RowReader *r, int nkeys, const char **keys,
 							  ReaderUpdate update, void *arg, bool *waited);
+extern bool reader_update_in_snapshot(RowReader *r, int nkeys, const char **keys,
+									  ReaderUpdate update, void *arg, bool *waited);
 extern void reader_push_snapshot(void);
 extern TM_Result reader_update_found(RowReader *r, int nkeys, const char **keys,
 									 ItemPointer tid, ReaderUpdate update, void *arg,

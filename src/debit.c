@@ -64,6 +64,24 @@ check_replay(const LedgerEntry *prev, const char *kind, const char *user_id,
 }
 
 /*
+ * The debit of a member without a cap, in no team with a cap, without the
+ * pool lock: on the fast path of a pool split into stripes, or as an UPDATE
+ * of a pool that is one balance.  False when it must be made under the
+ * lock, with nothing written.  A pool this backend has not charged yet is
+ * read once, by the unlocked debit of a one-balance pool, which notes how
+ * it is split: a split one is then charged on the fast path.
+ */
+static bool
+unlocked_debit(const char *org_id, const char *user_id, PoolCharge *charge, LedgerEntry *e)
+{
+	if (cache_pool_stripes(org_id) < 0)
+		return pool_try_debit(org_id, user_id, charge, e) ||
+			pool_fast_debit(org_id, e, charge->is_fallback);
+	return pool_fast_debit(org_id, e, charge->is_fallback) ||
+		pool_try_debit(org_id, user_id, charge, e);
+}
+
+/*
  * credits.credit_debit(org_id, user_id, model, input_tokens,
  *						 output_tokens DEFAULT 0, request_id DEFAULT NULL)
  *	 RETURNS credits.debit_result
@@ -124,8 +142,7 @@ credits_credit_debit(PG_FUNCTION_ARGS)
 	 * under the pool lock.
 	 */
 	if (member.has_cap || member.team_has_cap ||
-		(!pool_fast_debit(org_id, &e, info.is_fallback) &&
-		 !pool_try_debit(org_id, user_id, &charge, &e)))
+		!unlocked_debit(org_id, user_id, &charge, &e))
 	{
 		pool_lock(org_id, &ps);
 		(void) pool_limit(&ps, user_id);

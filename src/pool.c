@@ -560,6 +560,7 @@ pool_try_debit(const char *org_id, const char *user_id, PoolCharge *c, LedgerEnt
 	{
 		ps.row_tid = *reader_tid(scan);
 		read_pool_row(&ps, org_id, v, n, &due_now);
+		cache_note_pool_stripes(org_id, ps.stripes);
 	}
 	reader_end(scan);
 	if (found && !due_now && ps.stripes == 0)
@@ -866,9 +867,13 @@ change_usage(Datum *values, bool *nulls, bool *replace, void *arg)
  * member's member_usage row in place of an UPDATE, or, for the first charge
  * of the member in the period (no row yet, or it was just removed), an
  * INSERT ... ON CONFLICT, which settles a race with another first charge.
+ * The row is found with a fresh snapshot, or, with in_snapshot, with the
+ * active one: the charge's own, which it took fresh for all its writes, as
+ * one statement writing them does.
  */
 static void
-add_member_usage(const char *org_id, const char *user_id, Credit used, Credit reserved)
+add_member_usage(const char *org_id, const char *user_id, Credit used, Credit reserved,
+				 bool in_snapshot)
 {
 	const char *keys[2] = {org_id, user_id};
 	UsageChange change = {used, reserved};
@@ -877,7 +882,9 @@ add_member_usage(const char *org_id, const char *user_id, Credit used, Credit re
 
 	if (used == 0 && reserved == 0)
 		return;
-	if (reader_update_key(&usage_reader, 2, keys, change_usage, &change, &waited))
+	if (in_snapshot ?
+		reader_update_in_snapshot(&usage_reader, 2, keys, change_usage, &change, &waited) :
+		reader_update_key(&usage_reader, 2, keys, change_usage, &change, &waited))
 		return;
 	if (member_upsert_plan == NULL)
 	{
@@ -1115,7 +1122,8 @@ pool_write(PoolState *ps, LedgerEntry *e, int calls, Credit shortfall,
 	}
 
 	if (ps->user_id != NULL)
-		add_member_usage(ps->org_id, ps->user_id, member_used, member_reserved);
+		add_member_usage(ps->org_id, ps->user_id, member_used, member_reserved,
+						 ps->optimistic);
 	if (ps->team_has_cap)
 		add_team_usage(ps, member_used, member_reserved);
 	e->team_id = ps->team_id;
@@ -1408,7 +1416,7 @@ charge_fast(void *arg)
 	if (c.has_cap || c.team_has_cap)
 		return false;
 	f->e->team_id = c.team_id;
-	add_member_usage(f->org_id, f->e->user_id, f->e->charged, 0);
+	add_member_usage(f->org_id, f->e->user_id, f->e->charged, 0, false);
 	ledger_append(f->e);
 	return true;
 }

@@ -538,98 +538,135 @@ find_row(RowReader *r, int nkeys, const char **keys, ItemPointer tid)
 }
 
 /*
- * Update the row version at tid, which the active snapshot sees and which
+ * Update the row version in slot, which the active snapshot sees and which
  * the caller found with it but did not lock (the snapshot still active, so
  * that the version is not pruned away), as an UPDATE's first try does
  * (write_update_row without a lock; *waited: whether another transaction
  * had the row).  Returns TM_Ok once it is written; else nothing was, and the
  * result says why (TM_Updated, TM_Deleted or TM_SelfModified: the version is
  * no longer the latest; TM_WouldBlock: BEFORE ROW UPDATE triggers, which
- * need a locked row; TM_Invisible: no such version, or update() declined).
- * Then, with relock, the latest version is locked, re-checked and updated
- * in the same statement, as UPDATE's EvalPlanQual recheck does in READ
- * COMMITTED (under REPEATABLE READ that is 40001, lock_version), and TM_Ok
- * returned if it was; without, the caller takes the row's lock itself, and
- * the statement triggers have fired as for an UPDATE that found no row to
- * change.  update() may so be called twice; what it computes must depend
- * only on the columns it is given.
+ * need a locked row; TM_Invisible: update() declined).  Then, with relock,
+ * the latest version is locked, re-checked and updated in the same
+ * statement, as UPDATE's EvalPlanQual recheck does in READ COMMITTED (under
+ * REPEATABLE READ that is 40001, lock_version), and TM_Ok returned if it
+ * was; without, the caller takes the row's lock itself, and the statement
+ * triggers have fired as for an UPDATE that found no row to change.
+ * update() may so be called twice; what it computes must depend only on the
+ * columns it is given.
  */
 static TM_Result
-update_found(RowReader *r, int nkeys, const char **keys, ItemPointer tid, ReaderUpdate update,
-			 void *arg, bool relock, bool *waited)
+update_version(RowReader *r, Relation rel, Relation idx, TupleTableSlot *slot, int nkeys,
+			   const char **keys, ReaderUpdate update, void *arg, bool relock, bool *waited)
 {
-	Relation	idx;
-	Relation	rel = reader_open(r, RowExclusiveLock, &idx);
 	TupleDesc	desc = RelationGetDescr(rel);
-	TupleTableSlot *slot = table_slot_create(rel, NULL);
 	Datum	   *all = palloc0(sizeof(Datum) * desc->natts);
 	bool	   *allnulls = palloc0(sizeof(bool) * desc->natts);
 	bool	   *allreplace = palloc0(sizeof(bool) * desc->natts);
-	TM_Result	result = TM_Invisible;
+	ItemPointerData tid = slot->tts_tid;
+	TableWrite *w;
+	TM_Result	result;
 
-	*waited = false;
-	if (table_tuple_fetch_row_version(rel, tid, GetActiveSnapshot(), slot) &&
-		has_key(r, idx, slot, nkeys, keys, 0) &&
-		apply_update(r, slot, update, arg, all, allnulls, allreplace))
+	if (!apply_update(r, slot, update, arg, all, allnulls, allreplace))
+		return TM_Invisible;
+	w = write_update_begin(rel, allreplace);
+	result = write_update_row(w, slot, all, allnulls, allreplace, false, waited);
+	if (result != TM_Ok && relock)
 	{
-		TableWrite *w = write_update_begin(rel, allreplace);
+		bool		relock_waited;
 
-		result = write_update_row(w, slot, all, allnulls, allreplace, false, waited);
-		if (result != TM_Ok && relock)
+		if (lock_version(rel, &tid, slot, LockTupleNoKeyExclusive, &relock_waited) == TM_Ok &&
+			has_key(r, idx, slot, nkeys, keys, 0) &&
+			apply_update(r, slot, update, arg, all, allnulls, allreplace))
 		{
-			bool		relock_waited;
-
-			if (lock_version(rel, tid, slot, LockTupleNoKeyExclusive, &relock_waited) == TM_Ok &&
-				has_key(r, idx, slot, nkeys, keys, 0) &&
-				apply_update(r, slot, update, arg, all, allnulls, allreplace))
-			{
-				(void) write_update_row(w, slot, all, allnulls, allreplace, true, NULL);
-				result = TM_Ok;
-			}
-			*waited |= relock_waited;
+			(void) write_update_row(w, slot, all, allnulls, allreplace, true, NULL);
+			result = TM_Ok;
 		}
-		write_update_end(w);
+		*waited |= relock_waited;
 	}
-	ExecDropSingleTupleTableSlot(slot);
-	index_close(idx, NoLock);
-	table_close(rel, NoLock);
+	write_update_end(w);
 	return result;
 }
 
 /*
+ * Update the one row whose key is keys as an UPDATE statement run with the
+ * active snapshot would: one index scan finds the version the snapshot
+ * sees, in the table opened for writing, and that version is updated
+ * without locking it first; only when another transaction changed it since
+ * (or the table has BEFORE ROW UPDATE triggers) is the latest version
+ * locked and updated instead (update_version).  False when there is no such
+ * row (or update() declined); *waited tells whether another transaction had
+ * the row.
+ */
+bool
+reader_update_in_snapshot(RowReader *r, int nkeys, const char **keys, ReaderUpdate update,
+						  void *arg, bool *waited)
+{
+	Relation	idx;
+	Relation	rel = reader_open(r, RowExclusiveLock, &idx);
+	TupleTableSlot *slot = table_slot_create(rel, NULL);
+	IndexScanDesc scan;
+	ScanKeyData skeys[2];
+	bool		updated = false;
+
+	Assert(nkeys > 0 && nkeys <= lengthof(skeys));
+	*waited = false;
+	for (int i = 0; i < nkeys; i++)
+		ScanKeyInit(&skeys[i], i + 1, BTEqualStrategyNumber, F_TEXTEQ,
+					CStringGetTextDatum(keys[i]));
+	for (int i = 0; i < nkeys; i++)
+		skeys[i].sk_collation = idx->rd_indcollation[i];
+	scan = index_beginscan(rel, idx, GetActiveSnapshot(), nkeys, 0);
+	index_rescan(scan, skeys, nkeys, NULL, 0);
+	if (index_getnext_slot(scan, ForwardScanDirection, slot))
+		updated = update_version(r, rel, idx, slot, nkeys, keys, update, arg, true,
+								 waited) == TM_Ok;
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(idx, NoLock);
+	table_close(rel, NoLock);
+	return updated;
+}
+
+/*
  * Update the one row whose key is keys as an UPDATE statement run now
- * would: the version a fresh snapshot sees is updated without locking it
- * first, and only when another transaction changed it since (or the table
- * has BEFORE ROW UPDATE triggers) is the latest version locked and updated
- * instead (update_found).  False when there is no such row (or update()
- * declined); *waited tells whether another transaction had the row.  The
- * snapshot stays active until the row is written.
+ * would, with a fresh snapshot (reader_update_in_snapshot).  The snapshot
+ * stays active until the row is written.
  */
 bool
 reader_update_key(RowReader *r, int nkeys, const char **keys, ReaderUpdate update, void *arg,
 				  bool *waited)
 {
-	ItemPointerData tid;
-	bool		updated = false;
+	bool		updated;
 
-	*waited = false;
 	reader_push_snapshot();
-	if (find_row(r, nkeys, keys, &tid))
-		updated = update_found(r, nkeys, keys, &tid, update, arg, true, waited) == TM_Ok;
+	updated = reader_update_in_snapshot(r, nkeys, keys, update, arg, waited);
 	PopActiveSnapshot();
 	return updated;
 }
 
 /*
  * Update the row version at tid, found with the active snapshot and not
- * locked, as update_found() does without relocking: TM_Ok once written,
- * else why not, with nothing written, for the caller to take the row's lock.
+ * locked, as update_version() does without relocking: TM_Ok once written,
+ * else why not (TM_Invisible: no such version, or update() declined), with
+ * nothing written, for the caller to take the row's lock.
  */
 TM_Result
 reader_update_found(RowReader *r, int nkeys, const char **keys, ItemPointer tid,
 					ReaderUpdate update, void *arg, bool *waited)
 {
-	return update_found(r, nkeys, keys, tid, update, arg, false, waited);
+	Relation	idx;
+	Relation	rel = reader_open(r, RowExclusiveLock, &idx);
+	TupleTableSlot *slot = table_slot_create(rel, NULL);
+	TM_Result	result = TM_Invisible;
+
+	*waited = false;
+	if (table_tuple_fetch_row_version(rel, tid, GetActiveSnapshot(), slot) &&
+		has_key(r, idx, slot, nkeys, keys, 0))
+		result = update_version(r, rel, idx, slot, nkeys, keys, update, arg, false, waited);
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(idx, NoLock);
+	table_close(rel, NoLock);
+	return result;
 }
 
 /*
