@@ -99,9 +99,13 @@ extern bool reader_update_key(RowReader *r, int nkeys, const char **keys,
 extern bool reader_update_in_snapshot(RowReader *r, int nkeys, const char **keys,
 									  ReaderUpdate update, void *arg, bool *waited);
 extern void reader_push_snapshot(void);
-extern TM_Result reader_update_found(RowReader *r, int nkeys, const char **keys,
-									 ItemPointer tid, ReaderUpdate update, void *arg,
-									 bool *waited);
+typedef struct RowVersion RowVersion;
+extern RowVersion *reader_find(RowReader *r, int nkeys, const char **keys, Datum *values,
+							   bool *nulls);
+extern TM_Result reader_update_version(RowVersion *v, RowReader *r, int nkeys,
+									   const char **keys, ReaderUpdate update, void *arg,
+									   bool *waited);
+extern void reader_release(RowVersion *v);
 extern bool reader_lock(RowReader *r, int nkeys, const char **keys, LockTupleMode mode,
 						Datum *values, bool *nulls, bool *waited, ItemPointer locked_tid);
 extern Relation reader_open(RowReader *r, LOCKMODE lockmode, Relation *idx);
@@ -245,7 +249,8 @@ typedef struct PoolState
 	int			waits;			/* pools.waits: recent such waits (escrow_stripes) */
 	int64		row_calls;		/* pools.calls as locked */
 	bool		escrow;			/* escrow the stripes anew (a debit) */
-	bool		optimistic;		/* the row was read, not locked: pool_try_debit() */
+	bool		optimistic;		/* the row was read, not locked: pool_try_debit() ... */
+	RowVersion *row_version;	/* ... this version of it */
 	ItemPointerData row_tid;	/* the pools row version locked ... */
 	CommandId	row_cid;		/* ... and the command counter then */
 	/* the member being charged, read under the lock by pool_limit() */

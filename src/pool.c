@@ -523,7 +523,7 @@ pool_lock(const char *org_id, PoolState *ps)
  * with a cap, of an org that is one balance, made as an UPDATE of the pools
  * row makes it: the row is read as a fresh snapshot shows it, without a
  * lock, the charge is computed from it, and the new version is written only
- * if that one is still the latest (reader_update_found: as UPDATE, it waits
+ * if that one is still the latest (reader_update_version: as UPDATE, it waits
  * for a transaction that has the row); then the member's usage and the
  * ledger entry, as under the lock.  No lock is taken and written to the
  * WAL before the write, which is the write's own.
@@ -546,33 +546,31 @@ pool_try_debit(const char *org_id, const char *user_id, PoolCharge *c, LedgerEnt
 	Datum		v[PL_NCOLS];
 	bool		n[PL_NCOLS];
 	bool		due_now = true;
-	bool		found;
 	bool		done = false;
-	RowScan    *scan;
+	RowVersion *version;
 
 	if (strcmp(grow_org, org_id) == 0 || cache_pool_stripes(org_id) > 0)
 		return false;
 	check_tenant(org_id);
 	reader_push_snapshot();
-	scan = reader_begin(&pool_lock_reader, 1, &org_id, GetActiveSnapshot());
-	found = reader_next(scan, v, n);
-	if (found)
+	version = reader_find(&pool_lock_reader, 1, &org_id, v, n);
+	if (version != NULL)
 	{
-		ps.row_tid = *reader_tid(scan);
 		read_pool_row(&ps, org_id, v, n, &due_now);
 		cache_note_pool_stripes(org_id, ps.stripes);
-	}
-	reader_end(scan);
-	if (found && !due_now && ps.stripes == 0)
-	{
-		ps.contended = false;
-		(void) pool_limit(&ps, user_id);
-		if (!ps.has_cap && !ps.team_has_cap)
+		if (!due_now && ps.stripes == 0)
 		{
-			ps.optimistic = true;
-			ps.escrow = true;
-			done = pool_charge(&ps, c, e);
+			ps.contended = false;
+			(void) pool_limit(&ps, user_id);
+			if (!ps.has_cap && !ps.team_has_cap)
+			{
+				ps.optimistic = true;
+				ps.row_version = version;
+				ps.escrow = true;
+				done = pool_charge(&ps, c, e);
+			}
 		}
+		reader_release(version);
 	}
 	PopActiveSnapshot();
 	return done;
@@ -1099,8 +1097,8 @@ pool_write(PoolState *ps, LedgerEntry *e, int calls, Credit shortfall,
 	 */
 	if (ps->optimistic)
 	{
-		TM_Result	result = reader_update_found(&pool_write_reader, 1, &ps->org_id,
-												 &ps->row_tid, write_pool_row, &w, &waited);
+		TM_Result	result = reader_update_version(ps->row_version, &pool_write_reader, 1,
+												   &ps->org_id, write_pool_row, &w, &waited);
 
 		if (waited)
 			strlcpy(grow_org, ps->org_id, sizeof(grow_org));

@@ -588,6 +588,33 @@ update_version(RowReader *r, Relation rel, Relation idx, TupleTableSlot *slot, i
 }
 
 /*
+ * Fetch into slot the version of the one row whose key is keys (text keys,
+ * the first nkeys columns of idx) that the active snapshot sees, as an
+ * UPDATE's index scan finds it; false when there is none.
+ */
+static bool
+fetch_by_key(Relation rel, Relation idx, int nkeys, const char **keys, TupleTableSlot *slot)
+{
+	ScanKeyData skeys[2];
+	IndexScanDesc scan;
+	bool		found;
+
+	Assert(nkeys > 0 && nkeys <= lengthof(skeys));
+	for (int i = 0; i < nkeys; i++)
+	{
+		ScanKeyInit(&skeys[i], i + 1, BTEqualStrategyNumber, F_TEXTEQ,
+					CStringGetTextDatum(keys[i]));
+		skeys[i].sk_collation = idx->rd_indcollation[i];
+	}
+	scan = index_beginscan(rel, idx, GetActiveSnapshot(), nkeys, 0);
+	index_rescan(scan, skeys, nkeys, NULL, 0);
+	/* the slot keeps its own pin of the version's page */
+	found = index_getnext_slot(scan, ForwardScanDirection, slot);
+	index_endscan(scan);
+	return found;
+}
+
+/*
  * Update the one row whose key is keys as an UPDATE statement run with the
  * active snapshot would: one index scan finds the version the snapshot
  * sees, in the table opened for writing, and that version is updated
@@ -604,27 +631,77 @@ reader_update_in_snapshot(RowReader *r, int nkeys, const char **keys, ReaderUpda
 	Relation	idx;
 	Relation	rel = reader_open(r, RowExclusiveLock, &idx);
 	TupleTableSlot *slot = table_slot_create(rel, NULL);
-	IndexScanDesc scan;
-	ScanKeyData skeys[2];
 	bool		updated = false;
 
-	Assert(nkeys > 0 && nkeys <= lengthof(skeys));
 	*waited = false;
-	for (int i = 0; i < nkeys; i++)
-		ScanKeyInit(&skeys[i], i + 1, BTEqualStrategyNumber, F_TEXTEQ,
-					CStringGetTextDatum(keys[i]));
-	for (int i = 0; i < nkeys; i++)
-		skeys[i].sk_collation = idx->rd_indcollation[i];
-	scan = index_beginscan(rel, idx, GetActiveSnapshot(), nkeys, 0);
-	index_rescan(scan, skeys, nkeys, NULL, 0);
-	if (index_getnext_slot(scan, ForwardScanDirection, slot))
+	if (fetch_by_key(rel, idx, nkeys, keys, slot))
 		updated = update_version(r, rel, idx, slot, nkeys, keys, update, arg, true,
 								 waited) == TM_Ok;
-	index_endscan(scan);
 	ExecDropSingleTupleTableSlot(slot);
 	index_close(idx, NoLock);
 	table_close(rel, NoLock);
 	return updated;
+}
+
+/* A row version found by reader_find(), in its table opened for writing. */
+struct RowVersion
+{
+	Relation	rel;
+	Relation	idx;
+	TupleTableSlot *slot;
+};
+
+/*
+ * Find the one row whose key is keys as an UPDATE run with the active
+ * snapshot finds the row it changes: in its table opened for writing, by
+ * one index scan, without a lock.  Reads the reader's columns of the
+ * version into values/nulls (copied into the current memory context) and
+ * returns the version, for reader_update_version(); NULL when there is
+ * none.  The caller releases it (reader_release()) and keeps the snapshot
+ * active until then, so that the version is not pruned away.
+ */
+RowVersion *
+reader_find(RowReader *r, int nkeys, const char **keys, Datum *values, bool *nulls)
+{
+	RowVersion *v = palloc(sizeof(RowVersion));
+
+	v->rel = reader_open(r, RowExclusiveLock, &v->idx);
+	v->slot = table_slot_create(v->rel, NULL);
+	if (!fetch_by_key(v->rel, v->idx, nkeys, keys, v->slot))
+	{
+		reader_release(v);
+		return NULL;
+	}
+	slot_columns(r, v->slot, values, nulls, true);
+	return v;
+}
+
+/*
+ * Update the version reader_find() found, as update_version() does without
+ * relocking (r: the columns update() is given, of the same table): TM_Ok
+ * once written, else why not, with nothing written, for the caller to take
+ * the row's lock.
+ */
+TM_Result
+reader_update_version(RowVersion *v, RowReader *r, int nkeys, const char **keys,
+					  ReaderUpdate update, void *arg, bool *waited)
+{
+	*waited = false;
+	/* r's columns found in the table: its lock is held already */
+	if (!OidIsValid(r->relid) || !r->attnums_valid)
+		table_close(reader_open(r, RowExclusiveLock, NULL), NoLock);
+	Assert(r->relid == RelationGetRelid(v->rel));
+	return update_version(r, v->rel, v->idx, v->slot, nkeys, keys, update, arg, false, waited);
+}
+
+void
+reader_release(RowVersion *v)
+{
+	ExecDropSingleTupleTableSlot(v->slot);
+	/* like the executor, keep the locks until the transaction ends */
+	index_close(v->idx, NoLock);
+	table_close(v->rel, NoLock);
+	pfree(v);
 }
 
 /*
@@ -642,31 +719,6 @@ reader_update_key(RowReader *r, int nkeys, const char **keys, ReaderUpdate updat
 	updated = reader_update_in_snapshot(r, nkeys, keys, update, arg, waited);
 	PopActiveSnapshot();
 	return updated;
-}
-
-/*
- * Update the row version at tid, found with the active snapshot and not
- * locked, as update_version() does without relocking: TM_Ok once written,
- * else why not (TM_Invisible: no such version, or update() declined), with
- * nothing written, for the caller to take the row's lock.
- */
-TM_Result
-reader_update_found(RowReader *r, int nkeys, const char **keys, ItemPointer tid,
-					ReaderUpdate update, void *arg, bool *waited)
-{
-	Relation	idx;
-	Relation	rel = reader_open(r, RowExclusiveLock, &idx);
-	TupleTableSlot *slot = table_slot_create(rel, NULL);
-	TM_Result	result = TM_Invisible;
-
-	*waited = false;
-	if (table_tuple_fetch_row_version(rel, tid, GetActiveSnapshot(), slot) &&
-		has_key(r, idx, slot, nkeys, keys, 0))
-		result = update_version(r, rel, idx, slot, nkeys, keys, update, arg, false, waited);
-	ExecDropSingleTupleTableSlot(slot);
-	index_close(idx, NoLock);
-	table_close(rel, NoLock);
-	return result;
 }
 
 /*
