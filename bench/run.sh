@@ -10,12 +10,20 @@
 # p50/p99 latency, the ratio to the scenario's floor (measured in the same
 # run) and to the naive baseline, and writes it as CSV to bench/results/.
 #
-#   BENCH_SECONDS   seconds measured per scenario and client count (default 10)
-#   BENCH_WARMUP    seconds run before those on the same connections
-#                   (default 5): each backend's caches (the configuration,
+#   BENCH_SECONDS   seconds measured per run (default 6)
+#   BENCH_ROUNDS    rounds of a scenario with a floor (default 3): each a run
+#                   of the floor and one of the scenario, at the same client
+#                   count, in alternating order; the ratio is the rounds'
+#                   median
+#   BENCH_WARMUP    seconds run before those on the same connections, per
+#                   8 clients (default 5: 5 s at 1 and 8 clients, 20 s at
+#                   32): each backend's caches (the configuration,
 #                   relations, plans) fill up first, as in an application's
-#                   long-lived connections; the whole run's TPS, warm-up
-#                   included, is reported too
+#                   long-lived connections, and a backend of 32 clients
+#                   makes a quarter of the calls one of 8 makes in the same
+#                   time; the whole run's TPS, warm-up included, is
+#                   reported too (the connect_* scenarios, whose every call
+#                   is a new connection's, warm up BENCH_WARMUP seconds)
 #   BENCH_CLIENTS   client counts (default "1 8 32")
 #   BENCH_CONNECT_CLIENTS  client counts of the connect_* scenarios (default
 #                   BENCH_CLIENTS; each client holds one connection at a time)
@@ -41,7 +49,8 @@ $smoke || in_virtualenv "$0" "${preload[@]}" \
     -- "$@"
 
 export PATH="$("$PG_CONFIG" --bindir):$PATH"
-seconds=${BENCH_SECONDS:-10}
+seconds=${BENCH_SECONDS:-6}
+rounds=${BENCH_ROUNDS:-3}
 warmup=${BENCH_WARMUP:-5}
 clients=${BENCH_CLIENTS:-1 8 32}
 connect_clients=${BENCH_CONNECT_CLIENTS:-$clients}
@@ -101,8 +110,9 @@ fi
 # run NAME CLIENTS -> "tps p50 p99 whole_run_tps": tps, p50 and p99 over the
 # transactions that ended after the warm-up
 run() {
-    local name=$1 c=$2 j=2 args
+    local name=$1 c=$2 j=2 args warmup=$warmup
     [ "$c" -lt 2 ] && j=1
+    case "$name" in connect_*) ;; *) warmup=$((warmup * ((c + 7) / 8))) ;; esac
     if [ "$name" = tpcb ]; then args=(-b tpcb-like); else args=(-f "$here/scenarios/$name.sql"); fi
     # a new connection for every transaction, as a client without a pool
     case "$name" in connect_*) args+=(-C) ;; esac
@@ -149,12 +159,16 @@ run() {
     echo "$steady $p50 $p99 $tps"
 }
 
-# A scenario's ratio is to its floor measured again right before it, at the
-# same client count (the floor's own row is its first measurement): the
-# machine's speed drifts over the minutes between a floor's row and its
-# scenario's (the floors' own rows moved 15-30% between runs), much less
-# within one pair.
-declare -A TPS WHOLE PAIRED PAIRED_WHOLE
+# A scenario's ratio is to its floor measured again beside it, at the same
+# client count (the floor's own row is its first measurement), in rounds:
+# floor then scenario, scenario then floor, and so on.  The machine's speed
+# drifts by 15-30% over minutes and moves by 10% between two runs of 15 s
+# (the floors' own rows, and one floor run twice in a row); alternating the
+# order makes a drift weigh on both sides alike, and the median of the
+# rounds' ratios leaves out one round that a burst of the machine moved.
+# The row shows the median round (its TPS, latencies and floor), and the
+# lowest and highest ratio of all rounds.
+declare -A TPS WHOLE PAIRED PAIRED_WHOLE RANGE
 csv="$work/results.csv"
 echo "scenario,clients,tps,p50_ms,p99_ms,floor,ratio_to_floor,ratio_to_naive,whole_run_tps" > "$csv"
 while IFS='|' read -r name floor naive; do
@@ -162,34 +176,49 @@ while IFS='|' read -r name floor naive; do
     case "$name" in connect_*) cs=$connect_clients ;; esac
     for c in $cs; do
         if [ -n "$floor" ] && ! $smoke; then
-            result=$(run "$floor" "$c") || { echo "floor $floor with $c clients failed" >&2; exit 1; }
-            read -r tps p50 p99 whole <<< "$result"
-            PAIRED[$name/$c]=$tps
-            PAIRED_WHOLE[$name/$c]=$whole
-            printf '  %-22s %3s clients  %10s tps (floor of %s)\n' "$floor" "$c" "$tps" "$name" >&2
+            : > "$work/rounds"
+            for ((k = 1; k <= rounds; k++)); do
+                for side in $( ((k % 2)) && echo "floor scenario" || echo "scenario floor"); do
+                    if [ "$side" = floor ]; then
+                        f=$(run "$floor" "$c") || { echo "floor $floor with $c clients failed" >&2; exit 1; }
+                        printf '  %-22s %3s clients  %10s tps (floor of %s, round %d)\n' "$floor" "$c" "${f%% *}" "$name" "$k" >&2
+                    else
+                        r=$(run "$name" "$c") || { echo "scenario $name with $c clients failed" >&2; exit 1; }
+                        printf '  %-22s %3s clients  %10s tps (round %d)\n' "$name" "$c" "${r%% *}" "$k" >&2
+                    fi
+                done
+                # ratio, then the scenario's and the floor's results
+                echo "$r $f" | awk '{ printf "%.6f %s\n", ($5 > 0 ? $1 / $5 : 0), $0 }' >> "$work/rounds"
+            done
+            sort -n "$work/rounds" > "$work/rounds.sorted"
+            read -r _ tps p50 p99 whole ftps _ _ fwhole < <(sed -n "$(( (rounds + 1) / 2 ))p" "$work/rounds.sorted")
+            PAIRED[$name/$c]=$ftps
+            PAIRED_WHOLE[$name/$c]=$fwhole
+            RANGE[$name/$c]=$(awk 'NR == 1 { lo = $1 } { hi = $1 } END { printf "%.2f-%.2f", lo, hi }' "$work/rounds.sorted")
+        else
+            r=$(run "$name" "$c") || { echo "scenario $name with $c clients failed" >&2; exit 1; }
+            read -r tps p50 p99 whole <<< "$r"
+            printf '  %-22s %3s clients  %10s tps\n' "$name" "$c" "$tps" >&2
         fi
-        result=$(run "$name" "$c") || { echo "scenario $name with $c clients failed" >&2; exit 1; }
-        read -r tps p50 p99 whole <<< "$result"
         TPS[$name/$c]=$tps
         WHOLE[$name/$c]=$whole
         echo "$name,$c,$tps,$p50,$p99,$floor,,,$whole" >> "$csv"
-        printf '  %-22s %3s clients  %10s tps\n' "$name" "$c" "$tps" >&2
     done
 done <<< "$scenarios"
 
 # ratios, now that every floor and baseline is known
 table="$work/table"
 {
-    printf '| scenario | clients | TPS | p50 ms | p99 ms | ratio to floor (floor, TPS right before) | ratio to naive | TPS, whole run | ratio to floor, whole run |\n'
-    printf '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n'
+    printf '| scenario | clients | TPS | p50 ms | p99 ms | ratio to floor, median of %s rounds (floor, its TPS) | lowest-highest ratio | ratio to naive | TPS, whole run | ratio to floor, whole run |\n' "$rounds"
+    printf '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n'
     tail -n +2 "$csv" | while IFS=',' read -r name c tps p50 p99 floor _ _ whole; do
         naive=$(sed -n "s/^$name|[^|]*|//p" <<< "$scenarios")
         rf=""; rn=""; rw=""
         [ -n "$floor" ] && rf=$(awk -v a="$tps" -v b="${PAIRED[$name/$c]:-${TPS[$floor/$c]}}" 'BEGIN { if (b > 0) printf "%.2f (%s %.0f)", a / b, "'"$floor"'", b }')
         [ -n "$floor" ] && rw=$(awk -v a="$whole" -v b="${PAIRED_WHOLE[$name/$c]:-${WHOLE[$floor/$c]}}" 'BEGIN { if (b > 0) printf "%.2f", a / b }')
         [ -n "$naive" ] && rn=$(awk -v a="$tps" -v b="${TPS[$naive/$c]}" 'BEGIN { if (b > 0) printf "%.2f", a / b }')
-        printf '| %s | %s | %.0f | %s | %s | %s | %s | %.0f | %s |\n' "$name" "$c" "$tps" "$p50" "$p99" "$rf" "$rn" "$whole" "$rw"
-        echo "$name,$c,$tps,$p50,$p99,$floor,${rf%% *},$rn,$whole,$rw" >> "$csv.final"
+        printf '| %s | %s | %.0f | %s | %s | %s | %s | %s | %.0f | %s |\n' "$name" "$c" "$tps" "$p50" "$p99" "$rf" "${RANGE[$name/$c]:-}" "$rn" "$whole" "$rw"
+        echo "$name,$c,$tps,$p50,$p99,$floor,${rf%% *},${RANGE[$name/$c]:-},$rn,$whole,$rw" >> "$csv.final"
     done
 } > "$table"
 
@@ -209,10 +238,10 @@ cat "$table"
 echo
 echo "ledger: $ledger"
 echo "verify() violations after the run: $violations"
-echo "machine: $(nproc) cores, $(free -g | awk '/^Mem:/ {print $2}') GiB, PostgreSQL $(q 'SHOW server_version'), fsync $(q 'SHOW fsync'), synchronous_commit $(q 'SHOW synchronous_commit'), shared_preload_libraries '$(q 'SHOW shared_preload_libraries')', ${seconds}s measured per run after ${warmup}s of warm-up"
+echo "machine: $(nproc) cores, $(free -g | awk '/^Mem:/ {print $2}') GiB, PostgreSQL $(q 'SHOW server_version'), fsync $(q 'SHOW fsync'), synchronous_commit $(q 'SHOW synchronous_commit'), shared_preload_libraries '$(q 'SHOW shared_preload_libraries')', ${seconds}s measured per run after ${warmup}s of warm-up per 8 clients, $rounds rounds of each scenario and its floor"
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
 mkdir -p "$here/results"
-{ echo "scenario,clients,tps,p50_ms,p99_ms,floor,ratio_to_floor,ratio_to_naive,whole_run_tps,whole_run_ratio_to_floor"; cat "$csv.final"; } > "$here/results/bench-$stamp.csv"
+{ echo "scenario,clients,tps,p50_ms,p99_ms,floor,ratio_to_floor,ratio_range,ratio_to_naive,whole_run_tps,whole_run_ratio_to_floor"; cat "$csv.final"; } > "$here/results/bench-$stamp.csv"
 cp "$here/results/bench-$stamp.csv" "$here/results/latest.csv"
 cp "$table" "$here/results/latest.md"
 echo "written: bench/results/bench-$stamp.csv"
