@@ -207,6 +207,15 @@ reader_open(RowReader *r, LOCKMODE lockmode, Relation *idx)
 	}
 }
 
+/* Key column attno of idx equals the text key. */
+static void
+text_key(ScanKey skey, Relation idx, int attno, const char *key)
+{
+	ScanKeyEntryInitialize(skey, 0, attno, BTEqualStrategyNumber, InvalidOid,
+						   idx->rd_indcollation[attno - 1], F_TEXTEQ,
+						   CStringGetTextDatum(key));
+}
+
 /*
  * Start reading the rows whose first nkeys key columns equal keys: text
  * keys, but for a second key that is an integer (number, when keys[1] is
@@ -239,9 +248,7 @@ begin_scan(RowReader *r, int nkeys, const char **keys, int32 number, Snapshot sn
 	for (int i = 0; i < nkeys; i++)
 	{
 		if (keys[i] != NULL)
-			ScanKeyEntryInitialize(&skeys[i], 0, i + 1, BTEqualStrategyNumber, InvalidOid,
-								   s->idx->rd_indcollation[i], F_TEXTEQ,
-								   CStringGetTextDatum(keys[i]));
+			text_key(&skeys[i], s->idx, i + 1, keys[i]);
 		else if (TupleDescAttr(RelationGetDescr(s->idx), i)->atttypid == INT4OID)
 			ScanKeyEntryInitialize(&skeys[i], 0, i + 1, BTEqualStrategyNumber, InvalidOid,
 								   InvalidOid, F_INT4EQ, Int32GetDatum(number));
@@ -601,11 +608,7 @@ fetch_by_key(Relation rel, Relation idx, int nkeys, const char **keys, TupleTabl
 
 	Assert(nkeys > 0 && nkeys <= lengthof(skeys));
 	for (int i = 0; i < nkeys; i++)
-	{
-		ScanKeyInit(&skeys[i], i + 1, BTEqualStrategyNumber, F_TEXTEQ,
-					CStringGetTextDatum(keys[i]));
-		skeys[i].sk_collation = idx->rd_indcollation[i];
-	}
+		text_key(&skeys[i], idx, i + 1, keys[i]);
 	scan = index_beginscan(rel, idx, GetActiveSnapshot(), nkeys, 0);
 	index_rescan(scan, skeys, nkeys, NULL, 0);
 	/* the slot keeps its own pin of the version's page */
