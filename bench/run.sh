@@ -28,6 +28,11 @@
 #   BENCH_CONNECT_CLIENTS  client counts of the connect_* scenarios (default
 #                   BENCH_CLIENTS; each client holds one connection at a time)
 #   BENCH_ONLY      run only these scenarios (and their floors and baselines)
+#   BENCH_MIXED     1: each scenario with a floor (but the connect_* ones)
+#                   also runs once mixed with its floor at each client
+#                   count: every client picks one of the two at random for
+#                   each transaction, and the ratio is of their mean
+#                   latencies (default 0)
 #   BENCH_PRELOAD   1 (default): the server preloads the library
 #                   (shared_preload_libraries = credits, as the README
 #                   recommends); 0: each new connection loads it on its first
@@ -51,6 +56,7 @@ $smoke || in_virtualenv "$0" "${preload[@]}" \
 export PATH="$("$PG_CONFIG" --bindir):$PATH"
 seconds=${BENCH_SECONDS:-6}
 rounds=${BENCH_ROUNDS:-3}
+mixed_runs=${BENCH_MIXED:-0}
 warmup=${BENCH_WARMUP:-5}
 clients=${BENCH_CLIENTS:-1 8 32}
 connect_clients=${BENCH_CONNECT_CLIENTS:-$clients}
@@ -109,15 +115,10 @@ fi
 
 # run NAME CLIENTS -> "tps p50 p99 whole_run_tps": tps, p50 and p99 over the
 # transactions that ended after the warm-up
-run() {
-    local name=$1 c=$2 j=2 args warmup=$warmup
-    [ "$c" -lt 2 ] && j=1
-    case "$name" in connect_*) ;; *) warmup=$((warmup * ((c + 7) / 8))) ;; esac
-    if [ "$name" = tpcb ]; then args=(-b tpcb-like); else args=(-f "$here/scenarios/$name.sql"); fi
-    # a new connection for every transaction, as a client without a pool
-    case "$name" in connect_*) args+=(-C) ;; esac
+# prepare NAME: what every run of scenario NAME starts from
+prepare() {
     # the exhaustion scenarios start from a full pool each time
-    case "$name" in
+    case "$1" in
         debit_dry) q "SELECT credits.recharge('dry')" >/dev/null ;;
         naive_dry) q "UPDATE naive.balances SET available = 2000 WHERE org_id = 'dry';
                       UPDATE naive.members SET used = 0 WHERE org_id = 'dry'" >/dev/null ;;
@@ -126,10 +127,25 @@ run() {
     # as pgbench does before a run: vacuum, so that an autovacuum of what the
     # scenario before wrote does not run during this one
     $smoke || q "VACUUM" >/dev/null
+}
+
+# the warm-up of NAME at C clients, in seconds
+warmup_of() {
+    case "$1" in connect_*) echo "$warmup" ;; *) echo $((warmup * (($2 + 7) / 8))) ;; esac
+}
+
+run() {
+    local name=$1 c=$2 j=2 args warm
+    [ "$c" -lt 2 ] && j=1
+    warm=$(warmup_of "$name" "$c")
+    if [ "$name" = tpcb ]; then args=(-b tpcb-like); else args=(-f "$here/scenarios/$name.sql"); fi
+    # a new connection for every transaction, as a client without a pool
+    case "$name" in connect_*) args+=(-C) ;; esac
+    prepare "$name"
     if $smoke; then
         pgbench -n -M prepared -c "$c" -j "$j" -t 5 "${args[@]}" "$db" > "$work/out" 2>&1 || { cat "$work/out" >&2; return 1; }
     else
-        pgbench -n -M prepared -c "$c" -j "$j" -T "$((warmup + seconds))" -l --log-prefix="$work/log" "${args[@]}" "$db" \
+        pgbench -n -M prepared -c "$c" -j "$j" -T "$((warm + seconds))" -l --log-prefix="$work/log" "${args[@]}" "$db" \
             > "$work/out" 2>&1 || { cat "$work/out" >&2; return 1; }
     fi
     grep -q "number of failed transactions: 0 " "$work/out" || { cat "$work/out" >&2; return 1; }
@@ -144,10 +160,10 @@ run() {
     # per-transaction logs: the third column is the latency in microseconds,
     # the fifth and sixth when the transaction ended (epoch seconds and
     # microseconds).  Measured: the transactions that ended in the last
-    # $seconds seconds, i.e. from $warmup s after the first one started.
+    # $seconds seconds, i.e. from $warm s after the first one started.
     cat "$work"/log* | awk '{printf "%.6f %d\n", $5 + $6 / 1000000, $3}' > "$work/ends"
     local n p50 p99 steady
-    steady=$(awk -v warm="$warmup" -v out="$work/lat.unsorted" '
+    steady=$(awk -v warm="$warm" -v out="$work/lat.unsorted" '
         NR == FNR { s = $1 - $2 / 1000000; if (FNR == 1 || s < start) start = s; if ($1 > last) last = $1; next }
         FNR == 1 { from = start + warm; printf "" > out }
         $1 > from { k++; print $2 > out }
@@ -159,6 +175,31 @@ run() {
     echo "$steady $p50 $p99 $tps"
 }
 
+# mixed NAME FLOOR CLIENTS -> the ratio of FLOOR's mean latency to NAME's in
+# one run in which each client picks one of the two at random for every
+# transaction (pgbench -f NAME@1 -f FLOOR@1), over the transactions that
+# ended after the warm-up: both measured on the same connections at the
+# same moments, so that the machine's drift between two runs does not
+# enter the ratio.  (Not for the connect_* scenarios, whose logged
+# latencies leave out the connection; and for a contended scenario the
+# clients on its hot row are half of them.)
+mixed() {
+    local name=$1 floor=$2 c=$3 j=2 warm
+    [ "$c" -lt 2 ] && j=1
+    warm=$(warmup_of "$name" "$c")
+    prepare "$name"
+    pgbench -n -M prepared -c "$c" -j "$j" -T "$((warm + seconds))" -l --log-prefix="$work/log" \
+        -f "$here/scenarios/$name.sql@1" -f "$here/scenarios/$floor.sql@1" "$db" \
+        > "$work/out" 2>&1 || { cat "$work/out" >&2; return 1; }
+    grep -q "number of failed transactions: 0 " "$work/out" || { cat "$work/out" >&2; return 1; }
+    # the fourth column is the script: 0 the scenario, 1 the floor
+    cat "$work"/log* | awk -v warm="$warm" '
+        { end[NR] = $5 + $6 / 1000000; lat[NR] = $3; script[NR] = $4
+          s = end[NR] - $3 / 1000000; if (NR == 1 || s < start) start = s }
+        END { for (i = 1; i <= NR; i++) if (end[i] > start + warm) { sum[script[i]] += lat[i]; n[script[i]]++ }
+              if (n[0] > 0 && n[1] > 0 && sum[0] > 0) printf "%.2f\n", (sum[1] / n[1]) / (sum[0] / n[0]) }'
+}
+
 # A scenario's ratio is to its floor measured again beside it, at the same
 # client count (the floor's own row is its first measurement), in rounds:
 # floor then scenario, scenario then floor, and so on.  The machine's speed
@@ -168,7 +209,7 @@ run() {
 # rounds' ratios leaves out one round that a burst of the machine moved.
 # The row shows the median round (its TPS, latencies and floor), and the
 # lowest and highest ratio of all rounds.
-declare -A TPS WHOLE PAIRED PAIRED_WHOLE RANGE
+declare -A TPS WHOLE PAIRED PAIRED_WHOLE RANGE MIXED
 csv="$work/results.csv"
 echo "scenario,clients,tps,p50_ms,p99_ms,floor,ratio_to_floor,ratio_to_naive,whole_run_tps" > "$csv"
 while IFS='|' read -r name floor naive; do
@@ -194,6 +235,14 @@ while IFS='|' read -r name floor naive; do
             read -r _ tps p50 p99 whole ftps _ _ fwhole < <(sed -n "$(( (rounds + 1) / 2 ))p" "$work/rounds.sorted")
             PAIRED[$name/$c]=$ftps
             PAIRED_WHOLE[$name/$c]=$fwhole
+            case "$mixed_runs/$name" in
+                1/connect_*|0/*) ;;
+                *)
+                    m=$(mixed "$name" "$floor" "$c") || { echo "mixed run of $name and $floor with $c clients failed" >&2; exit 1; }
+                    MIXED[$name/$c]=$m
+                    printf '  %-22s %3s clients  %10s x %s, mixed run\n' "$name" "$c" "$m" "$floor" >&2
+                    ;;
+            esac
             RANGE[$name/$c]=$(awk 'NR == 1 { lo = $1 } { hi = $1 } END { printf "%.2f-%.2f", lo, hi }' "$work/rounds.sorted")
         else
             r=$(run "$name" "$c") || { echo "scenario $name with $c clients failed" >&2; exit 1; }
@@ -209,16 +258,16 @@ done <<< "$scenarios"
 # ratios, now that every floor and baseline is known
 table="$work/table"
 {
-    printf '| scenario | clients | TPS | p50 ms | p99 ms | ratio to floor, median of %s rounds (floor, its TPS) | lowest-highest ratio | ratio to naive | TPS, whole run | ratio to floor, whole run |\n' "$rounds"
-    printf '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n'
+    printf '| scenario | clients | TPS | p50 ms | p99 ms | ratio to floor, median of %s rounds (floor, its TPS) | lowest-highest ratio | ratio to floor, mixed run | ratio to naive | TPS, whole run | ratio to floor, whole run |\n' "$rounds"
+    printf '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n'
     tail -n +2 "$csv" | while IFS=',' read -r name c tps p50 p99 floor _ _ whole; do
         naive=$(sed -n "s/^$name|[^|]*|//p" <<< "$scenarios")
         rf=""; rn=""; rw=""
         [ -n "$floor" ] && rf=$(awk -v a="$tps" -v b="${PAIRED[$name/$c]:-${TPS[$floor/$c]}}" 'BEGIN { if (b > 0) printf "%.2f (%s %.0f)", a / b, "'"$floor"'", b }')
         [ -n "$floor" ] && rw=$(awk -v a="$whole" -v b="${PAIRED_WHOLE[$name/$c]:-${WHOLE[$floor/$c]}}" 'BEGIN { if (b > 0) printf "%.2f", a / b }')
         [ -n "$naive" ] && rn=$(awk -v a="$tps" -v b="${TPS[$naive/$c]}" 'BEGIN { if (b > 0) printf "%.2f", a / b }')
-        printf '| %s | %s | %.0f | %s | %s | %s | %s | %s | %.0f | %s |\n' "$name" "$c" "$tps" "$p50" "$p99" "$rf" "${RANGE[$name/$c]:-}" "$rn" "$whole" "$rw"
-        echo "$name,$c,$tps,$p50,$p99,$floor,${rf%% *},${RANGE[$name/$c]:-},$rn,$whole,$rw" >> "$csv.final"
+        printf '| %s | %s | %.0f | %s | %s | %s | %s | %s | %s | %.0f | %s |\n' "$name" "$c" "$tps" "$p50" "$p99" "$rf" "${RANGE[$name/$c]:-}" "${MIXED[$name/$c]:-}" "$rn" "$whole" "$rw"
+        echo "$name,$c,$tps,$p50,$p99,$floor,${rf%% *},${RANGE[$name/$c]:-},${MIXED[$name/$c]:-},$rn,$whole,$rw" >> "$csv.final"
     done
 } > "$table"
 
@@ -246,7 +295,12 @@ echo "verify() violations after the run: $violations"
 echo "machine: $(nproc) cores, $(free -g | awk '/^Mem:/ {print $2}') GiB, PostgreSQL $(q 'SHOW server_version'), fsync $(q 'SHOW fsync'), synchronous_commit $(q 'SHOW synchronous_commit'), shared_preload_libraries '$(q 'SHOW shared_preload_libraries')', ${seconds}s measured per run after ${warmup}s of warm-up per 8 clients, $rounds rounds of each scenario and its floor"
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
 mkdir -p "$here/results"
-{ echo "scenario,clients,tps,p50_ms,p99_ms,floor,ratio_to_floor,ratio_range,ratio_to_naive,whole_run_tps,whole_run_ratio_to_floor"; cat "$csv.final"; } > "$here/results/bench-$stamp.csv"
-cp "$here/results/bench-$stamp.csv" "$here/results/latest.csv"
-cp "$table" "$here/results/latest.md"
+{ echo "scenario,clients,tps,p50_ms,p99_ms,floor,ratio_to_floor,ratio_range,ratio_mixed_run,ratio_to_naive,whole_run_tps,whole_run_ratio_to_floor"; cat "$csv.final"; } > "$here/results/bench-$stamp.csv"
 echo "written: bench/results/bench-$stamp.csv"
+# latest.* (kept in git) are the last full run's: every scenario at the
+# default client counts
+if [ -z "${BENCH_ONLY:-}" ] && [ -z "${BENCH_CLIENTS:-}" ] && [ -z "${BENCH_CONNECT_CLIENTS:-}" ]; then
+    cp "$here/results/bench-$stamp.csv" "$here/results/latest.csv"
+    cp "$table" "$here/results/latest.md"
+    echo "written: bench/results/latest.md, latest.csv"
+fi
