@@ -276,9 +276,9 @@ ledger=$(q "SELECT count(*) || ' entries, ' ||
                    round(pg_total_relation_size('credits.ledger')::numeric / greatest(count(*), 1)) || ' bytes/entry with indexes'
               FROM credits.ledger")
 # statistics of what the run wrote first (VACUUM above does not gather
-# them): verify() plans its joins over the ledger on them, and on a run's
-# ledger (millions of entries, most in three orgs) with the estimates of
-# the data set it chose nested loops and ran for more than 13 minutes
+# them): verify() plans its joins over the ledger on them, and planned on
+# the data set's (a few thousand entries) it was still running after 13
+# minutes over the ledger of a run (millions of entries, most in 3 orgs)
 $smoke || q "ANALYZE" >/dev/null
 violations=$(q "SELECT count(*) FROM credits.verify()")
 
